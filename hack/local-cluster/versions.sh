@@ -1,0 +1,30 @@
+# shellcheck shell=bash
+# Pinned versions of everything hack/local-cluster.sh builds from source.
+# Every build is cached under ${RAFTKV_CACHE_DIR}/bin/<name>-<version>, so changing a
+# version here triggers exactly one rebuild of that component.
+
+# Kubernetes 1.34: the newest minor that still supports Debian bookworm's
+# containerd 1.6.20 without caveats (1.35 is the last one that supports containerd 1.x
+# at all) and only *warns* on this VM's cgroup v1. v1.34.4 is the newest 1.34 patch the
+# Go module proxy serves for k8s.io/kubernetes. The staging modules (k8s.io/api, ...)
+# are pinned to the matching v0.34.4 tags.
+KUBE_VERSION=v1.34.4
+KUBE_STAGING_VERSION=v0.34.4
+
+# etcd 3.6 is what Kubernetes 1.34 is tested with (kubeadm ships 3.6.4); .16 is the
+# newest 3.6 patch on the proxy. Its main package go.etcd.io/etcd/server/v3 is reachable
+# through the proxy; only `go install pkg@version` refuses it (replace directives).
+ETCD_VERSION=v3.6.16
+
+# CoreDNS 1.12.x is the line kubeadm 1.34 deploys; 1.12.4 is built against client-go 0.34.
+COREDNS_VERSION=v1.12.4
+
+# Helm 3.19 is the Helm release whose version-skew policy covers Kubernetes 1.34.
+HELM_VERSION=v3.19.5
+
+# crictl for debugging and for a clean CNI teardown in `down` (not packaged in bookworm).
+CRI_TOOLS_VERSION=v1.34.0
+
+# Storage: the same dynamic provisioner kind uses (StorageClass "standard",
+# rancher.io/local-path), so manifests behave the same here and on kind.
+LOCAL_PATH_VERSION=v0.0.30

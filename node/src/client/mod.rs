@@ -1,0 +1,1 @@
+//! gRPC client for raftkv (used by raftctl, `raft-node local`, tests and forwarding).

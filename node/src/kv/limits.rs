@@ -1,0 +1,67 @@
+/// Input limits, checked before a command is proposed (never inside apply, so
+/// every member applies the same log the same way whatever its configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvLimits {
+    /// Keys are index entries held in memory on every member; 4 KiB keeps a
+    /// range scan's memory bounded.
+    pub key_bytes_max: usize,
+    /// A value travels in one log entry and one gRPC message; 1 MiB keeps an
+    /// AppendEntries batch well under the 4 MiB default gRPC message limit.
+    pub value_bytes_max: usize,
+    /// Upper bound on keys returned by one Range.
+    pub range_limit_max: u32,
+}
+
+impl Default for KvLimits {
+    fn default() -> Self {
+        KvLimits {
+            key_bytes_max: 4 * 1024,
+            value_bytes_max: 1024 * 1024,
+            range_limit_max: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("key must not be empty")]
+    EmptyKey,
+    #[error("key is {len} bytes, the limit is {max} bytes")]
+    KeyTooLarge { len: usize, max: usize },
+    #[error("value is {len} bytes, the limit is {max} bytes")]
+    ValueTooLarge { len: usize, max: usize },
+}
+
+impl KvLimits {
+    pub fn check_key(&self, key: &[u8]) -> Result<(), InputError> {
+        if key.is_empty() {
+            return Err(InputError::EmptyKey);
+        }
+        if key.len() > self.key_bytes_max {
+            return Err(InputError::KeyTooLarge { len: key.len(), max: self.key_bytes_max });
+        }
+        Ok(())
+    }
+
+    pub fn check_value(&self, value: &[u8]) -> Result<(), InputError> {
+        if value.len() > self.value_bytes_max {
+            return Err(InputError::ValueTooLarge { len: value.len(), max: self.value_bytes_max });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_oversized_keys_are_refused() {
+        let l = KvLimits::default();
+        assert_eq!(l.check_key(b""), Err(InputError::EmptyKey));
+        assert!(l.check_key(&vec![b'k'; 4096]).is_ok());
+        assert_eq!(l.check_key(&vec![b'k'; 4097]), Err(InputError::KeyTooLarge { len: 4097, max: 4096 }));
+        assert!(l.check_value(&vec![0; 1 << 20]).is_ok());
+        assert!(l.check_value(&vec![0; (1 << 20) + 1]).is_err());
+    }
+}

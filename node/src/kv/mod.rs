@@ -1,0 +1,9 @@
+//! The key-value data model: commands that travel through the Raft log, their
+//! results, and the input limits every command is checked against before it is
+//! proposed.
+
+mod command;
+mod limits;
+
+pub use command::{Command, CommandResult, Expect, KeyValue};
+pub use limits::{InputError, KvLimits};

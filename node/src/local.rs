@@ -1,0 +1,1 @@
+//! `raft-node local`: a throwaway N-node cluster on loopback.

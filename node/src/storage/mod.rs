@@ -1,0 +1,2 @@
+//! Durable storage of a node, all inside its data directory.
+//! (Being written: see the storage helper's notes.)
