@@ -113,7 +113,7 @@ restore_sysctls() {
   [[ -f ${STATE_DIR}/sysctl.orig ]] || return 0
   local kv
   while IFS= read -r kv; do
-    [[ -n ${kv#*=} ]] && sysctl -qw "$kv" 2>/dev/null || true
+    if [[ -n ${kv#*=} ]]; then sysctl -qw "$kv" 2>/dev/null || true; fi
   done <"${STATE_DIR}/sysctl.orig"
 }
 
@@ -463,11 +463,21 @@ cmd_build() {
   step "cluster images (pause, coredns, local-path, busybox)" build_cluster_images
 }
 
+setup_host() {
+  setup_sysctls
+  setup_guard
+}
+
+setup_certs() {
+  setup_pki
+  setup_kubeconfigs
+}
+
 cmd_up() {
   local t0=$SECONDS
   cmd_build
-  step "host: sysctls + egress guard" eval 'setup_sysctls; setup_guard'
-  step "PKI and kubeconfigs" eval 'setup_pki; setup_kubeconfigs'
+  step "host: sysctls + egress guard" setup_host
+  step "PKI and kubeconfigs" setup_certs
   step "etcd ${ETCD_VERSION}" start_etcd
   step "kube-apiserver" start_apiserver
   step "kube-controller-manager" start_controller_manager
@@ -565,6 +575,12 @@ remove_orphan_netns() {
   done
 }
 
+remove_network() {
+  remove_netfilter
+  remove_orphan_netns
+  ip link delete "$BRIDGE" 2>/dev/null || true
+}
+
 # cgroups the kubelet created (cgroupfs driver): /sys/fs/cgroup/<controller>/kubepods*.
 remove_cgroups() {
   local d
@@ -600,7 +616,7 @@ cmd_down() {
   stop_daemon etcd
   stop_daemon containerd
   kill_our_shims
-  step "netfilter, netns, bridge" eval 'remove_netfilter; remove_orphan_netns; ip link delete "$BRIDGE" 2>/dev/null || true'
+  step "netfilter, netns, bridge" remove_network
   step "cgroups" remove_cgroups
   restore_sysctls
   step "state dirs" remove_state

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Pinned versions of everything hack/local-cluster.sh builds from source.
 # Every build is cached under ${RAFTKV_CACHE_DIR}/bin/<name>-<version>, so changing a
 # version here triggers exactly one rebuild of that component.
