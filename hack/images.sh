@@ -61,6 +61,8 @@ go_arch() {
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 # write_image_tar ROOTDIR REF OUT USER ENTRYPOINT...
+# (IMAGE_AS_CMD=1 stores the command as Cmd instead of Entrypoint, like a base image, so
+# `kubectl run --image=... -- sh -c ...` replaces it.)
 # One gzip layer (owner 0:0, mtime 0, sorted: reproducible) + OCI config + manifest,
 # laid out as an OCI image layout that is also a docker-archive.
 write_image_tar() {
@@ -84,9 +86,10 @@ write_image_tar() {
 
   entry_json=$(jq -cn '$ARGS.positional' --args "$@")
   jq -cnS --arg arch "$arch" --arg user "$user" --arg diff "$diff_id" --argjson entry "$entry_json" \
+    --arg key "$([[ ${IMAGE_AS_CMD:-0} == 1 ]] && echo Cmd || echo Entrypoint)" \
     '{architecture:$arch, os:"linux", created:"1970-01-01T00:00:00Z",
-      config:{User:$user, Env:["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-              Entrypoint:$entry, WorkingDir:"/"},
+      config:({User:$user, Env:["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+              WorkingDir:"/"} + {($key):$entry}),
       rootfs:{type:"layers", diff_ids:[$diff]},
       history:[{created:"1970-01-01T00:00:00Z", created_by:"hack/images.sh (rootfs layer, no registry)"}]}' \
     | tr -d '\n' >"${work}/config.json"

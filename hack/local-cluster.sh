@@ -302,6 +302,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         runtime_type = "io.containerd.runc.v2"
         [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
           BinaryName = "/usr/sbin/runc"
+          # Keep runc's state with ours instead of the default /run/containerd/runc.
+          Root = "${RUN_DIR}/runc"
           # No systemd here: cgroupfs driver, same as the kubelet.
           SystemdCgroup = false
     [plugins."io.containerd.grpc.v1.cri".cni]
@@ -384,8 +386,6 @@ evictionHard:
   nodefs.available: 2%
   imagefs.available: 2%
 serializeImagePulls: false
-# Deleting a StatefulSet pod should not take the default 30s+ in tests.
-shutdownGracePeriod: 0s
 EOF
 }
 
@@ -554,14 +554,39 @@ remove_netfilter() {
   if [[ -x ${KUBE_BIN}/kube-proxy ]]; then
     "${KUBE_BIN}/kube-proxy" --cleanup >/dev/null 2>&1 || true
   fi
-  # CNI bridge/portmap leftovers of our network (normally removed by CNI DEL above).
-  iptables-save -t nat 2>/dev/null | grep -- "name: \\\\\"${CNI_NETWORK}\\\\\"" | grep '^-A' | while read -r rule; do
-    eval iptables -w -t nat -D "${rule#-A }" 2>/dev/null || true
-  done
+  remove_cni_chains
   # conntrack entries of the pod and Service ranges.
   conntrack -D -s "$POD_CIDR" >/dev/null 2>&1 || true
   conntrack -D -d "$POD_CIDR" >/dev/null 2>&1 || true
   conntrack -D -d "$SERVICE_CIDR" >/dev/null 2>&1 || true
+}
+
+# CNI bridge/portmap leftovers of our network. Normally CNI DEL (crictl rmp) removes them;
+# this handles pods that were never torn down (crash, kill -9). The bridge plugin tags its
+# rules with the comment 'name: "<network>" id: "<container>"'.
+remove_cni_chains() {
+  local rules chains c rule
+  rules=$(iptables-save -t nat 2>/dev/null | grep -F "name: \\\"${CNI_NETWORK}\\\" id:" | grep '^-A' || true)
+  chains=$(grep -oE '(-A|-j) CNI-[A-Za-z0-9_-]+' <<<"$rules" | awk '{print $2}' | sort -u || true)
+  while read -r rule; do
+    [[ -n $rule ]] || continue
+    eval "iptables -w -t nat -D ${rule#-A }" 2>/dev/null || true
+  done <<<"$rules"
+  for c in $chains; do
+    [[ $c == CNI-HOSTPORT-* ]] && continue
+    iptables -w -t nat -F "$c" 2>/dev/null || true
+    iptables -w -t nat -X "$c" 2>/dev/null || true
+  done
+  # portmap's shared chains: only when empty (nobody else uses them).
+  for c in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
+    iptables -w -t nat -S "$c" 2>/dev/null | grep -q '^-A' && continue
+    iptables-save -t nat 2>/dev/null | grep -E "^-A [A-Z]+ .*-j ${c}\b" | while read -r rule; do
+      eval "iptables -w -t nat -D ${rule#-A }" 2>/dev/null || true
+    done
+    iptables -w -t nat -X "$c" 2>/dev/null || true
+  done
+  # libcni's result cache (fixed path /var/lib/cni/results in containerd 1.6).
+  rm -f /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null || true
 }
 
 # Network namespaces made by containerd are named cni-<uuid>. After `crictl rmp` none of
@@ -660,4 +685,7 @@ main() {
   esac
 }
 
-main "$@"
+# Sourcing the script (e.g. from a test helper) only defines the functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

@@ -171,7 +171,7 @@ image_tarball() { echo "${IMG_ROOT}/cluster/$1.tar"; }
 build_cluster_image() {
   local name=$1 ref=$2 entry=$3 user=$4 setup=$5 out root key
   out=$(image_tarball "$name")
-  key=$(printf '%s\n' "$ref" "$entry" "$user" "$(declare -f "$setup")" "$(sha256sum "${@:6}" 2>/dev/null)" | sha256sum | cut -c1-16)
+  key=$(printf '%s\n' "$ref" "$entry" "$user" "${IMAGE_AS_CMD:-0}" "$(declare -f "$setup")" "$(sha256sum "${@:6}" 2>/dev/null)" | sha256sum | cut -c1-16)
   if [[ -f $out && $(cat "${out}.recipe" 2>/dev/null) == "$key" ]]; then
     log "cached image: ${ref}"
     return 0
@@ -202,5 +202,5 @@ build_cluster_images() {
   build_cluster_image coredns "$COREDNS_IMAGE" /coredns "65532:65532" rootfs_coredns "${COREDNS_BIN}/coredns"
   build_cluster_image local-path "$LOCAL_PATH_IMAGE" /usr/local/bin/local-path-provisioner "65532:65532" \
     rootfs_local_path "${LOCAL_PATH_BIN}/local-path-provisioner"
-  build_cluster_image busybox "$HELPER_IMAGE" /bin/sh "0:0" rootfs_busybox /bin/busybox
+  IMAGE_AS_CMD=1 build_cluster_image busybox "$HELPER_IMAGE" /bin/sh "0:0" rootfs_busybox /bin/busybox
 }
