@@ -141,9 +141,16 @@ setup_guard() {
 
 # --- PKI ----------------------------------------------------------------------------
 
-# sign_cert NAME SUBJECT EKU [SAN]: EC P-256 key + certificate signed by our CA.
+# new_ca NAME CN: self-signed EC P-256 CA.
+new_ca() {
+  [[ -f ${PKI_DIR}/$1.crt ]] && return 0
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -sha256 \
+    -subj "/CN=$2" -keyout "${PKI_DIR}/$1.key" -out "${PKI_DIR}/$1.crt" 2>/dev/null
+}
+
+# sign_cert NAME SUBJECT EKU [SAN]: EC P-256 key + certificate signed by ${CA:-ca}.
 sign_cert() {
-  local name=$1 subj=$2 eku=$3 san=${4:-} ext
+  local name=$1 subj=$2 eku=$3 san=${4:-} ext ca=${CA:-ca}
   [[ -f ${PKI_DIR}/${name}.crt ]] && return 0
   ext="basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
@@ -151,7 +158,7 @@ extendedKeyUsage=${eku}"
   [[ -n $san ]] && ext+=$'\n'"subjectAltName=${san}"
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "${PKI_DIR}/${name}.key" 2>/dev/null
   openssl req -new -key "${PKI_DIR}/${name}.key" -subj "$subj" -out "${PKI_DIR}/${name}.csr"
-  openssl x509 -req -in "${PKI_DIR}/${name}.csr" -CA "${PKI_DIR}/ca.crt" -CAkey "${PKI_DIR}/ca.key" \
+  openssl x509 -req -in "${PKI_DIR}/${name}.csr" -CA "${PKI_DIR}/${ca}.crt" -CAkey "${PKI_DIR}/${ca}.key" \
     -CAcreateserial -days 3650 -sha256 -extfile <(printf '%s\n' "$ext") -out "${PKI_DIR}/${name}.crt" 2>/dev/null
   rm -f "${PKI_DIR}/${name}.csr"
 }
@@ -161,10 +168,10 @@ setup_pki() {
   ip=$(node_ip)
   mkdir -p "$PKI_DIR"
   chmod 700 "$PKI_DIR"
-  if [[ ! -f ${PKI_DIR}/ca.crt ]]; then
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -sha256 \
-      -subj "/CN=raftkv-local-ca" -keyout "${PKI_DIR}/ca.key" -out "${PKI_DIR}/ca.crt" 2>/dev/null
-  fi
+  new_ca ca raftkv-local-ca
+  # Separate CA for the aggregation layer (front proxy), as kubeadm does.
+  new_ca front-proxy-ca raftkv-local-front-proxy-ca
+  CA=front-proxy-ca sign_cert front-proxy-client "/CN=front-proxy-client" clientAuth
   sign_cert apiserver "/CN=kube-apiserver" serverAuth \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.${CLUSTER_DOMAIN},DNS:localhost,DNS:${NODE_NAME},IP:${API_SERVICE_IP},IP:127.0.0.1,IP:${ip}"
   sign_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
@@ -246,6 +253,12 @@ start_apiserver() {
     --service-account-issuer "https://kubernetes.default.svc.${CLUSTER_DOMAIN}" \
     --service-account-key-file "${PKI_DIR}/sa.pub" \
     --service-account-signing-key-file "${PKI_DIR}/sa.key" \
+    --requestheader-client-ca-file "${PKI_DIR}/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "${PKI_DIR}/front-proxy-client.crt" \
+    --proxy-client-key-file "${PKI_DIR}/front-proxy-client.key" \
     --profiling=false --v=1
   wait_for "kube-apiserver /readyz" 120 kc get --raw /readyz
 }
@@ -374,7 +387,7 @@ tlsPrivateKeyFile: ${PKI_DIR}/kubelet-serving.key
 clusterDomain: ${CLUSTER_DOMAIN}
 clusterDNS: [${DNS_IP}]
 podCIDR: ${POD_CIDR}
-podLogsDirectory: ${POD_LOG_DIR}
+podLogsDir: ${POD_LOG_DIR}
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
 # Image GC would delete imported images (incl. the sandbox image: containerd 1.6 cannot
@@ -415,6 +428,8 @@ clientConnection:
 mode: iptables
 clusterCIDR: ${POD_CIDR}
 hostnameOverride: ${NODE_NAME}
+# NodePorts on the node IP only (not on every local address).
+nodePortAddresses: [primary]
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Leave the host's conntrack sysctls alone (0 = do not touch).
@@ -463,7 +478,45 @@ cmd_build() {
   step "cluster images (pause, coredns, local-path, busybox)" build_cluster_images
 }
 
+# Paths outside our state dirs that the kubelet/containerd/CNI insist on (fixed in their
+# code): /var/lib/kubelet/device-plugins, /var/log/containers symlinks, libcni's result
+# cache, containerd 1.6's shim socket dir. Remember which of them did not exist before
+# our first `up`, so `down` removes exactly those.
+HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/lib/cni /run/containerd)
+record_host_paths() {
+  local p
+  [[ -f ${STATE_DIR}/host-paths.created ]] && return 0
+  mkdir -p "$STATE_DIR"
+  for p in "${HOST_PATHS[@]}"; do
+    [[ -e $p ]] || echo "$p"
+  done >"${STATE_DIR}/host-paths.created"
+}
+
+remove_host_paths() {
+  local l p
+  # Our own entries, whether or not the directories existed before.
+  for l in /var/log/containers/*.log; do
+    [[ -L $l && $(readlink "$l") == "${POD_LOG_DIR}"/* ]] && rm -f "$l"
+  done
+  rm -f /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null || true
+  [[ -f ${STATE_DIR}/host-paths.created ]] || return 0
+  while read -r p; do
+    case $p in
+      /var/log/containers) rmdir "$p" 2>/dev/null || log "keeping non-empty ${p}" ;;
+      /var/lib/kubelet | /var/lib/cni | /run/containerd)
+        if awk -v d="$p" 'index($5, d) == 1 {f=1} END {exit !f}' /proc/self/mountinfo; then
+          log "warning: mounts under ${p}; not removing it"
+        else
+          rm -rf --one-file-system "$p"
+        fi
+        ;;
+    esac
+  done <"${STATE_DIR}/host-paths.created"
+}
+
 setup_host() {
+  record_host_paths
+  record_nft_tables
   setup_sysctls
   setup_guard
 }
@@ -545,20 +598,64 @@ remove_netfilter() {
   # Anything else tagged with our comment (e.g. if an older version left rules behind).
   local table
   for table in filter nat mangle raw; do
-    iptables-save -t "$table" 2>/dev/null | grep -- "--comment \"\?${IPT_TAG}" | grep '^-A' | while read -r rule; do
-      # shellcheck disable=SC2086 # rule is an iptables-save line: word splitting intended
-      eval iptables -w -t "$table" -D ${rule#-A } 2>/dev/null || true
-    done
+    while read -r rule; do
+      [[ -n $rule ]] || continue
+      eval "iptables -w -t $table -D ${rule#-A }" 2>/dev/null || true
+    done <<<"$(iptables-save -t "$table" 2>/dev/null | grep -e "--comment \"\?${IPT_TAG}" | grep '^-A' || true)"
   done
   # kube-proxy's KUBE-* chains (iptables and nftables).
   if [[ -x ${KUBE_BIN}/kube-proxy ]]; then
     "${KUBE_BIN}/kube-proxy" --cleanup >/dev/null 2>&1 || true
   fi
+  # What --cleanup leaves: the kubelet's own KUBE-FIREWALL / KUBE-KUBELET-CANARY /
+  # KUBE-IPTABLES-HINT chains (v4 and v6). Only kubelet and kube-proxy make KUBE-* chains.
+  remove_kube_chains iptables
+  remove_kube_chains ip6tables
   remove_cni_chains
   # conntrack entries of the pod and Service ranges.
   conntrack -D -s "$POD_CIDR" >/dev/null 2>&1 || true
   conntrack -D -d "$POD_CIDR" >/dev/null 2>&1 || true
   conntrack -D -d "$SERVICE_CIDR" >/dev/null 2>&1 || true
+  remove_empty_nft_tables
+}
+
+# remove_kube_chains iptables|ip6tables: every KUBE-* chain and every jump to one.
+remove_kube_chains() {
+  local ipt=$1 table rule c
+  for table in filter nat mangle raw; do
+    while read -r rule; do
+      [[ -n $rule ]] || continue
+      eval "$ipt -w -t $table -D ${rule#-A }" 2>/dev/null || true
+    done <<<"$("${ipt}-save" -t "$table" 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | grep -vE '^-A KUBE-' || true)"
+    for c in $("${ipt}-save" -t "$table" 2>/dev/null | awk '/^:KUBE-/ {print substr($1, 2)}'); do
+      "$ipt" -w -t "$table" -F "$c" 2>/dev/null || true
+    done
+    for c in $("${ipt}-save" -t "$table" 2>/dev/null | awk '/^:KUBE-/ {print substr($1, 2)}'); do
+      "$ipt" -w -t "$table" -X "$c" 2>/dev/null || true
+    done
+  done
+}
+
+# The nftables tables that iptables-nft instantiated for us (ip filter, ip6 nat, ...):
+# deleted if they did not exist before our first `up` and hold no rule any more.
+record_nft_tables() {
+  [[ -f ${STATE_DIR}/nft-tables.before ]] && return 0
+  nft list tables 2>/dev/null >"${STATE_DIR}/nft-tables.before" || true
+}
+
+remove_empty_nft_tables() {
+  [[ -f ${STATE_DIR}/nft-tables.before ]] || return 0
+  local fam table ipt
+  for fam in ip ip6; do
+    ipt=iptables
+    [[ $fam == ip6 ]] && ipt=ip6tables
+    for table in filter nat mangle raw; do
+      grep -qx "table ${fam} ${table}" "${STATE_DIR}/nft-tables.before" && continue
+      nft list table "$fam" "$table" >/dev/null 2>&1 || continue
+      if "${ipt}-save" -t "$table" 2>/dev/null | grep '^-A' >/dev/null; then continue; fi
+      nft delete table "$fam" "$table" 2>/dev/null || true
+    done
+  done
 }
 
 # CNI bridge/portmap leftovers of our network. Normally CNI DEL (crictl rmp) removes them;
@@ -580,13 +677,12 @@ remove_cni_chains() {
   # portmap's shared chains: only when empty (nobody else uses them).
   for c in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
     iptables -w -t nat -S "$c" 2>/dev/null | grep -q '^-A' && continue
-    iptables-save -t nat 2>/dev/null | grep -E "^-A [A-Z]+ .*-j ${c}\b" | while read -r rule; do
+    while read -r rule; do
+      [[ -n $rule ]] || continue
       eval "iptables -w -t nat -D ${rule#-A }" 2>/dev/null || true
-    done
+    done <<<"$(iptables-save -t nat 2>/dev/null | grep -E "^-A [A-Z]+ .*-j ${c}\b" || true)"
     iptables -w -t nat -X "$c" 2>/dev/null || true
   done
-  # libcni's result cache (fixed path /var/lib/cni/results in containerd 1.6).
-  rm -f /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null || true
 }
 
 # Network namespaces made by containerd are named cni-<uuid>. After `crictl rmp` none of
@@ -621,11 +717,7 @@ remove_state() {
   if awk -v d="$STATE_DIR" 'index($5, d) == 1 {found=1} END {exit !found}' /proc/self/mountinfo; then
     die "mounts remain under ${STATE_DIR}; not deleting it"
   fi
-  # The kubelet links container logs here (fixed path); drop only links into our tree.
-  local l
-  for l in /var/log/containers/*.log; do
-    [[ -L $l && $(readlink "$l") == "${POD_LOG_DIR}"/* ]] && rm -f "$l"
-  done
+  remove_host_paths
   rm -rf --one-file-system "$STATE_DIR" "$RUN_DIR"
 }
 
