@@ -222,6 +222,20 @@ setup_kubeconfigs() {
   write_kubeconfig "$KUBECONFIG_PATH" admin
 }
 
+# write_if_changed FILE < content: kube-proxy exits when its config file changes under
+# it, so a second `up` must not rewrite identical files.
+write_if_changed() {
+  local tmp
+  mkdir -p "$(dirname "$1")"
+  tmp=$(mktemp "$1.XXXXXX")
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then
+    rm -f "$tmp"
+  else
+    mv "$tmp" "$1"
+  fi
+}
+
 # --- control plane ----------------------------------------------------------------------
 
 start_etcd() {
@@ -288,7 +302,7 @@ start_scheduler() {
 
 write_containerd_config() {
   mkdir -p "$CONTAINERD_ROOT" "$CONTAINERD_STATE" "$CNI_CONF_DIR" "$CNI_IPAM_DIR"
-  cat >"${CONF_DIR}/containerd.toml" <<EOF
+  write_if_changed "${CONF_DIR}/containerd.toml" <<EOF
 # containerd for the raftkv local cluster (Debian's containerd 1.6, CRI v1).
 version = 2
 root = "${CONTAINERD_ROOT}"
@@ -326,7 +340,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.internal.v1.opt"]
     path = "${CONTAINERD_ROOT}/opt"
 EOF
-  cat >"${CNI_CONF_DIR}/10-${CNI_NETWORK}.conflist" <<EOF
+  write_if_changed "${CNI_CONF_DIR}/10-${CNI_NETWORK}.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "${CNI_NETWORK}",
@@ -366,7 +380,7 @@ import_cluster_images() {
 }
 
 write_kubelet_config() {
-  cat >"${CONF_DIR}/kubelet.yaml" <<EOF
+  write_if_changed "${CONF_DIR}/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 containerRuntimeEndpoint: unix://${CONTAINERD_SOCK}
@@ -419,7 +433,7 @@ node_ready() {
 }
 
 start_kube_proxy() {
-  cat >"${CONF_DIR}/kube-proxy.yaml" <<EOF
+  write_if_changed "${CONF_DIR}/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
