@@ -60,7 +60,7 @@ IPT_TAG=raftkv-local-cluster
 GUARD_CHAIN=RAFTKV-GUARD
 
 APT_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack openssl jq
-  busybox-static gcc libc6-dev binutils curl ca-certificates iproute2 kmod util-linux)
+  busybox-static gcc libc6-dev binutils curl ca-certificates iproute2 util-linux)
 
 KUBECTL="${KUBE_BIN}/kubectl"
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
@@ -370,13 +370,19 @@ start_containerd() {
   wait_for "containerd socket" 60 ctr --address "$CONTAINERD_SOCK" version
 }
 
-# Every image the cluster runs must be imported: there is no registry.
+# Every image the cluster runs must be imported: there is no registry. `down` wipes
+# containerd's store, so project images that hack/images.sh wrote to its default place
+# (${IMG_ROOT}/project) are re-imported too.
 import_cluster_images() {
-  local n
+  local n t
   for n in pause coredns local-path busybox; do
     ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$(image_tarball "$n")" >/dev/null
   done
-  log "imported: $(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -c localhost/raftkv/) cluster images"
+  for t in "${IMG_ROOT}"/project/*.tar; do
+    [[ -f $t ]] || continue
+    ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$t" >/dev/null || log "warning: could not import ${t}"
+  done
+  log "images in containerd: $(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -vc '^sha256:')"
 }
 
 write_kubelet_config() {

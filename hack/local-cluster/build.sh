@@ -27,6 +27,18 @@ COREDNS_IMAGE="localhost/raftkv/coredns:${COREDNS_VERSION}"
 LOCAL_PATH_IMAGE="localhost/raftkv/local-path-provisioner:${LOCAL_PATH_VERSION}"
 HELPER_IMAGE="localhost/raftkv/busybox:local"
 
+# etcd v3.6.16's go.mod says `go 1.26.0`; everything else needs >= 1.24. GOTOOLCHAIN=local:
+# never download a toolchain.
+require_go() {
+  local v
+  command -v go >/dev/null || die "go is not installed (need Go >= 1.26)"
+  v=$(go env GOVERSION)
+  v=${v#go}
+  if ((${v%%.*} < 1 || ($(cut -d. -f1 <<<"$v") == 1 && $(cut -d. -f2 <<<"$v") < 26))); then
+    die "Go ${v} is too old: need >= 1.26 (etcd ${ETCD_VERSION} requires it)"
+  fi
+}
+
 # go_throwaway_build KEY GOMOD_TEXT LDFLAGS OUTDIR PKG...
 # Skips the build when OUTDIR holds a stamp with the same recipe hash.
 go_throwaway_build() {
@@ -38,7 +50,7 @@ go_throwaway_build() {
     log "cached: ${key} (${out})"
     return 0
   fi
-  command -v go >/dev/null || die "go is not installed (need Go >= 1.24)"
+  require_go
   mkdir -p "$src" "$BUILD_LOG_DIR"
   logf="${BUILD_LOG_DIR}/${key}.log"
   printf '%s\n' "$gomod" >"${src}/go.mod"
