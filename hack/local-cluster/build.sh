@@ -71,10 +71,12 @@ go_throwaway_build() {
   log "built ${key} in $((SECONDS - t0))s: $(cd "$out" && echo *)"
 }
 
-# module_info MODULE VERSION FIELD: read Time or Origin.Hash from the proxy's metadata.
+# module_info MODULE VERSION FIELD: Time (or Origin.Hash, when the proxy has it) from the
+# module's .info file in the module cache.
 module_info() {
-  (cd "$SRC_ROOT" && GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod go mod download -json "$1@$2" 2>/dev/null) |
-    jq -r "$3 // empty" 2>/dev/null || true
+  local info
+  info=$(cd "$SRC_ROOT" && GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod go mod download -json "$1@$2" 2>/dev/null | jq -r '.Info // empty') || true
+  if [[ -f $info ]]; then jq -r "$3 // empty" "$info" 2>/dev/null || true; fi
 }
 
 build_kubernetes() {

@@ -71,6 +71,7 @@ spec:
   template:
     metadata: {labels: {app: echo}}
     spec:
+      terminationGracePeriodSeconds: 2
       securityContext: {runAsNonRoot: true}
       containers:
         - name: echo
@@ -125,6 +126,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: client}
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
     - name: client
       image: ${HELPER_IMAGE}
