@@ -4,6 +4,8 @@
 
 mod command;
 mod limits;
+mod store;
 
 pub use command::{Command, CommandResult, Expect, KeyValue};
 pub use limits::{InputError, KvLimits};
+pub use store::{KvStore, StoredValue, prefix_end};
