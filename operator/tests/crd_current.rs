@@ -1,0 +1,41 @@
+//! The committed CRD files must equal what the Rust types generate.
+
+use std::path::Path;
+
+const COPIES: [&str; 2] = [
+    "crds/raftcluster.yaml",
+    "charts/raft-operator/crds/raftcluster.yaml",
+];
+
+#[test]
+fn committed_crd_files_are_current() {
+    let generated = raft_operator::crd::crd_yaml();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for copy in COPIES {
+        let committed = std::fs::read_to_string(root.join(copy)).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{copy} is stale or missing. Regenerate from the repository root with:\n  \
+             cargo run -p raft-operator -- crd --output crds/raftcluster.yaml \
+             --output charts/raft-operator/crds/raftcluster.yaml"
+        );
+    }
+}
+
+#[test]
+fn crd_schema_carries_the_validation_rules() {
+    let yaml = raft_operator::crd::crd_yaml();
+    for needle in [
+        "rule: self == oldSelf",
+        "electionTimeoutMinMs must be at least 3 times heartbeatMs",
+        "maximum: 9.0",
+        "minimum: 1.0",
+        "maximum: 16.0",
+        "shortNames:\n    - raft",
+        "specReplicasPath: .spec.replicas",
+        "labelSelectorPath: .status.selector",
+        "x-kubernetes-list-type: map",
+    ] {
+        assert!(yaml.contains(needle), "CRD lacks {needle:?}");
+    }
+}
