@@ -1,0 +1,123 @@
+//! Endpoint addresses: parsing the user's list, and the leader hint servers send.
+
+use super::error::{Error, Result};
+
+/// Normalize a user-given endpoint to `host:port`. Accepts `host:port` and
+/// `http://host:port[/]`; refuses `https://` (no TLS yet) and anything without a port.
+pub fn normalize(endpoint: &str) -> Result<String> {
+    let invalid = |reason: &str| Error::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        reason: reason.into(),
+    };
+    let s = endpoint.trim();
+    if s.starts_with("https://") {
+        return Err(invalid("TLS is not supported; use host:port"));
+    }
+    let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    if s.is_empty() {
+        return Err(invalid("empty address"));
+    }
+    if s.contains('/') || s.contains(char::is_whitespace) {
+        return Err(invalid("expected host:port"));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("missing port (expected host:port)"))?;
+    if host.is_empty() {
+        return Err(invalid("missing host (expected host:port)"));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(invalid("port is not a number between 0 and 65535"));
+    }
+    Ok(s.to_string())
+}
+
+/// Parse a comma-separated endpoint list (as in `--endpoints` / `RAFTCTL_ENDPOINTS`).
+/// Empty items are ignored; duplicates are dropped, keeping the first.
+pub fn parse_list(list: &str) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for item in list.split(',').filter(|s| !s.trim().is_empty()) {
+        let ep = normalize(item)?;
+        if !out.contains(&ep) {
+            out.push(ep);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::NoEndpoints);
+    }
+    Ok(out)
+}
+
+/// The URI tonic connects to for a normalized `host:port`.
+pub(crate) fn uri(addr: &str) -> String {
+    format!("http://{addr}")
+}
+
+/// The leader's client address from an error's `x-raftkv-leader` metadata, if
+/// present and well formed.
+pub fn leader_hint(status: &tonic::Status) -> Option<String> {
+    let value = status.metadata().get(raftkv_proto::LEADER_HINT_HEADER)?;
+    normalize(value.to_str().ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_accepts_host_port_and_http_urls() {
+        assert_eq!(normalize("127.0.0.1:7000").unwrap(), "127.0.0.1:7000");
+        assert_eq!(
+            normalize(" http://node-0.raft:7000/ ").unwrap(),
+            "node-0.raft:7000"
+        );
+        assert_eq!(normalize("[::1]:7000").unwrap(), "[::1]:7000");
+    }
+
+    #[test]
+    fn normalize_refuses_bad_addresses() {
+        for bad in [
+            "",
+            "localhost",
+            ":7000",
+            "host:",
+            "host:99999",
+            "https://a:1",
+            "a:1/x",
+        ] {
+            let err = normalize(bad).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidEndpoint { .. }),
+                "{bad:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_list_splits_trims_and_dedups() {
+        assert_eq!(
+            parse_list("a:1, b:2,,a:1").unwrap(),
+            vec!["a:1".to_string(), "b:2".to_string()]
+        );
+        assert!(matches!(parse_list(" , "), Err(Error::NoEndpoints)));
+        assert!(matches!(
+            parse_list("a:1,b"),
+            Err(Error::InvalidEndpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn leader_hint_is_read_from_metadata() {
+        let mut s = tonic::Status::unavailable("not leader");
+        assert_eq!(leader_hint(&s), None);
+        s.metadata_mut().insert(
+            raftkv_proto::LEADER_HINT_HEADER,
+            "127.0.0.1:7002".parse().unwrap(),
+        );
+        assert_eq!(leader_hint(&s).as_deref(), Some("127.0.0.1:7002"));
+        let mut bad = tonic::Status::unavailable("no leader");
+        bad.metadata_mut()
+            .insert(raftkv_proto::LEADER_HINT_HEADER, "".parse().unwrap());
+        assert_eq!(leader_hint(&bad), None);
+    }
+}
