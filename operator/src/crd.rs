@@ -17,6 +17,18 @@ pub const PAUSED_ANNOTATION: &str = "raftkv.dev/paused";
 /// Pod label kept current by the operator: `leader`, `follower` or `learner`.
 pub const ROLE_LABEL: &str = "raftkv.dev/role";
 
+/// `app.kubernetes.io/component` of the voters' pods.
+pub const COMPONENT_VOTER: &str = "voter";
+/// `app.kubernetes.io/component` of the read replicas' pods.
+pub const COMPONENT_READ: &str = "read-replica";
+
+/// Label selector of a cluster's voter pods (the scale subresource's selector).
+pub fn voter_selector(cluster: &str) -> String {
+    format!(
+        "app.kubernetes.io/name=raftkv,app.kubernetes.io/instance={cluster},app.kubernetes.io/component={COMPONENT_VOTER}"
+    )
+}
+
 /// Bounds of the spec, in one place (mirrored by the schema attributes below).
 pub mod limits {
     /// Voters: one is a toy, nine is the most a Raft group should ever need.

@@ -3,6 +3,7 @@
 //! only observes, executes one step and writes status.
 
 pub mod crd;
+pub mod planner;
 
 /// Every failure of the operator, counted by [`Error::metric_label`].
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,220 @@
+//! The reconcile planner: a pure function from what was observed to the next step.
+//!
+//! `plan(&Observed) -> Plan` has no client, no clock and no randomness. It returns at
+//! most one [`Step`], the status to write and an optional Event. Every step passes
+//! [`safety::check`] before it is returned; a step the rules refuse becomes a
+//! `*Blocked` condition and Event instead.
+
+mod decide;
+pub mod observed;
+pub mod safety;
+mod status;
+
+pub use observed::*;
+
+use crate::crd::RaftClusterStatus;
+
+/// Bounds of the planner, in one place.
+pub mod limits {
+    /// A member is caught up when it is at most this many entries behind the leader.
+    /// Small enough that promoting it does not stall commits, large enough that a
+    /// member under steady write load still counts as caught up.
+    pub const CAUGHT_UP_LAG_MAX: u64 = 64;
+    /// Requeue while something is in progress (seconds).
+    pub const REQUEUE_BUSY_SECS: u64 = 3;
+    /// Requeue when everything is settled (seconds).
+    pub const REQUEUE_IDLE_SECS: u64 = 60;
+}
+
+/// One member in a membership request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMember {
+    pub node_id: NodeId,
+    /// The pod name; also where the node is reached.
+    pub name: String,
+}
+
+/// What a voter change does, for its Event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Promote,
+    Remove,
+    Replace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteReason {
+    RollingUpdate,
+    AutoReplace,
+}
+
+/// The one action of a reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Bootstrap: `Initialize` sent to `pod` with all initial voters.
+    Initialize {
+        pod: String,
+        members: Vec<NewMember>,
+    },
+    /// `AddLearner` through the leader.
+    AddLearner { member: NewMember },
+    /// One joint-consensus `ChangeMembership` through the leader.
+    ChangeMembership {
+        voters: Vec<NodeId>,
+        kind: ChangeKind,
+        added: Vec<NodeId>,
+        removed: Vec<NodeId>,
+    },
+    /// `RemoveMember` of a learner through the leader.
+    RemoveLearner { node_id: NodeId, name: String },
+    /// `TransferLeader` sent to the leader.
+    TransferLeader { from: NodeId, target: NodeId },
+    /// Set a StatefulSet's replicas.
+    ScaleStatefulSet { set: Set, replicas: u32 },
+    /// Delete a pod (and, for autoReplace, its PVC first).
+    DeletePod {
+        pod: String,
+        delete_pvc: bool,
+        reason: DeleteReason,
+    },
+}
+
+impl Step {
+    /// Bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Initialize { .. } => "initialize",
+            Step::AddLearner { .. } => "add_learner",
+            Step::ChangeMembership { .. } => "change_membership",
+            Step::RemoveLearner { .. } => "remove_learner",
+            Step::TransferLeader { .. } => "transfer_leader",
+            Step::ScaleStatefulSet { .. } => "scale_statefulset",
+            Step::DeletePod { .. } => "delete_pod",
+        }
+    }
+
+    /// Changes Raft membership or leadership (counts as a membership action).
+    pub fn is_membership_action(&self) -> bool {
+        matches!(
+            self,
+            Step::Initialize { .. }
+                | Step::AddLearner { .. }
+                | Step::ChangeMembership { .. }
+                | Step::RemoveLearner { .. }
+                | Step::TransferLeader { .. }
+        )
+    }
+}
+
+/// Which operation a step or a wait belongs to (phase and blocked reasons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    Bootstrap,
+    ScaleOut,
+    ScaleIn,
+    Replace,
+    ReadReplicas,
+    AutoReplace,
+    Update,
+    Recover,
+}
+
+impl Intent {
+    pub fn blocked_reason(self) -> &'static str {
+        match self {
+            Intent::Bootstrap => "BootstrapBlocked",
+            Intent::ScaleOut => "ScaleOutBlocked",
+            Intent::ScaleIn => "ScaleInBlocked",
+            Intent::Replace => "ReplaceBlocked",
+            Intent::ReadReplicas => "ReadReplicasBlocked",
+            Intent::AutoReplace => "AutoReplaceBlocked",
+            Intent::Update => "UpdateBlocked",
+            Intent::Recover => "NoQuorum",
+        }
+    }
+}
+
+/// An Event to emit on the RaftCluster (after the step succeeded, or when blocked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    /// CamelCase reason, e.g. `MemberPromoted`.
+    pub reason: String,
+    /// Action verb, e.g. `ChangeMembership`.
+    pub action: String,
+    pub note: String,
+    pub warning: bool,
+}
+
+/// The result of planning one reconcile.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub step: Option<Step>,
+    /// Why nothing (or this) is happening: `(reason, message)`.
+    pub blocked: Option<(String, String)>,
+    /// Replicas the voters' StatefulSet must have after this reconcile.
+    pub voters_replicas: u32,
+    /// Replicas the read replicas' StatefulSet must have after this reconcile.
+    pub read_replicas: u32,
+    /// `raftkv.dev/role` labels to set: (pod, role).
+    pub labels: Vec<(String, String)>,
+    pub status: RaftClusterStatus,
+    pub event: Option<PlannedEvent>,
+    /// Something is in progress: look again soon.
+    pub busy: bool,
+}
+
+/// Decide the next step. Pure: same input, same plan.
+pub fn plan(obs: &Observed) -> Plan {
+    let view = ClusterView::new(obs);
+    let mut outcome = decide::decide(&view);
+    if let decide::Outcome::Act(step, intent) = &outcome
+        && let Err(blocked) = safety::check(step, &view)
+    {
+        outcome = decide::Outcome::Blocked(*intent, blocked.0);
+    }
+    if obs.paused && let decide::Outcome::Act(..) = outcome {
+        outcome = decide::Outcome::Paused;
+    }
+
+    let (mut voters_replicas, mut read_replicas) = current_replicas(&view);
+    if let decide::Outcome::Act(Step::ScaleStatefulSet { set, replicas }, _) = &outcome {
+        match set {
+            Set::Voters => voters_replicas = *replicas,
+            Set::Read => read_replicas = *replicas,
+        }
+    }
+    let labels = status::role_labels(&view);
+    let (status, event, blocked) = status::build(&view, &outcome);
+    let busy = !matches!(outcome, decide::Outcome::Idle | decide::Outcome::Paused);
+    let step = match outcome {
+        decide::Outcome::Act(step, _) => Some(step),
+        _ => None,
+    };
+    Plan {
+        step,
+        blocked,
+        voters_replicas,
+        read_replicas,
+        labels,
+        status,
+        event,
+        busy,
+    }
+}
+
+/// StatefulSet replicas to keep when this reconcile does not change them. A missing
+/// StatefulSet starts at the desired size only while the cluster is not initialized
+/// (bootstrap); later a missing one is recreated at the size of the membership.
+fn current_replicas(view: &ClusterView) -> (u32, u32) {
+    let obs = view.obs;
+    let voters = match &obs.voters_sts {
+        Some(sts) => sts.replicas,
+        None if !view.initialized => obs.spec.replicas,
+        None => view
+            .membership
+            .map(|m| m.voter_ids().len() as u32)
+            .unwrap_or(obs.spec.replicas),
+    };
+    let read = obs.read_sts.as_ref().map(|s| s.replicas).unwrap_or(0);
+    (voters, read)
+}

@@ -1,0 +1,317 @@
+//! The status, conditions, Event and pod role labels a plan writes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::decide::Outcome;
+use super::observed::{ClusterView, Role, Set, fmt_id};
+use super::{ChangeKind, DeleteReason, Intent, PlannedEvent, Step};
+use crate::crd::{MemberStatus, MembershipChange, Phase, RaftClusterStatus, voter_selector};
+
+/// `raftkv.dev/role` for every reachable member pod whose label is not current.
+pub fn role_labels(view: &ClusterView) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for pod in &view.obs.pods {
+        let Some(node) = &pod.node else { continue };
+        let role = match node.role {
+            Role::Leader => "leader",
+            Role::Follower | Role::Candidate => "follower",
+            Role::Learner => "learner",
+            _ => continue,
+        };
+        if pod.role_label.as_deref() != Some(role) {
+            out.push((pod.name.clone(), role.to_string()));
+        }
+    }
+    out
+}
+
+type Built = (RaftClusterStatus, Option<PlannedEvent>, Option<(String, String)>);
+
+pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
+    let obs = view.obs;
+    let voters = view.membership.map(|m| m.voter_ids()).unwrap_or_default();
+    let healthy = view.healthy_voters();
+    let quorum_ok = super::safety::has_quorum(&voters, &healthy);
+
+    let mut members = Vec::new();
+    let mut pods: Vec<_> = obs.pods.iter().collect();
+    pods.sort_by_key(|p| (p.set, p.ordinal));
+    for pod in pods {
+        let node = pod.node.as_ref();
+        members.push(MemberStatus {
+            pod: pod.name.clone(),
+            node_id: node.map(|n| fmt_id(n.node_id)),
+            role: node.map_or("unreachable", |n| n.role.as_str()).to_string(),
+            applied_index: node.map(|n| n.applied_index),
+            lag: node.and_then(|n| view.lag(n.node_id)),
+            healthy: node.is_some_and(|n| view.is_healthy(n.node_id)),
+        });
+    }
+    // Members no pod reports any more (e.g. a lost volume's old ID).
+    if let Some(m) = view.membership {
+        for mi in m.voters.iter().chain(&m.learners) {
+            if view.pod_of(mi.node_id).is_none() {
+                members.push(MemberStatus {
+                    pod: mi.name.clone(),
+                    node_id: Some(fmt_id(mi.node_id)),
+                    role: "missing".into(),
+                    applied_index: None,
+                    lag: None,
+                    healthy: false,
+                });
+            }
+        }
+    }
+
+    let read_ready = obs
+        .pods
+        .iter()
+        .filter(|p| p.set == Set::Read)
+        .filter_map(|p| p.node.as_ref())
+        .filter(|n| n.role == Role::Learner && view.is_healthy(n.node_id))
+        .count() as i32;
+
+    let (event, blocked, progressing) = match outcome {
+        Outcome::Act(step, _) => (Some(event_for(view, step)), None, Some(step_message(step))),
+        Outcome::Blocked(intent, msg) => {
+            let reason = intent.blocked_reason().to_string();
+            let ev = PlannedEvent {
+                reason: reason.clone(),
+                action: "Plan".into(),
+                note: msg.clone(),
+                warning: true,
+            };
+            (Some(ev), Some((reason, msg.clone())), None)
+        }
+        Outcome::Wait(_, msg) => (None, None, Some(msg.clone())),
+        Outcome::Paused | Outcome::Idle => (None, None, None),
+    };
+
+    let phase = if obs.paused {
+        Phase::Paused
+    } else if !view.initialized {
+        if obs.pods.iter().any(|p| p.node.is_some()) {
+            Phase::Bootstrapping
+        } else {
+            Phase::Pending
+        }
+    } else if view.leader.is_none() || !quorum_ok || blocked.is_some() {
+        Phase::Degraded
+    } else {
+        match outcome {
+            Outcome::Act(_, i) | Outcome::Wait(i, _) => match i {
+                Intent::ScaleOut | Intent::ScaleIn | Intent::ReadReplicas => Phase::Scaling,
+                Intent::Replace | Intent::AutoReplace => Phase::Replacing,
+                Intent::Update => Phase::Updating,
+                Intent::Bootstrap => Phase::Bootstrapping,
+                Intent::Recover => Phase::Running,
+            },
+            _ => Phase::Running,
+        }
+    };
+
+    let now = Time(Timestamp::from_millisecond(obs.now_ms).unwrap_or(Timestamp::UNIX_EPOCH));
+    let all_healthy = healthy.len() == voters.len() && !voters.is_empty();
+    let mut conditions = vec![
+        cond(
+            "Available",
+            view.leader.is_some() && quorum_ok,
+            if view.leader.is_some() && quorum_ok { "QuorumHealthy" } else { "NoQuorum" },
+            &format!("{} of {} voters healthy", healthy.len(), voters.len()),
+        ),
+        match &progressing {
+            Some(msg) => cond("Progressing", true, "InProgress", msg),
+            None => cond("Progressing", false, "Settled", "nothing in progress"),
+        },
+        match &blocked {
+            Some((reason, msg)) => cond("Degraded", true, reason, msg),
+            None if view.initialized && !all_healthy => cond(
+                "Degraded",
+                true,
+                "MembersUnhealthy",
+                &format!("{} of {} voters healthy", healthy.len(), voters.len()),
+            ),
+            None => cond("Degraded", false, "Healthy", "no problem found"),
+        },
+    ];
+    if obs.paused {
+        conditions.push(cond(
+            "Paused",
+            true,
+            "PausedByAnnotation",
+            "raftkv.dev/paused is \"true\": no action is taken",
+        ));
+    }
+    for c in &mut conditions {
+        let prev = obs.previous_conditions.iter().find(|p| p.type_ == c.type_);
+        c.observed_generation = obs.generation;
+        c.last_transition_time = match prev {
+            Some(p) if p.status == c.status => p.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+    }
+
+    let last_membership_change = match (outcome, &event) {
+        (Outcome::Act(step, _), Some(ev)) if step.is_membership_action() => {
+            Some(MembershipChange {
+                kind: ev.reason.clone(),
+                message: ev.note.clone(),
+                time: now.0.to_string(),
+            })
+        }
+        _ => obs.previous_membership_change.clone(),
+    };
+
+    let leader_pod = view.leader.map(|(p, _)| p.name.clone());
+    let status = RaftClusterStatus {
+        phase: Some(phase),
+        leader: leader_pod,
+        term: view.leader.map(|(_, n)| n.term),
+        cluster_id: view
+            .leader
+            .map(|(_, n)| n.cluster_id.clone())
+            .filter(|c| !c.is_empty()),
+        replicas: voters.len() as i32,
+        ready_replicas: healthy.len() as i32,
+        read_replicas: read_ready,
+        selector: Some(voter_selector(&obs.name)),
+        members,
+        conditions,
+        observed_generation: obs.generation,
+        last_membership_change,
+    };
+    (status, event, blocked)
+}
+
+fn cond(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        observed_generation: None,
+    }
+}
+
+fn ids(list: &[u64]) -> String {
+    list.iter().map(|id| fmt_id(*id)).collect::<Vec<_>>().join(", ")
+}
+
+fn step_message(step: &Step) -> String {
+    match step {
+        Step::Initialize { members, .. } => format!("initializing with {} voters", members.len()),
+        Step::AddLearner { member } => format!("adding learner {}", member.name),
+        Step::ChangeMembership { voters, .. } => format!("changing voters to [{}]", ids(voters)),
+        Step::RemoveLearner { name, .. } => format!("removing learner {name}"),
+        Step::TransferLeader { target, .. } => format!("transferring leadership to {}", fmt_id(*target)),
+        Step::ScaleStatefulSet { set, replicas } => {
+            format!("scaling {} StatefulSet to {replicas}", set.as_str())
+        }
+        Step::DeletePod { pod, .. } => format!("deleting pod {pod}"),
+    }
+}
+
+fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
+    let name_of = |id: u64| {
+        view.membership
+            .and_then(|m| m.name_of(id))
+            .map(str::to_string)
+            .or_else(|| view.pod_of(id).map(|p| p.name.clone()))
+            .unwrap_or_else(|| "?".into())
+    };
+    let (reason, action, note) = match step {
+        Step::Initialize { members, .. } => (
+            "Bootstrapped",
+            "Initialize",
+            format!(
+                "initialized the cluster with voters {}",
+                members
+                    .iter()
+                    .map(|m| format!("{} ({})", fmt_id(m.node_id), m.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Step::AddLearner { member } => (
+            "LearnerAdded",
+            "AddLearner",
+            format!("added {} ({}) as a learner", fmt_id(member.node_id), member.name),
+        ),
+        Step::ChangeMembership {
+            voters,
+            kind,
+            added,
+            removed,
+        } => {
+            let reason = match kind {
+                ChangeKind::Promote => "MemberPromoted",
+                ChangeKind::Remove => "MemberRemoved",
+                ChangeKind::Replace => "MemberReplaced",
+            };
+            let detail = |list: &[u64]| {
+                list.iter()
+                    .map(|id| format!("{} ({})", fmt_id(*id), name_of(*id)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            (
+                reason,
+                "ChangeMembership",
+                format!(
+                    "joint change to voters [{}]; added [{}], removed [{}]",
+                    ids(voters),
+                    detail(added),
+                    detail(removed)
+                ),
+            )
+        }
+        Step::RemoveLearner { node_id, name } => (
+            "MemberRemoved",
+            "RemoveMember",
+            format!("removed learner {} ({name})", fmt_id(*node_id)),
+        ),
+        Step::TransferLeader { from, target } => (
+            "LeaderTransferred",
+            "TransferLeader",
+            format!(
+                "leadership from {} ({}) to {} ({})",
+                fmt_id(*from),
+                name_of(*from),
+                fmt_id(*target),
+                name_of(*target)
+            ),
+        ),
+        Step::ScaleStatefulSet { set, replicas } => (
+            "StatefulSetScaled",
+            "Scale",
+            format!("{} StatefulSet scaled to {replicas}", set.as_str()),
+        ),
+        Step::DeletePod {
+            pod,
+            delete_pvc,
+            reason,
+        } => match reason {
+            DeleteReason::RollingUpdate => (
+                "PodUpdated",
+                "DeletePod",
+                format!("deleted {pod} to roll it to the new revision"),
+            ),
+            DeleteReason::AutoReplace => (
+                "MemberAutoReplaced",
+                "DeletePod",
+                format!(
+                    "deleted pod {pod}{} after it was unavailable too long; a new member will replace it",
+                    if *delete_pvc { " and its PVC" } else { "" }
+                ),
+            ),
+        },
+    };
+    PlannedEvent {
+        reason: reason.into(),
+        action: action.into(),
+        note,
+        warning: false,
+    }
+}
