@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# End-to-end suite on a real Kubernetes (issue 4), as a user would drive it: Helm chart,
+# kubectl, raftctl through the cluster's Services.
+#
+#   hack/e2e.sh                       cluster up, build + import images, helm install, suite, cluster down
+#   KEEP_CLUSTER=1 hack/e2e.sh        leave the local cluster (and the test namespace) running
+#   E2E_STEPS="1 2 4" hack/e2e.sh     run only some steps (each step still needs the ones it builds on)
+#   E2E_SKIP_BUILD=1 hack/e2e.sh      reuse the images already imported
+#   E2E_USE_CURRENT_CONTEXT=1 ...     use the current kubectl context instead of the local cluster
+#                                     (images must already be loaded there, e.g. with `kind load`)
+#
+# Steps (hack/e2e/steps/*.sh):
+#   1 helm install; invalid RaftClusters refused by the API server
+#   2 3-voter cluster Available, a leader in `kubectl get raft`, 1,000 keys through the client Service
+#   3 scale 3 -> 5 -> 3 while a writer writes; Events; no acknowledged write lost
+#   4 delete the leader's pod: new leader, same node ID, no membership change
+#   5 delete a voter's pod and PVC: new member, old ID swapped out, every member has every key
+#   6 readReplicas 2: learners serve stale and linearizable reads via the read Service; back to 0
+#   7 rolling image update: followers first, leader last
+#   8 delete the RaftCluster and helm uninstall: owned objects gone, PVCs per retention policy
+#
+# On failure it dumps the RaftCluster, Events, pod logs and operator logs. The local cluster is
+# always taken down at the end (trap), unless KEEP_CLUSTER=1.
+set -euo pipefail
+
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT_DIR"
+E2E_T0=$SECONDS
+# shellcheck source=hack/e2e/lib.sh
+source "${ROOT_DIR}/hack/e2e/lib.sh"
+for f in "${ROOT_DIR}"/hack/e2e/steps/*.sh; do
+  # shellcheck source=/dev/null
+  source "$f"
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv/target}"
+: "${KEEP_CLUSTER:=0}"
+: "${E2E_STEPS:=1 2 3 4 5 6 7 8}"
+: "${E2E_SKIP_BUILD:=0}"
+: "${E2E_USE_CURRENT_CONTEXT:=0}"
+LOCAL_CLUSTER=1
+[[ $E2E_USE_CURRENT_CONTEXT == 1 ]] && LOCAL_CLUSTER=0
+
+need() {
+  local cmd=$1 hint=$2
+  command -v "$cmd" >/dev/null 2>&1 || fail "'${cmd}' not found: ${hint}"
+}
+
+preflight() {
+  need jq "install it (Debian: apt-get install jq)"
+  need cargo "install Rust from https://rustup.rs (the workspace needs rustc >= 1.89)"
+  if ((LOCAL_CLUSTER)); then
+    ((EUID == 0)) || fail "the local cluster needs root (containerd, kubelet, iptables): run as root or with sudo"
+    need go "install Go >= 1.24 (https://go.dev/dl/); the local cluster builds Kubernetes from source"
+    need readelf "install binutils (apt-get install binutils); hack/images.sh needs it"
+    [[ -x /bin/busybox ]] || fail "/bin/busybox missing: apt-get install busybox-static (the e2e client image uses it)"
+  else
+    need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
+    need helm "install helm 3 (https://helm.sh/docs/intro/install/)"
+  fi
+}
+
+E2E_RC=0
+finish() {
+  E2E_RC=$?
+  set +e
+  if ((E2E_RC != 0)); then
+    say "e2e FAILED in step '${CURRENT_STEP:-setup}' (rc=${E2E_RC}) after $((SECONDS - E2E_T0))s"
+    if kubectl version --request-timeout=5s >/dev/null 2>&1; then
+      dump_diagnostics
+    else
+      say "(no API server reachable: no Kubernetes diagnostics)"
+    fi
+  fi
+  # Background helpers (the writer's log follower) are ours: stop them by PID.
+  local pid
+  for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
+  if ((LOCAL_CLUSTER)) && [[ $KEEP_CLUSTER != 1 ]]; then
+    say "==> local cluster down"
+    hack/local-cluster.sh down || say "warning: hack/local-cluster.sh down failed"
+  elif ((LOCAL_CLUSTER)); then
+    say "KEEP_CLUSTER=1: cluster left running. $(hack/local-cluster.sh env | tr '\n' ';')"
+  fi
+  if ((E2E_RC == 0)); then
+    say "e2e PASSED (steps: ${E2E_STEPS}) in $((SECONDS - E2E_T0))s"
+  fi
+  exit "$E2E_RC"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+cluster_up() {
+  hack/local-cluster.sh up
+}
+
+use_cluster_env() {
+  if ((LOCAL_CLUSTER)); then
+    eval "$(hack/local-cluster.sh env)"
+    export KUBECONFIG PATH
+  fi
+  kubectl version >/dev/null || fail "kubectl cannot reach the cluster (KUBECONFIG=${KUBECONFIG:-unset})"
+}
+
+build_binaries() {
+  nice cargo build --release --locked -p raftkv-node -p raft-operator
+}
+
+build_images() {
+  local bin="${CARGO_TARGET_DIR}/release"
+  hack/images.sh load "$NODE_IMAGE" "${bin}/raft-node" "${bin}/raftctl" >/dev/null
+  hack/images.sh load "$OPERATOR_IMAGE" "${bin}/raft-operator" >/dev/null
+  # Test-only client: raftctl plus a static busybox for loops and files in the pod.
+  hack/images.sh load "$CLIENT_IMAGE" "${bin}/raftctl" /bin/busybox >/dev/null
+}
+
+main() {
+  say "raftkv e2e: steps ${E2E_STEPS}; cluster: $( ((LOCAL_CLUSTER)) && echo local || echo "current context")"
+  run_step "preflight" preflight
+  if ((LOCAL_CLUSTER)); then
+    run_step "local cluster up (hack/local-cluster.sh up)" cluster_up
+  fi
+  use_cluster_env
+  if [[ $E2E_SKIP_BUILD != 1 ]]; then
+    run_step "cargo build --release (raft-node, raftctl, raft-operator)" build_binaries
+    if ((LOCAL_CLUSTER)); then
+      run_step "images: build and import into containerd" build_images
+    fi
+  fi
+  run_step "fresh test namespaces" e2e_reset
+  local s
+  for s in $E2E_STEPS; do
+    declare -F "e2e_step_${s}" >/dev/null || fail "no such step: ${s}"
+    run_step "step ${s}: $(e2e_step_title "$s")" "e2e_step_${s}"
+  done
+}
+
+main "$@"

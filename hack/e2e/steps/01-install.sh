@@ -1,0 +1,64 @@
+# shellcheck shell=bash
+# Step 1: helm install the operator; the API server itself refuses invalid RaftClusters.
+
+OPERATOR_LEASE=raft-operator-leader
+
+operator_pods_ready() {
+  local want=$1 ready
+  ready=$(kubectl -n "$OPERATOR_NS" get deploy "$RELEASE" -o jsonpath='{.status.readyReplicas}')
+  [[ ${ready:-0} == "$want" ]]
+}
+
+lease_holder() {
+  kubectl -n "$OPERATOR_NS" get lease "${OPERATOR_LEASE}" -o jsonpath='{.spec.holderIdentity}'
+}
+lease_held() { [[ -n $(lease_holder) ]]; }
+
+# expect_refused WHAT FIELD MESSAGE_PART: stdin is applied; the API server must refuse it
+# with a message naming FIELD and containing MESSAGE_PART.
+expect_refused() {
+  local what=$1 field=$2 part=$3 out rc=0
+  check "${what} is refused by the API server, naming ${field}"
+  out=$(k apply -f - 2>&1) || rc=$?
+  ((rc != 0)) || fail "${what} was accepted: ${out}"
+  say "    kubectl said: ${out}"
+  [[ $out == *"$field"* ]] || fail "the refusal does not name ${field}: ${out}"
+  [[ $out == *"$part"* ]] || fail "the refusal does not say '${part}': ${out}"
+  ok "refused: ${what}"
+}
+
+e2e_step_1() {
+  check "helm install ${RELEASE} into ${OPERATOR_NS} (2 replicas, leader election)"
+  helm install "$RELEASE" charts/raft-operator --namespace "$OPERATOR_NS" --create-namespace \
+    --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
+    --set leaderElection.leaseName="$OPERATOR_LEASE" --set logging.level="info,raft_operator=debug" \
+    --wait --timeout 180s
+  check "the CRD is established"
+  kubectl wait --for=condition=Established crd/raftclusters.raftkv.dev --timeout=60s >/dev/null
+  wait_for "operator Deployment 2/2 ready" 120 operator_pods_ready 2
+  wait_for "an operator holds the leader-election Lease ${OPERATOR_NS}/${OPERATOR_LEASE}" 60 lease_held
+  ok "operator running, Lease held by $(lease_holder)"
+
+  expect_refused "replicas: 0" "spec.replicas" "0" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-replicas}
+spec: {replicas: 0, image: ${NODE_IMAGE}}
+EOF
+  expect_refused "replicas: 10" "spec.replicas" "9" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-replicas}
+spec: {replicas: 10, image: ${NODE_IMAGE}}
+EOF
+  expect_refused "an election timeout under 3 heartbeats" "spec.raft" "electionTimeoutMinMs" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-timings}
+spec: {replicas: 3, image: ${NODE_IMAGE}, raft: {heartbeatMs: 100, electionTimeoutMinMs: 200}}
+EOF
+  check "nothing was created by the refused applies"
+  [[ -z $(k get raftclusters -o name) ]] || fail "a refused RaftCluster exists: $(k get raftclusters -o name)"
+  ok "no RaftCluster exists"
+  # The storage-immutability refusal needs an existing cluster: step 2 checks it on ${RC}.
+}

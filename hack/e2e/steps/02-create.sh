@@ -1,0 +1,41 @@
+# shellcheck shell=bash
+# Step 2: a 3-voter cluster from examples/, Available, a leader, 1,000 keys.
+
+KEYS=1000
+
+status_has_leader() { [[ -n $(leader_pod) ]]; }
+one_leader_label() { [[ $(pods_with_role leader | wc -l) == 1 ]]; }
+voters_are() { [[ $(count_csv "$(voter_ids)") == "$1" ]]; }
+
+e2e_step_2() {
+  check "kubectl apply -f examples/raftcluster.yaml (3 voters)"
+  k apply -f examples/raftcluster.yaml
+  check "a storage change on the existing cluster is refused (immutable, names spec.storage)"
+  local out rc=0
+  out=$(k patch raftcluster "$RC" --type merge -p '{"spec":{"storage":{"size":"2Gi"}}}' 2>&1) || rc=$?
+  ((rc != 0)) || fail "storage size change accepted: ${out}"
+  say "    kubectl said: ${out}"
+  [[ $out == *spec.storage* && $out == *immutable* ]] || fail "refusal does not name spec.storage as immutable: ${out}"
+  ok "storage change refused"
+
+  wait_for "RaftCluster ${RC} Available" 240 cluster_available
+  wait_for "a leader in the status" 60 status_has_leader
+  check "kubectl get raft shows the leader"
+  local table
+  table=$(k get raft "$RC")
+  say "$(sed 's/^/    /' <<<"$table")"
+  [[ $table == *"$(leader_pod)"* ]] || fail "kubectl get raft does not show the leader $(leader_pod)"
+  ok "leader $(leader_pod)"
+  wait_for "exactly one pod labelled raftkv.dev/role=leader" 60 one_leader_label
+  say "$(k get pods -L raftkv.dev/role | sed 's/^/    /')"
+  wait_for "3 voters in the cluster's own membership" 60 voters_are 3
+  ok "voters: $(voter_ids)"
+
+  check "write ${KEYS} keys k/0001..k/${KEYS} through the client Service $(client_endpoint)"
+  put_keys k/ "$KEYS"
+  local n
+  n=$(range_keys "$(client_endpoint)" k/ | wc -l)
+  [[ $n == "$KEYS" ]] || fail "range k/ returned ${n} keys, want ${KEYS}"
+  [[ $(kv_value k/0042) == *v42* ]] || fail "get k/0042 = '$(kv_value k/0042)', want v42"
+  ok "${KEYS} keys written and read back"
+}
