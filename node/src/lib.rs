@@ -10,6 +10,7 @@
 //! - [`local`]: `raft-node local`, an N-process cluster on loopback.
 
 pub mod client;
+pub mod ctl;
 pub mod kv;
 pub mod local;
 pub mod storage;

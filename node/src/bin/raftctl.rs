@@ -1,1 +1,24 @@
-fn main() {}
+//! `raftctl`: command-line client of a raftkv cluster (commands live in
+//! `raftkv_node::ctl`).
+
+use clap::Parser;
+use raftkv_node::ctl::{self, Cli};
+
+fn main() {
+    let cli = Cli::parse();
+    ctl::init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(ctl::run(cli)) {
+        eprintln!("Error: {e}");
+        std::process::exit(e.exit_code);
+    }
+}

@@ -1,0 +1,402 @@
+//! `raftctl`: the command-line client. The binary only parses flags and calls
+//! [`run`]; each command group lives in its own file.
+
+mod bench;
+mod kv;
+mod member;
+mod output;
+mod status;
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{self, ClientOptions, Consistency, RaftClient, ReadOptions};
+
+pub use output::OutputFormat;
+
+/// Endpoints of `raft-node local --nodes 3` with its default base port.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7000,127.0.0.1:7002,127.0.0.1:7004";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the command failed (one line on stderr: `Error: ...`), e.g. key not found,
+     compare-and-swap mismatch, no node reachable, request refused
+  2  invalid command line
+
+Examples:
+  export RAFTCTL_ENDPOINTS=127.0.0.1:7000,127.0.0.1:7002,127.0.0.1:7004
+  raftctl put greeting hello
+  raftctl get greeting --consistency stale
+  raftctl cas greeting hi --expect hello
+  raftctl status -o json";
+
+#[derive(Debug, Parser)]
+#[command(name = "raftctl", version, about = "Command-line client of a raftkv cluster", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Comma-separated client endpoints (host:port) of the cluster's nodes.
+    #[arg(long, global = true, env = "RAFTCTL_ENDPOINTS", default_value = DEFAULT_ENDPOINTS)]
+    pub endpoints: String,
+    /// Timeout of one request to one node; retries over all nodes stop after twice this.
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+    /// Output format (json prints one JSON document on stdout).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Log format of diagnostics on stderr (default: text on a terminal, json otherwise).
+    #[arg(long, global = true, value_enum, env = "RAFTCTL_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cluster-wide operations.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Write a value (reads it from stdin if VALUE is omitted).
+    Put { key: String, value: Option<String> },
+    /// Print a key's value (raw; `-o json` adds revisions).
+    Get {
+        key: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Delete a key.
+    #[command(alias = "delete")]
+    Del { key: String },
+    /// Compare-and-swap: write NEW only if the key's state matches the expectation.
+    #[command(group = clap::ArgGroup::new("expectation").required(true).multiple(false))]
+    Cas {
+        key: String,
+        new: String,
+        /// The current value must equal OLD.
+        #[arg(long, group = "expectation", value_name = "OLD")]
+        expect: Option<String>,
+        /// The key must not exist.
+        #[arg(long, group = "expectation")]
+        expect_absent: bool,
+        /// The key's mod_revision must equal N.
+        #[arg(long, group = "expectation", value_name = "N")]
+        expect_revision: Option<u64>,
+    },
+    /// List keys with a prefix (all keys if omitted), or in [--from, --to).
+    Range {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Maximum number of keys (0 = server maximum).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// First key of a key range (instead of a prefix).
+        #[arg(long, conflicts_with = "prefix")]
+        from: Option<String>,
+        /// End of a key range (exclusive; empty = to the end).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// One row per member: id, address, role, term, leader, commit, applied.
+    Status,
+    /// Membership changes (learners first, then promotion).
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Load generator: prints throughput, latency percentiles and errors.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// One-time bootstrap of fresh nodes (refused if any has a cluster or is unreachable).
+    Init {
+        /// How long to wait for the first leader.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        wait: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add the node at CLIENT_ADDR as a learner (non-voter).
+    AddLearner { client_addr: String },
+    /// Make learners voters (joint consensus). IDs may also be names or client addresses.
+    Promote {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove a member (a voter by joint consensus).
+    Remove { id: String },
+    /// Hand leadership to a voter (omit ID: the most caught-up one).
+    TransferLeader { id: Option<String> },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// Read consistency.
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    pub consistency: ConsistencyArg,
+    /// For bounded reads: how far behind a current leader the serving node may be.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_staleness: Option<Duration>,
+    /// Wait until the serving node has applied this store revision (read-your-writes).
+    #[arg(long, default_value_t = 0)]
+    pub min_revision: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsistencyArg {
+    Linearizable,
+    Bounded,
+    Stale,
+}
+
+impl ReadArgs {
+    pub fn to_options(&self) -> Result<ReadOptions, CtlError> {
+        let consistency = match (self.consistency, self.max_staleness) {
+            (ConsistencyArg::Bounded, s) => Consistency::Bounded {
+                max_staleness: s.unwrap_or_default(),
+            },
+            (_, Some(_)) => {
+                return Err(CtlError::usage(
+                    "--max-staleness applies only to --consistency bounded",
+                ));
+            }
+            (ConsistencyArg::Linearizable, None) => Consistency::Linearizable,
+            (ConsistencyArg::Stale, None) => Consistency::Stale,
+        };
+        Ok(ReadOptions {
+            consistency,
+            min_revision: self.min_revision,
+        })
+    }
+}
+
+/// A failed command: one line for stderr and the exit code.
+#[derive(Debug)]
+pub struct CtlError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl CtlError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        CtlError {
+            message: message.into(),
+            exit_code: 1,
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        CtlError {
+            message: message.into(),
+            exit_code: 2,
+        }
+    }
+}
+
+impl From<client::Error> for CtlError {
+    fn from(e: client::Error) -> Self {
+        CtlError::failed(e.to_string())
+    }
+}
+
+impl std::fmt::Display for CtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One line, always.
+        f.write_str(&self.message.replace('\n', " "))
+    }
+}
+
+/// Set up diagnostics on stderr. Quiet by default (warn); `RUST_LOG` overrides.
+pub fn init_logging(format: Option<LogFormat>) {
+    use tracing_subscriber::{EnvFilter, prelude::*};
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let json = match format {
+        Some(f) => f == LogFormat::Json,
+        None => !std::io::stderr().is_terminal(),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
+    };
+}
+
+/// Run one command; output goes to stdout, the error (if any) is returned.
+pub async fn run(cli: Cli) -> Result<(), CtlError> {
+    let endpoints = client::parse_endpoints(&cli.endpoints)?;
+    let opts = ClientOptions::default().with_timeout(cli.timeout);
+    let out = cli.output;
+    match cli.command {
+        Command::Cluster(ClusterCommand::Init { wait }) => {
+            status::cluster_init(endpoints, opts, wait, out).await
+        }
+        Command::Bench(args) => bench::run(endpoints, opts, args, out).await,
+        cmd => {
+            let c = RaftClient::connect(endpoints, opts)?;
+            match cmd {
+                Command::Put { key, value } => kv::put(&c, key, value, out).await,
+                Command::Get { key, read } => kv::get(&c, key, read.to_options()?, out).await,
+                Command::Del { key } => kv::del(&c, key, out).await,
+                Command::Cas {
+                    key,
+                    new,
+                    expect,
+                    expect_absent,
+                    expect_revision,
+                } => {
+                    let expect = match (expect, expect_absent, expect_revision) {
+                        (Some(v), _, _) => client::Expect::Value(v.into_bytes()),
+                        (None, true, _) => client::Expect::Absent,
+                        (None, false, Some(r)) => client::Expect::Revision(r),
+                        (None, false, None) => {
+                            return Err(CtlError::usage(
+                                "one of --expect, --expect-absent, --expect-revision is required",
+                            ));
+                        }
+                    };
+                    kv::cas(&c, key, new, expect, out).await
+                }
+                Command::Range {
+                    prefix,
+                    limit,
+                    from,
+                    to,
+                    read,
+                } => kv::range(&c, prefix, from, to, limit, read.to_options()?, out).await,
+                Command::Status => status::status(&c, out).await,
+                Command::Member(m) => member::run(&c, m, out).await,
+                Command::Cluster(_) | Command::Bench(_) => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("raftctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = parse(&[
+            "get",
+            "k",
+            "-o",
+            "json",
+            "--endpoints",
+            "a:1,b:2",
+            "--timeout",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, OutputFormat::Json);
+        assert_eq!(cli.endpoints, "a:1,b:2");
+        assert_eq!(cli.timeout, Duration::from_secs(2));
+        assert!(matches!(cli.command, Command::Get { ref key, .. } if key == "k"));
+    }
+
+    #[test]
+    fn get_read_options_are_parsed() {
+        let cli = parse(&[
+            "get",
+            "k",
+            "--consistency",
+            "bounded",
+            "--max-staleness",
+            "500ms",
+            "--min-revision",
+            "9",
+        ])
+        .unwrap();
+        let Command::Get { read, .. } = cli.command else {
+            panic!()
+        };
+        let o = read.to_options().unwrap();
+        assert_eq!(
+            o.consistency,
+            Consistency::Bounded {
+                max_staleness: Duration::from_millis(500)
+            }
+        );
+        assert_eq!(o.min_revision, 9);
+        let cli = parse(&["get", "k", "--max-staleness", "1s"]).unwrap();
+        let Command::Get { read, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!(read.to_options().unwrap_err().exit_code, 2);
+    }
+
+    #[test]
+    fn cas_needs_exactly_one_expectation() {
+        assert!(parse(&["cas", "k", "new"]).is_err());
+        assert!(parse(&["cas", "k", "new", "--expect", "a", "--expect-absent"]).is_err());
+        let cli = parse(&["cas", "k", "new", "--expect-revision", "4"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cas {
+                expect_revision: Some(4),
+                expect_absent: false,
+                ..
+            }
+        ));
+        assert!(parse(&["cas", "k", "new", "--expect-absent"]).is_ok());
+    }
+
+    #[test]
+    fn member_and_cluster_subcommands_parse() {
+        let cli = parse(&["member", "promote", "1", "2"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Member(MemberCommand::Promote { ref ids }) if ids.len() == 2)
+        );
+        assert!(parse(&["member", "promote"]).is_err());
+        let cli = parse(&["member", "transfer-leader"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Member(MemberCommand::TransferLeader { id: None })
+        ));
+        assert!(matches!(
+            parse(&["cluster", "init"]).unwrap().command,
+            Command::Cluster(ClusterCommand::Init { .. })
+        ));
+    }
+
+    #[test]
+    fn range_from_conflicts_with_prefix() {
+        assert!(parse(&["range", "p", "--from", "a"]).is_err());
+        assert!(parse(&["range", "--to", "b"]).is_err());
+        assert!(parse(&["range", "--from", "a", "--to", "b", "--limit", "3"]).is_ok());
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let e = CtlError::failed("a\nb");
+        assert_eq!(e.to_string(), "a b");
+    }
+}
