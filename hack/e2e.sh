@@ -116,6 +116,7 @@ build_images() {
 main() {
   say "raftkv e2e: steps ${E2E_STEPS}; cluster: $( ((LOCAL_CLUSTER)) && echo local || echo "current context")"
   run_step "preflight" preflight
+  run_step "helm lint + template (hack/e2e/chart-lint.sh)" hack/e2e/chart-lint.sh
   if ((LOCAL_CLUSTER)); then
     run_step "local cluster up (hack/local-cluster.sh up)" cluster_up
   fi

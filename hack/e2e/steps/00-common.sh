@@ -82,12 +82,13 @@ put_keys() {
 
 # --- the background writer (in the client pod) --------------------------------------------
 # Writes w/<n> = n in a loop through the client Service; acknowledged n go to
-# /tmp/writer.acked, failed ones to /tmp/writer.failed (a failed write may or may not
+# /tmp/writer.acked, failed ones to /tmp/writer.failed. (setsid: a plain background job
+# dies with the `kubectl exec` session.) (a failed write may or may not
 # have been applied; an acknowledged one must never be lost).
 
 writer_start() {
   csh "rm -f /tmp/writer.*; touch /tmp/writer.acked /tmp/writer.failed
-       nohup sh -c 'ep=$(client_endpoint); i=0
+       setsid sh -c 'ep=$(client_endpoint); i=0
          while [ ! -e /tmp/writer.stop ]; do
            i=\$((i + 1))
            if raftctl --endpoints \$ep put w/\$i \$i >/dev/null 2>>/tmp/writer.err; then
@@ -96,7 +97,7 @@ writer_start() {
              echo \$i >>/tmp/writer.failed
            fi
          done
-         touch /tmp/writer.done' >/dev/null 2>&1 &"
+         touch /tmp/writer.done' </dev/null >/dev/null 2>&1 &"
   wait_for "the writer's first acknowledged write" 30 writer_acked_at_least 1
 }
 
