@@ -18,7 +18,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// rename over `path`, fsync the directory. After a crash the file holds
 /// either the old or the new contents, never a mix.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], faults: &FsyncFaults) -> Result<()> {
-    let dir = path.parent().expect("write_atomic needs a path inside a directory");
+    let dir = path
+        .parent()
+        .expect("write_atomic needs a path inside a directory");
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
@@ -28,7 +30,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], faults: &FsyncFaults) -> R
         .truncate(true)
         .open(&tmp)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io("write", &tmp, e))?;
     sync_file(&f, false, faults).map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| Error::io("rename into place", path, e))?;

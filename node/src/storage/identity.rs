@@ -57,10 +57,15 @@ impl IdentityStore {
         let path = dir.join(IDENTITY_FILE);
         let file = match fs::read(&path) {
             Ok(bytes) => {
-                let file: IdentityFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::corrupt(&path, e.column() as u64, format!("identity file: {e}")))?;
+                let file: IdentityFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::corrupt(&path, e.column() as u64, format!("identity file: {e}"))
+                })?;
                 if file.format != IDENTITY_FORMAT {
-                    return Err(Error::corrupt(&path, 0, format!("unknown identity format {}", file.format)));
+                    return Err(Error::corrupt(
+                        &path,
+                        0,
+                        format!("unknown identity format {}", file.format),
+                    ));
                 }
                 if file.node_id == 0 {
                     return Err(Error::corrupt(&path, 0, "node_id 0 is invalid"));
@@ -69,7 +74,9 @@ impl IdentityStore {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if holds_raft_data(dir)? {
-                    return Err(Error::IdentityMissing { dir: dir.to_path_buf() });
+                    return Err(Error::IdentityMissing {
+                        dir: dir.to_path_buf(),
+                    });
                 }
                 let node_id = loop {
                     let id: u64 = rand::random();
@@ -77,7 +84,11 @@ impl IdentityStore {
                         break id;
                     }
                 };
-                let file = IdentityFile { format: IDENTITY_FORMAT, node_id, cluster_id: None };
+                let file = IdentityFile {
+                    format: IDENTITY_FORMAT,
+                    node_id,
+                    cluster_id: None,
+                };
                 write_identity(&path, &file)?;
                 tracing::info!(node_id, dir = %dir.display(), "created a new node identity");
                 file
@@ -107,13 +118,21 @@ impl IdentityStore {
     /// Records the cluster ID durably. Idempotent for the same ID; a
     /// different ID is refused ([`Error::ClusterIdMismatch`]).
     pub fn set_cluster_id(&self, id: &str) -> Result<()> {
-        if id.is_empty() || id.len() > CLUSTER_ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        if id.is_empty()
+            || id.len() > CLUSTER_ID_BYTES_MAX
+            || !id.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(Error::InvalidClusterId(id.to_string()));
         }
         let mut guard = self.inner.cluster_id.lock();
         match guard.as_deref() {
             Some(have) if have == id => return Ok(()),
-            Some(have) => return Err(Error::ClusterIdMismatch { have: have.to_string(), want: id.to_string() }),
+            Some(have) => {
+                return Err(Error::ClusterIdMismatch {
+                    have: have.to_string(),
+                    want: id.to_string(),
+                });
+            }
             None => {}
         }
         let file = IdentityFile {
@@ -125,7 +144,11 @@ impl IdentityStore {
         // runtime may wrap it in spawn_blocking.
         write_identity(&self.inner.path, &file)?;
         *guard = Some(id.to_string());
-        tracing::info!(node_id = self.inner.node_id, cluster_id = id, "recorded the cluster id");
+        tracing::info!(
+            node_id = self.inner.node_id,
+            cluster_id = id,
+            "recorded the cluster id"
+        );
         Ok(())
     }
 }
@@ -207,7 +230,11 @@ mod tests {
     fn data_without_identity_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join(LOG_DIR)).unwrap();
-        fs::write(dir.path().join(LOG_DIR).join("00000000000000000001.seg"), b"x").unwrap();
+        fs::write(
+            dir.path().join(LOG_DIR).join("00000000000000000001.seg"),
+            b"x",
+        )
+        .unwrap();
         let e = IdentityStore::open(dir.path()).unwrap_err();
         assert!(matches!(e, Error::IdentityMissing { .. }), "{e}");
         assert!(e.to_string().contains("no identity file"));

@@ -54,12 +54,16 @@
 //! # Recovery
 //!
 //! Every record's checksum is verified. A bad record in any segment but the
-//! last is corruption. In the last segment a bad record at offset X is a
-//! *torn tail* (a write that was never acknowledged) when every valid record
-//! found after X belongs to the same group commit as X; the segment is then
-//! truncated at X. If a record of a later group commit follows, X was
-//! acknowledged data (the later commit was written only after X was
-//! fsynced): the node refuses to start with an error naming file and offset.
+//! last is corruption. In the last segment a bad record at offset X with no
+//! valid record after it is a *torn tail* (a write that was never
+//! acknowledged: `kill -9` during a `write`, or power loss before the fsync);
+//! the segment is truncated at X and recovery goes on. If any valid record
+//! follows X, the node refuses to start with an error naming the file and
+//! the offset: dropping the rest could lose acknowledged entries. (Power loss
+//! can, in principle, leave a hole inside the last, unacknowledged group
+//! commit; the error then says the next valid record is of the same group
+//! commit. We still refuse rather than guess: the safe way out is replacing
+//! the member, which gets a new ID.)
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -148,7 +152,10 @@ impl Index {
 
     fn last_log_id(&self) -> Option<LogId> {
         match self.slots.back() {
-            Some(s) => Some(LogId { leader_id: s.leader, index: self.end() - 1 }),
+            Some(s) => Some(LogId {
+                leader_id: s.leader,
+                index: self.end() - 1,
+            }),
             None => self.purged,
         }
     }
@@ -169,7 +176,10 @@ impl Index {
             self.first = idx;
         } else {
             if idx > self.end() {
-                return Err(format!("entry {idx} leaves a hole after {}", self.end() - 1));
+                return Err(format!(
+                    "entry {idx} leaves a hole after {}",
+                    self.end() - 1
+                ));
             }
             if idx < self.end() {
                 self.truncate_from(idx);
@@ -191,7 +201,9 @@ impl Index {
 
     fn truncate_from(&mut self, idx: u64) {
         while self.end() > idx {
-            let Some(slot) = self.slots.pop_back() else { break };
+            let Some(slot) = self.slots.pop_back() else {
+                break;
+            };
             if self.cache.pop_back().is_some() {
                 self.cache_bytes -= slot.size as usize;
             }
@@ -240,7 +252,10 @@ impl Index {
         if let (Some(p), Some(_)) = (&self.purged, self.slots.front())
             && self.first <= p.index
         {
-            return Err(format!("first entry {} is not above the purged index {}", self.first, p.index));
+            return Err(format!(
+                "first entry {} is not above the purged index {}",
+                self.first, p.index
+            ));
         }
         if self.cache.len() > self.slots.len() {
             return Err("more cached entries than entries".into());
@@ -251,11 +266,26 @@ impl Index {
 
 /// One request to the writer thread.
 enum Req {
-    Append { id: u64, first: u64, buf: Vec<u8>, cb: LogFlushed<TypeConfig> },
-    Vote { vote: Vote, done: oneshot::Sender<Result<(), String>> },
-    Truncate { since: u64, done: oneshot::Sender<Result<(), String>> },
-    Purge { upto: LogId },
-    Committed { committed: Option<LogId> },
+    Append {
+        id: u64,
+        first: u64,
+        buf: Vec<u8>,
+        cb: LogFlushed<TypeConfig>,
+    },
+    Vote {
+        vote: Vote,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Truncate {
+        since: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Purge {
+        upto: LogId,
+    },
+    Committed {
+        committed: Option<LogId>,
+    },
 }
 
 impl Req {
@@ -308,7 +338,9 @@ impl Drop for JoinOnDrop {
 
 impl Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogStore").field("dir", &self.inner.dir).finish()
+        f.debug_struct("LogStore")
+            .field("dir", &self.inner.dir)
+            .finish()
     }
 }
 
@@ -403,12 +435,15 @@ impl LogStore {
                 let slot = ix.slots[(i - ix.first) as usize];
                 assert_ne!(slot.seg, PENDING, "an unwritten entry must be cached");
                 let file = ix.segments.get(&slot.seg).cloned().ok_or_else(|| {
-                    err::read_logs(&Error::Invariant(format!("segment {} of entry {i} is not open", slot.seg)))
+                    err::read_logs(&Error::Invariant(format!(
+                        "segment {} of entry {i} is not open",
+                        slot.seg
+                    )))
                 })?;
                 disk.push((file, slot.off, slot.size, i));
             }
             let from = (lo.max(cf) - cf) as usize;
-            let to = (hi - cf) as usize;
+            let to = (hi.max(cf) - cf) as usize;
             cached = ix.cache.range(from..to.max(from)).cloned().collect();
         }
         if disk.is_empty() {
@@ -431,15 +466,26 @@ fn read_entries(dir: &Path, disk: &[(Arc<File>, u64, u32, u64)], max: u32) -> Re
     for (file, off, size, index) in disk {
         buf.resize(*size as usize, 0);
         let path = || dir.join(format!("segment of entry {index}"));
-        file.read_exact_at(&mut buf, *off).map_err(|e| Error::io("read log entry from", path(), e))?;
+        file.read_exact_at(&mut buf, *off)
+            .map_err(|e| Error::io("read log entry from", path(), e))?;
         // Pair assertion: the record verifies after the read as it did before the write.
-        let (h, payload) = record::parse(&buf, max).map_err(|e| Error::corrupt(path(), *off, e.to_string()))?;
+        let (h, payload) =
+            record::parse(&buf, max).map_err(|e| Error::corrupt(path(), *off, e.to_string()))?;
         if h.kind != Kind::Entry {
-            return Err(Error::corrupt(path(), *off, format!("expected an entry record, found {:?}", h.kind)));
+            return Err(Error::corrupt(
+                path(),
+                *off,
+                format!("expected an entry record, found {:?}", h.kind),
+            ));
         }
-        let entry: Entry = postcard::from_bytes(payload).map_err(|e| Error::corrupt(path(), *off, e.to_string()))?;
+        let entry: Entry = postcard::from_bytes(payload)
+            .map_err(|e| Error::corrupt(path(), *off, e.to_string()))?;
         if entry.log_id.index != *index {
-            return Err(Error::corrupt(path(), *off, format!("expected entry {index}, found {}", entry.log_id)));
+            return Err(Error::corrupt(
+                path(),
+                *off,
+                format!("expected entry {index}, found {}", entry.log_id),
+            ));
         }
         out.push(entry);
     }
@@ -470,7 +516,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let ix = self.inner.index.lock();
-        Ok(LogState { last_purged_log_id: ix.purged, last_log_id: ix.last_log_id() })
+        Ok(LogState {
+            last_purged_log_id: ix.purged,
+            last_log_id: ix.last_log_id(),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -481,7 +530,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.check_failed()?;
         let (done, rx) = oneshot::channel();
         self.send(Req::Vote { vote: *vote, done }).await?;
-        let r = rx.await.unwrap_or_else(|_| Err("log writer thread is gone".into()));
+        let r = rx
+            .await
+            .unwrap_or_else(|_| Err("log writer thread is gone".into()));
         r.map_err(|e| err::write_vote(&Error::WriterStopped(e)))?;
         self.inner.index.lock().vote = Some(*vote);
         Ok(())
@@ -501,7 +552,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.inner.index.lock().committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -533,7 +588,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     continue;
                 }
                 first = first.min(e.log_id.index);
-                let slot = Slot { leader: e.log_id.leader_id, seg: PENDING, off: id, size };
+                let slot = Slot {
+                    leader: e.log_id.leader_id,
+                    seg: PENDING,
+                    off: id,
+                    size,
+                };
                 let log_id = e.log_id;
                 ix.push(&log_id, slot, Some(e))
                     .map_err(|m| err::write_logs(&Error::Invariant(format!("append: {m}"))))?;
@@ -541,15 +601,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             buf.drain(..skip_bytes);
         }
         // Sent even when empty, so the callback completes in order with earlier appends.
-        self.send(Req::Append { id, first, buf, cb: callback }).await
+        self.send(Req::Append {
+            id,
+            first,
+            buf,
+            cb: callback,
+        })
+        .await
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.check_failed()?;
         self.inner.index.lock().truncate_from(log_id.index);
         let (done, rx) = oneshot::channel();
-        self.send(Req::Truncate { since: log_id.index, done }).await?;
-        let r = rx.await.unwrap_or_else(|_| Err("log writer thread is gone".into()));
+        self.send(Req::Truncate {
+            since: log_id.index,
+            done,
+        })
+        .await?;
+        let r = rx
+            .await
+            .unwrap_or_else(|_| Err("log writer thread is gone".into()));
         r.map_err(|e| err::write_logs(&Error::WriterStopped(e)))
     }
 
@@ -668,7 +740,9 @@ impl Writer {
                     }
                     self.write_committed_if_changed();
                     let pending = self.active_size + self.buf.len() as u64;
-                    if pending > self.active_base && pending + buf.len() as u64 > self.opts.segment_bytes_max {
+                    if pending > self.active_base
+                        && pending + buf.len() as u64 > self.opts.segment_bytes_max
+                    {
                         self.roll()?;
                     }
                     let base = self.active_size + self.buf.len() as u64;
@@ -677,7 +751,8 @@ impl Writer {
                     while pos < buf.len() {
                         let len = record::record_len(&buf[pos..]);
                         self.rec_offs.push(self.buf.len() + pos);
-                        self.locs.push((index, *id, self.active_seq, base + pos as u64));
+                        self.locs
+                            .push((index, *id, self.active_seq, base + pos as u64));
                         index += 1;
                         pos += len;
                     }
@@ -739,17 +814,23 @@ impl Writer {
         if !self.buf.is_empty() {
             let n = self.rec_offs.len();
             for (i, &off) in self.rec_offs.iter().enumerate() {
-                let flags = if sync && i + 1 == n { FLAG_BATCH_END } else { 0 };
+                let flags = if sync && i + 1 == n {
+                    FLAG_BATCH_END
+                } else {
+                    0
+                };
                 record::seal(&mut self.buf[off..], flags, self.batch);
             }
             let file = self.active.as_ref().expect("an active segment");
-            file.write_all_at(&self.buf, self.active_size).map_err(|e| Error::io("write", &path, e))?;
+            file.write_all_at(&self.buf, self.active_size)
+                .map_err(|e| Error::io("write", &path, e))?;
             self.active_size += self.buf.len() as u64;
             self.buf.clear();
             self.rec_offs.clear();
             if sync {
                 if self.opts.fsync {
-                    sync_file(file, true, &self.opts.fsync_faults).map_err(|e| Error::io("fsync", &path, e))?;
+                    sync_file(file, true, &self.opts.fsync_faults)
+                        .map_err(|e| Error::io("fsync", &path, e))?;
                 }
                 self.batch = self.batch.wrapping_add(1);
             }
@@ -776,9 +857,19 @@ impl Writer {
         self.active = Some(file.clone());
         self.active_seq = seq;
         self.active_size = 0;
-        self.segs.push_back(SegMeta { seq, max_index: None });
+        self.segs.push_back(SegMeta {
+            seq,
+            max_index: None,
+        });
         self.index.lock().segments.insert(seq, file);
-        self.push_record(Kind::SegmentHeader, &SegmentHeader { magic: SEGMENT_MAGIC, format: SEGMENT_FORMAT, seq });
+        self.push_record(
+            Kind::SegmentHeader,
+            &SegmentHeader {
+                magic: SEGMENT_MAGIC,
+                format: SEGMENT_FORMAT,
+                seq,
+            },
+        );
         if let Some(v) = self.vote {
             self.push_record(Kind::Vote, &v);
         }
@@ -795,7 +886,9 @@ impl Writer {
     /// Deletes the oldest segments whose entries are all purged (never the
     /// active one). Runs after the purge record is fsynced.
     fn delete_purged_segments(&mut self) -> Result<()> {
-        let Some(purged) = self.purged else { return Ok(()) };
+        let Some(purged) = self.purged else {
+            return Ok(());
+        };
         let mut deleted = false;
         while self.segs.len() > 1 {
             let front = self.segs[0];
@@ -831,7 +924,9 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         let name = name.to_string_lossy();
         match parse_segment_name(&name) {
             Some(seq) => seqs.push(seq),
-            None => tracing::warn!(file = %entry.path().display(), "ignoring unknown file in the log directory"),
+            None => {
+                tracing::warn!(file = %entry.path().display(), "ignoring unknown file in the log directory")
+            }
         }
     }
     seqs.sort_unstable();
@@ -858,13 +953,26 @@ fn recover(dir: &Path, opts: &StorageOptions) -> Result<Recovered> {
                 }
                 Err(invalid) => {
                     if !is_last {
-                        return Err(Error::corrupt(&path, pos as u64, format!("{invalid} (not the last segment)")));
-                    }
-                    if let Some(later) = acknowledged_record_after(&data, pos, prev, opts.record_bytes_max) {
                         return Err(Error::corrupt(
                             &path,
                             pos as u64,
-                            format!("{invalid}; an acknowledged record follows at byte offset {later}"),
+                            format!("{invalid} (not the last segment)"),
+                        ));
+                    }
+                    if let Some((later, same_commit)) =
+                        valid_record_after(&data, pos, prev, opts.record_bytes_max)
+                    {
+                        let hint = if same_commit {
+                            " of the same group commit (a write torn by power loss, or corruption)"
+                        } else {
+                            " of a later group commit, so this record was acknowledged"
+                        };
+                        return Err(Error::corrupt(
+                            &path,
+                            pos as u64,
+                            format!(
+                                "{invalid}; a valid record{hint} follows at byte offset {later}"
+                            ),
                         ));
                     }
                     tracing::warn!(
@@ -904,18 +1012,28 @@ fn replay(
     let corrupt = |m: String| Error::corrupt(path, pos as u64, m);
     let decode_err = |e: postcard::Error| corrupt(format!("undecodable {:?} record: {e}", h.kind));
     if (pos == 0) != (h.kind == Kind::SegmentHeader) {
-        return Err(corrupt(format!("a segment must start with its header, found {:?} at {pos}", h.kind)));
+        return Err(corrupt(format!(
+            "a segment must start with its header, found {:?} at {pos}",
+            h.kind
+        )));
     }
     match h.kind {
         Kind::SegmentHeader => {
             let sh: SegmentHeader = postcard::from_bytes(payload).map_err(decode_err)?;
             if sh.magic != SEGMENT_MAGIC || sh.format != SEGMENT_FORMAT || sh.seq != seq {
-                return Err(corrupt(format!("segment header {sh:?} does not match segment {seq}")));
+                return Err(corrupt(format!(
+                    "segment header {sh:?} does not match segment {seq}"
+                )));
             }
         }
         Kind::Entry => {
             let (log_id, _) = postcard::take_from_bytes::<LogId>(payload).map_err(decode_err)?;
-            let slot = Slot { leader: log_id.leader_id, seg: seq, off: pos as u64, size: (HEADER + payload.len()) as u32 };
+            let slot = Slot {
+                leader: log_id.leader_id,
+                seg: seq,
+                off: pos as u64,
+                size: (HEADER + payload.len()) as u32,
+            };
             if !index.is_purged(log_id.index) {
                 index.push(&log_id, slot, None).map_err(corrupt)?;
             }
@@ -935,29 +1053,36 @@ fn replay(
     Ok(())
 }
 
-/// The offset of a valid record after the bad one at `pos` that belongs to
-/// a later group commit than the bad one (so the bad one was acknowledged),
-/// or `None` if every valid record after `pos` could be part of the bad
-/// record's own, unacknowledged, group commit.
-fn acknowledged_record_after(data: &[u8], pos: usize, prev: Option<Header>, max: u32) -> Option<usize> {
-    let mut batch = prev.map(|h| if h.batch_end() { h.batch.wrapping_add(1) } else { h.batch });
+/// The first valid record after the bad one at `pos`: its offset, and
+/// whether it belongs to the group commit the bad record was part of.
+fn valid_record_after(
+    data: &[u8],
+    pos: usize,
+    prev: Option<Header>,
+    max: u32,
+) -> Option<(usize, bool)> {
+    let batch = prev.map(|h| {
+        if h.batch_end() {
+            h.batch.wrapping_add(1)
+        } else {
+            h.batch
+        }
+    });
     let mut p = pos + 1;
     while p + HEADER <= data.len() {
         if let Ok((h, _)) = record::parse(&data[p..], max) {
-            let b = *batch.get_or_insert(h.batch);
-            if h.batch != b {
-                return Some(p);
-            }
-            p += HEADER + h.len as usize;
-        } else {
-            p += 1;
+            return Some((p, batch.is_none_or(|b| b == h.batch)));
         }
+        p += 1;
     }
     None
 }
 
 fn truncate_file(path: &Path, len: u64, opts: &StorageOptions) -> Result<()> {
-    let f = OpenOptions::new().write(true).open(path).map_err(|e| Error::io("open", path, e))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
     f.set_len(len).map_err(|e| Error::io("truncate", path, e))?;
     sync_file(&f, false, &opts.fsync_faults).map_err(|e| Error::io("fsync", path, e))
 }

@@ -60,22 +60,36 @@ pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, OpenError> {
         );
     }
     if !opts.fsync {
-        tracing::warn!("FSYNC IS OFF: acknowledged writes can be lost on power failure (benchmarks only)");
+        tracing::warn!(
+            "FSYNC IS OFF: acknowledged writes can be lost on power failure (benchmarks only)"
+        );
     }
     let identity = IdentityStore::open(dir)?;
     let log = LogStore::open(&dir.join(LOG_DIR), &opts)?;
     let state_machine = StateMachineStore::open(&dir.join(SNAPSHOT_DIR), &opts)?;
     let (purged, last_log, committed) = log.recovered_state();
-    let snapshot = state_machine.current_snapshot_meta().and_then(|m| m.last_log_id);
-    validate(&LogPointers { purged, snapshot, applied: snapshot, committed: None, last_log })
-        .map_err(Error::Invariant)?;
+    let snapshot = state_machine
+        .current_snapshot_meta()
+        .and_then(|m| m.last_log_id);
+    validate(&LogPointers {
+        purged,
+        snapshot,
+        applied: snapshot,
+        committed: None,
+        last_log,
+    })
+    .map_err(Error::Invariant)?;
     tracing::info!(
         dir = %dir.display(),
         node_id = identity.node_id(),
         ?purged, ?snapshot, ?committed, ?last_log,
         "storage opened"
     );
-    Ok(Storage { identity, log, state_machine })
+    Ok(Storage {
+        identity,
+        log,
+        state_machine,
+    })
 }
 
 /// The log pointers whose order [`validate`] checks.
@@ -102,7 +116,10 @@ pub fn validate(p: &LogPointers) -> Result<(), String> {
         Ok(())
     }
     if p.purged.is_some() && p.snapshot.is_none() {
-        return Err(format!("the log is purged up to {:?} but there is no snapshot", p.purged));
+        return Err(format!(
+            "the log is purged up to {:?} but there is no snapshot",
+            p.purged
+        ));
     }
     le(&p.purged, "purged", &p.snapshot, "snapshot")?;
     le(&p.snapshot, "snapshot", &p.applied, "applied")?;

@@ -84,17 +84,30 @@ impl StorageOptions {
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::InvalidOptions(m));
         if self.segment_bytes_max < 64 * 1024 {
-            return fail(format!("segment_bytes_max {} is below 64 KiB", self.segment_bytes_max));
+            return fail(format!(
+                "segment_bytes_max {} is below 64 KiB",
+                self.segment_bytes_max
+            ));
         }
         if self.segment_bytes_max > 4 * 1024 * 1024 * 1024 {
-            return fail(format!("segment_bytes_max {} is above 4 GiB", self.segment_bytes_max));
+            return fail(format!(
+                "segment_bytes_max {} is above 4 GiB",
+                self.segment_bytes_max
+            ));
         }
-        if self.batch_bytes_max == 0 || self.batch_requests_max == 0 || self.queue_requests_max == 0 {
-            return fail("batch_bytes_max, batch_requests_max and queue_requests_max must be positive".into());
+        if self.batch_bytes_max == 0 || self.batch_requests_max == 0 || self.queue_requests_max == 0
+        {
+            return fail(
+                "batch_bytes_max, batch_requests_max and queue_requests_max must be positive"
+                    .into(),
+            );
         }
         if (self.record_bytes_max as usize) < 2 * 1024 * 1024 {
             // kv::KvLimits allows 1 MiB values and 4 KiB keys; leave room for framing.
-            return fail(format!("record_bytes_max {} is below 2 MiB", self.record_bytes_max));
+            return fail(format!(
+                "record_bytes_max {} is below 2 MiB",
+                self.record_bytes_max
+            ));
         }
         if self.record_bytes_max as u64 + RECORD_HEADER_BYTES as u64 > self.segment_bytes_max {
             return fail("record_bytes_max must fit in a segment".into());
@@ -116,7 +129,10 @@ mod tests {
         o.validate().unwrap();
         assert!(o.fsync);
         assert!(!o.fsync_faults.is_on());
-        let bad = StorageOptions { segment_bytes_max: 1, ..StorageOptions::default() };
+        let bad = StorageOptions {
+            segment_bytes_max: 1,
+            ..StorageOptions::default()
+        };
         assert!(bad.validate().is_err());
     }
 }

@@ -13,9 +13,8 @@
 //! ```
 //!
 //! The checksum covers the length, so a corrupted length is detected too. The
-//! group-commit sequence and flag let recovery tell a torn last commit (never
-//! acknowledged: safe to drop) from corruption of data that was acknowledged
-//! (see `log.rs`, "Recovery").
+//! group-commit sequence and flag tell recovery whether the record after a
+//! bad one was written by the same group commit (see `log.rs`, "Recovery").
 
 use super::options::RECORD_HEADER_BYTES;
 
@@ -74,7 +73,11 @@ impl Header {
 /// Appends a record with an unsealed header (length and kind set; checksum,
 /// flags and batch are filled by [`seal`] when the writer knows them).
 /// Returns the offset of the record in `buf`.
-pub(crate) fn encode<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, kind: Kind, payload: &T) -> usize {
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    kind: Kind,
+    payload: &T,
+) -> usize {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; HEADER]);
     buf[start + 8] = kind as u8;
@@ -97,7 +100,10 @@ pub(crate) fn record_len(rec: &[u8]) -> usize {
 pub(crate) fn seal(rec: &mut [u8], flags: u8, batch: u32) {
     let total = record_len(rec);
     let rec = &mut rec[..total];
-    assert!(Kind::from_u8(rec[8]).is_some(), "sealing a record of unknown kind");
+    assert!(
+        Kind::from_u8(rec[8]).is_some(),
+        "sealing a record of unknown kind"
+    );
     rec[9] = flags;
     rec[10] = 0;
     rec[11] = 0;
@@ -132,7 +138,10 @@ impl std::fmt::Display for Invalid {
         match self {
             Invalid::ShortHeader => write!(f, "incomplete record header"),
             Invalid::BadHeader(m) => write!(f, "malformed record header: {m}"),
-            Invalid::ShortPayload { len } => write!(f, "record payload of {len} bytes extends past the end of the file"),
+            Invalid::ShortPayload { len } => write!(
+                f,
+                "record payload of {len} bytes extends past the end of the file"
+            ),
             Invalid::Checksum => write!(f, "record checksum mismatch"),
         }
     }
@@ -154,7 +163,9 @@ pub(crate) fn parse(data: &[u8], record_bytes_max: u32) -> Result<(Header, &[u8]
         return Err(Invalid::BadHeader("reserved bits set".into()));
     }
     if len > record_bytes_max {
-        return Err(Invalid::BadHeader(format!("length {len} above the record limit {record_bytes_max}")));
+        return Err(Invalid::BadHeader(format!(
+            "length {len} above the record limit {record_bytes_max}"
+        )));
     }
     let end = HEADER + len as usize;
     if data.len() < end {
@@ -164,7 +175,15 @@ pub(crate) fn parse(data: &[u8], record_bytes_max: u32) -> Result<(Header, &[u8]
         return Err(Invalid::Checksum);
     }
     let batch = u32::from_le_bytes(data[12..16].try_into().unwrap());
-    Ok((Header { len, kind, flags, batch }, &data[HEADER..end]))
+    Ok((
+        Header {
+            len,
+            kind,
+            flags,
+            batch,
+        },
+        &data[HEADER..end],
+    ))
 }
 
 #[cfg(test)]
@@ -177,7 +196,15 @@ mod tests {
         let off = encode(&mut buf, Kind::Truncate, &12345u64);
         seal(&mut buf[off..], FLAG_BATCH_END, 7);
         let (h, payload) = parse(&buf, 1 << 20).unwrap();
-        assert_eq!(h, Header { len: payload.len() as u32, kind: Kind::Truncate, flags: FLAG_BATCH_END, batch: 7 });
+        assert_eq!(
+            h,
+            Header {
+                len: payload.len() as u32,
+                kind: Kind::Truncate,
+                flags: FLAG_BATCH_END,
+                batch: 7
+            }
+        );
         assert_eq!(postcard::from_bytes::<u64>(payload).unwrap(), 12345);
         for i in 0..buf.len() * 8 {
             let mut b = buf.clone();

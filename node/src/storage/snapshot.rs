@@ -46,7 +46,8 @@ struct Body {
 /// Serializes a snapshot (CPU only; call it off the async runtime).
 pub(crate) fn encode(meta: &SnapshotMeta, kv: &KvStore) -> Vec<u8> {
     let mut buf = vec![0u8; PREFIX_BYTES];
-    buf = postcard::to_extend(&BodyRef { meta, kv }, buf).expect("postcard encoding to a Vec cannot fail");
+    buf = postcard::to_extend(&BodyRef { meta, kv }, buf)
+        .expect("postcard encoding to a Vec cannot fail");
     let body_len = (buf.len() - PREFIX_BYTES) as u64;
     let crc = crc32c::crc32c(&buf[PREFIX_BYTES..]);
     buf[0..8].copy_from_slice(&MAGIC);
@@ -60,14 +61,22 @@ pub(crate) fn encode(meta: &SnapshotMeta, kv: &KvStore) -> Vec<u8> {
 /// source in errors (a file path, or "received snapshot").
 pub(crate) fn verify(bytes: &[u8], what: &Path) -> Result<()> {
     if bytes.len() < PREFIX_BYTES {
-        return Err(Error::corrupt(what, bytes.len() as u64, "snapshot shorter than its header"));
+        return Err(Error::corrupt(
+            what,
+            bytes.len() as u64,
+            "snapshot shorter than its header",
+        ));
     }
     if bytes[0..8] != MAGIC {
         return Err(Error::corrupt(what, 0, "not a raftkv snapshot (bad magic)"));
     }
     let format = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
     if format != FORMAT {
-        return Err(Error::corrupt(what, 8, format!("unknown snapshot format {format}")));
+        return Err(Error::corrupt(
+            what,
+            8,
+            format!("unknown snapshot format {format}"),
+        ));
     }
     let crc = u32::from_le_bytes(bytes[12..16].try_into().unwrap());
     let len = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
@@ -75,11 +84,18 @@ pub(crate) fn verify(bytes: &[u8], what: &Path) -> Result<()> {
         return Err(Error::corrupt(
             what,
             16,
-            format!("snapshot body is {} bytes, header says {len}", bytes.len() - PREFIX_BYTES),
+            format!(
+                "snapshot body is {} bytes, header says {len}",
+                bytes.len() - PREFIX_BYTES
+            ),
         ));
     }
     if crc32c::crc32c(&bytes[PREFIX_BYTES..]) != crc {
-        return Err(Error::corrupt(what, PREFIX_BYTES as u64, "snapshot checksum mismatch"));
+        return Err(Error::corrupt(
+            what,
+            PREFIX_BYTES as u64,
+            "snapshot checksum mismatch",
+        ));
     }
     Ok(())
 }
@@ -87,8 +103,13 @@ pub(crate) fn verify(bytes: &[u8], what: &Path) -> Result<()> {
 /// Verifies and deserializes snapshot bytes.
 pub(crate) fn decode(bytes: &[u8], what: &Path) -> Result<(SnapshotMeta, KvStore)> {
     verify(bytes, what)?;
-    let body: Body = postcard::from_bytes(&bytes[PREFIX_BYTES..])
-        .map_err(|e| Error::corrupt(what, PREFIX_BYTES as u64, format!("undecodable snapshot: {e}")))?;
+    let body: Body = postcard::from_bytes(&bytes[PREFIX_BYTES..]).map_err(|e| {
+        Error::corrupt(
+            what,
+            PREFIX_BYTES as u64,
+            format!("undecodable snapshot: {e}"),
+        )
+    })?;
     Ok((body.meta, body.kv))
 }
 
@@ -102,7 +123,10 @@ pub(crate) struct SnapshotDir {
 impl SnapshotDir {
     pub fn open(dir: &Path, faults: FsyncFaults) -> Result<SnapshotDir> {
         create_dir_durable(dir)?;
-        Ok(SnapshotDir { dir: dir.to_path_buf(), faults })
+        Ok(SnapshotDir {
+            dir: dir.to_path_buf(),
+            faults,
+        })
     }
 
     /// Snapshot files, the newest (highest last index, then name) last.
@@ -126,7 +150,9 @@ impl SnapshotDir {
     /// Loads the newest snapshot, deleting older ones.
     pub fn load_latest(&self) -> Result<Option<(PathBuf, SnapshotMeta, KvStore)>> {
         let mut files = self.list()?;
-        let Some(latest) = files.pop() else { return Ok(None) };
+        let Some(latest) = files.pop() else {
+            return Ok(None);
+        };
         let bytes = fs::read(&latest).map_err(|e| Error::io("read", &latest, e))?;
         let (meta, kv) = decode(&bytes, &latest)?;
         self.delete(&files)?;

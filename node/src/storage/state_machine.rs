@@ -48,7 +48,10 @@ struct SmState {
 
 impl SmState {
     fn applied(&self) -> AppliedState {
-        AppliedState { index: self.last_applied.map_or(0, |l| l.index), revision: self.kv.revision() }
+        AppliedState {
+            index: self.last_applied.map_or(0, |l| l.index),
+            revision: self.kv.revision(),
+        }
     }
 }
 
@@ -83,13 +86,17 @@ pub struct SnapshotBuilder {
 
 impl std::fmt::Debug for StateMachineStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateMachineStore").field("applied", &*self.shared.watch.borrow()).finish()
+        f.debug_struct("StateMachineStore")
+            .field("applied", &*self.shared.watch.borrow())
+            .finish()
     }
 }
 
 impl std::fmt::Debug for KvReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvReader").field("applied", &*self.shared.watch.borrow()).finish()
+        f.debug_struct("KvReader")
+            .field("applied", &*self.shared.watch.borrow())
+            .finish()
     }
 }
 
@@ -110,7 +117,9 @@ impl StateMachineStore {
             None => (SmState::default(), None),
         };
         let (watch, _) = watch::channel(state.applied());
-        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         Ok(StateMachineStore {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
@@ -125,7 +134,9 @@ impl StateMachineStore {
 
     /// A reader of the applied state.
     pub fn reader(&self) -> KvReader {
-        KvReader { shared: self.shared.clone() }
+        KvReader {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The current snapshot's metadata, if any.
@@ -167,10 +178,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let unique = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match &last_log_id {
-            Some(l) => format!("{}-{}-{}-{unique}", l.leader_id.term, l.leader_id.node_id, l.index),
+            Some(l) => format!(
+                "{}-{}-{}-{unique}",
+                l.leader_id.term, l.leader_id.node_id, l.index
+            ),
             None => format!("none-{unique}"),
         };
-        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
         let dir = shared.snapshots.clone();
         let m = meta.clone();
         let (bytes, path) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, PathBuf)> {
@@ -180,11 +198,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Ok((bytes, path))
         })
         .await
-        .map_err(|e| err::write_snapshot(Some(meta.signature()), &Error::Invariant(format!("snapshot task: {e}"))))?
+        .map_err(|e| {
+            err::write_snapshot(
+                Some(meta.signature()),
+                &Error::Invariant(format!("snapshot task: {e}")),
+            )
+        })?
         .map_err(|e| err::write_snapshot(Some(meta.signature()), &e))?;
         tracing::info!(snapshot = %path.display(), bytes = bytes.len(), last_log_id = ?meta.last_log_id, "built snapshot");
         *shared.current.lock() = Some((meta.clone(), path));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
     }
 }
 
@@ -207,7 +233,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut s = self.shared.state.write();
             for entry in entries {
                 if let Some(last) = &s.last_applied {
-                    assert!(entry.log_id.index > last.index, "apply of {} after {last}", entry.log_id);
+                    assert!(
+                        entry.log_id.index > last.index,
+                        "apply of {} after {last}",
+                        entry.log_id
+                    );
                 }
                 s.last_applied = Some(entry.log_id);
                 let r = match &entry.payload {
@@ -227,14 +257,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { shared: self.shared.clone() }
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let shared = self.shared.clone();
         let _io = shared.snapshot_io.lock().await;
         let bytes = snapshot.into_inner();
@@ -249,14 +285,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 return Err(Error::corrupt(
                     what,
                     0,
-                    format!("snapshot holds {:?}, its metadata says {:?}", got.last_log_id, want.last_log_id),
+                    format!(
+                        "snapshot holds {:?}, its metadata says {:?}",
+                        got.last_log_id, want.last_log_id
+                    ),
                 ));
             }
             let path = dir.write(&want, unique, &bytes)?;
             Ok((kv, path))
         })
         .await
-        .map_err(|e| err::write_snapshot(sig.clone(), &Error::Invariant(format!("snapshot task: {e}"))))?
+        .map_err(|e| {
+            err::write_snapshot(
+                sig.clone(),
+                &Error::Invariant(format!("snapshot task: {e}")),
+            )
+        })?
         .map_err(|e| err::write_snapshot(sig.clone(), &e))?;
         let applied = {
             let mut s = shared.state.write();
@@ -284,8 +328,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Ok(bytes)
         })
         .await
-        .map_err(|e| err::read_snapshot(sig.clone(), &Error::Invariant(format!("snapshot task: {e}"))))?
+        .map_err(|e| {
+            err::read_snapshot(
+                sig.clone(),
+                &Error::Invariant(format!("snapshot task: {e}")),
+            )
+        })?
         .map_err(|e| err::read_snapshot(sig.clone(), &e))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
     }
 }

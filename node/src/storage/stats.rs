@@ -80,11 +80,17 @@ pub(crate) fn sync_file(file: &File, data_only: bool, faults: &FsyncFaults) -> i
         }
         if faults.fail_ppm > 0 && rand::random_range(0..1_000_000) < faults.fail_ppm {
             STATS.fsync_failures.fetch_add(1, Relaxed);
-            return Err(io::Error::other("injected fsync failure (storage fsync_faults)"));
+            return Err(io::Error::other(
+                "injected fsync failure (storage fsync_faults)",
+            ));
         }
     }
     let start = Instant::now();
-    let r = if data_only { file.sync_data() } else { file.sync_all() };
+    let r = if data_only {
+        file.sync_data()
+    } else {
+        file.sync_all()
+    };
     let nanos = start.elapsed().as_nanos() as u64;
     STATS.fsyncs.fetch_add(1, Relaxed);
     STATS.fsync_nanos_total.fetch_add(nanos, Relaxed);
