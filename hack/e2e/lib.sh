@@ -104,6 +104,14 @@ event_reasons() {
     '[.items[] | select(.involvedObject.kind == "RaftCluster" and .involvedObject.name == $n) | .reason] | unique | join(",")'
 }
 has_event() { [[ -n $(events_with_reason "$1") ]]; }
+# membership_event_count: Events that change the voter set (promote, remove, replace).
+membership_event_count() {
+  k get events -o json | jq -r --arg n "$RC" \
+    '[.items[] | select(.involvedObject.kind == "RaftCluster" and .involvedObject.name == $n and
+      (.reason == "MemberPromoted" or .reason == "MemberRemoved" or .reason == "MemberReplaced")) | (.count // 1)] | add // 0'
+}
+# hex_id DECIMAL_ID: node IDs as the operator's Event notes print them (16 hex digits).
+hex_id() { printf '%016x' "$1"; }
 
 # --- raftctl in the client pod -----------------------------------------------------------
 
@@ -123,10 +131,12 @@ rctl_at() {
   cexec raftctl --endpoints "$ep" "$@"
 }
 
-cluster_status_json() { rctl status -o json; }
+# cluster_status_json: `raftctl status -o json`, with every integer of 16+ digits (node
+# IDs are random u64) turned into a string first: jq 1.6 reads numbers as doubles.
+cluster_status_json() { rctl status -o json | sed -E 's/(^|[^0-9."])([0-9]{16,})/\1"\2"/g'; }
 # voter_ids / learner_ids: sorted node IDs of the committed membership, as the cluster reports it.
-voter_ids() { cluster_status_json | jq -r '[.members[] | select(.role != "learner") | .id | tostring] | sort | join(",")'; }
-learner_ids() { cluster_status_json | jq -r '[.members[] | select(.role == "learner") | .id | tostring] | sort | join(",")'; }
+voter_ids() { cluster_status_json | jq -r '[.membership.voters[]? | tostring] | sort | join(",")'; }
+learner_ids() { cluster_status_json | jq -r '[.membership.learners[]? | tostring] | sort | join(",")'; }
 count_csv() {
   if [[ -z $1 ]]; then echo 0; else tr ',' '\n' <<<"$1" | wc -l; fi
 }

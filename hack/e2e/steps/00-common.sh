@@ -61,11 +61,23 @@ kv_value() {
   rctl get "$key" "$@"
 }
 
-# range_keys ENDPOINT PREFIX [options]: the keys under PREFIX, one a line, sorted.
+# range_keys ENDPOINT PREFIX [read options]: every key under PREFIX (which must end in
+# "/"), one a line, sorted; pages through the server's range limit (10,000 keys a reply).
 range_keys() {
-  local ep=$1 prefix=$2
+  local ep=$1 prefix=$2 from end page last more
   shift 2
-  rctl_at "$ep" range "$prefix" --limit 1000000 "$@" | awk 'NF {print $1}' | LC_ALL=C sort
+  [[ $prefix == */ ]] || fail "range_keys: prefix must end in /: ${prefix}"
+  end="${prefix%/}0" # the first key after the prefix ('0' follows '/')
+  from=$prefix
+  last=""
+  while true; do
+    page=$(rctl_at "$ep" range --from "$from" --to "$end" --limit 10000 -o json "$@") || return 1
+    more=$(jq -r '.more' <<<"$page")
+    jq -r --arg last "$last" '.kvs[] | select(.key != $last) | .key' <<<"$page"
+    [[ $more == true ]] || break
+    last=$(jq -r '.kvs[-1].key' <<<"$page")
+    from=$last
+  done | LC_ALL=C sort
 }
 
 # put_keys PREFIX COUNT: COUNT sequential puts PREFIX0001.. through the client Service,
@@ -81,17 +93,18 @@ put_keys() {
 }
 
 # --- the background writer (in the client pod) --------------------------------------------
-# Writes w/<n> = n in a loop through the client Service; acknowledged n go to
+# Writes <prefix><n> = n (writer_start PREFIX, default w/) in a loop through the client Service; acknowledged n go to
 # /tmp/writer.acked, failed ones to /tmp/writer.failed. (setsid: a plain background job
 # dies with the `kubectl exec` session.) (a failed write may or may not
 # have been applied; an acknowledged one must never be lost).
 
 writer_start() {
+  WRITER_PREFIX=${1:-w/}
   csh "rm -f /tmp/writer.*; touch /tmp/writer.acked /tmp/writer.failed
        setsid sh -c 'ep=$(client_endpoint); i=0
          while [ ! -e /tmp/writer.stop ]; do
            i=\$((i + 1))
-           if raftctl --endpoints \$ep put w/\$i \$i >/dev/null 2>>/tmp/writer.err; then
+           if raftctl --endpoints \$ep put ${WRITER_PREFIX}\$i \$i >/dev/null 2>>/tmp/writer.err; then
              echo \$i >>/tmp/writer.acked
            else
              echo \$i >>/tmp/writer.failed
@@ -119,9 +132,9 @@ writer_check_no_loss() {
   local acked stored missing
   acked=$(mktemp)
   stored=$(mktemp)
-  csh "cat /tmp/writer.acked" | sed 's|^|w/|' | LC_ALL=C sort >"$acked"
-  range_keys "$(client_endpoint)" w/ >"$stored"
-  check "all $(wc -l <"$acked") acknowledged writes are in the store ($(wc -l <"$stored") w/ keys stored)"
+  csh "cat /tmp/writer.acked" | sed "s|^|${WRITER_PREFIX}|" | LC_ALL=C sort >"$acked"
+  range_keys "$(client_endpoint)" "$WRITER_PREFIX" >"$stored"
+  check "all $(wc -l <"$acked") acknowledged writes are in the store ($(wc -l <"$stored") ${WRITER_PREFIX} keys stored)"
   missing=$(LC_ALL=C comm -23 "$acked" "$stored" | head -n 20)
   rm -f "$acked" "$stored"
   [[ -z $missing ]] || fail "acknowledged writes lost: $(tr '\n' ' ' <<<"$missing")"

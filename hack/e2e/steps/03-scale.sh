@@ -14,7 +14,7 @@ pvc_names() { k get pvc -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end
 pvc_of_ordinal_exists() { pvc_names | grep -q -- "-${RC}-$1\$"; }
 
 e2e_step_3() {
-  writer_start
+  writer_start w3/
   check "kubectl scale raft ${RC} --replicas=5 (scale subresource) while the writer writes"
   k scale raftcluster "$RC" --replicas=5
   wait_for "5 voters, status.replicas=5, Available" 300 settled_at 5

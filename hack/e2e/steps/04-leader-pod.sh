@@ -22,6 +22,8 @@ e2e_step_4() {
   id=$(node_id_of "$leader")
   uid=$(pod_uid "$leader")
   voters=$(voter_ids)
+  local changes
+  changes=$(membership_event_count)
   [[ -n $id ]] || fail "no node ID for the leader ${leader} in the status"
   check "kubectl delete pod ${leader} (the leader, node ${id})"
   k delete pod "$leader" --wait=false
@@ -35,7 +37,8 @@ e2e_step_4() {
   ok "same node ID"
   check "no membership change (voters ${voters})"
   [[ $(voter_ids) == "$voters" ]] || fail "voters changed: $(voter_ids), want ${voters}"
-  ok "voters unchanged"
+  [[ $(membership_event_count) == "$changes" ]] || fail "membership Events appeared: $(event_reasons)"
+  ok "voters unchanged, no membership Event"
   check "the cluster takes writes"
   rctl put after/leader-restart 1 >/dev/null
   ok "write acknowledged"

@@ -19,7 +19,7 @@ e2e_step_7() {
   local leader t0 p order last
   leader=$(leader_pod)
   t0=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  writer_start
+  writer_start w7/
   check "spec.image=${NODE_IMAGE2} (leader now: ${leader})"
   k patch raftcluster "$RC" --type merge -p "{\"spec\":{\"image\":\"${NODE_IMAGE2}\"}}"
   wait_for "every voter pod runs ${NODE_IMAGE2} and is Ready" 420 voter_pod_images_are "$NODE_IMAGE2"
@@ -34,6 +34,10 @@ e2e_step_7() {
   last=$(tail -n 1 <<<"$order" | awk '{print $2}')
   [[ $last == "$leader" ]] || fail "the last pod restarted is ${last}, want the old leader ${leader}"
   ok "followers first, leader ${leader} last; leader now $(leader_pod)"
+  check "the leader was handed off first (LeaderTransferred Event) and each pod roll is an Event"
+  has_event LeaderTransferred || fail "no LeaderTransferred Event; reasons: $(event_reasons)"
+  [[ $(events_with_reason PodUpdated | wc -l) -ge 1 ]] || fail "no PodUpdated Event; reasons: $(event_reasons)"
+  ok "$(events_with_reason LeaderTransferred | tail -n 1)"
   writer_stop
   writer_check_no_loss
 }
