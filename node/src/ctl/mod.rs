@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::{self, ClientOptions, Consistency, RaftClient, ReadOptions};
 
-pub use output::OutputFormat;
+pub use output::{OutputFormat, table};
 
 /// Endpoints of `raft-node local --nodes 3` with its default base port.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7000,127.0.0.1:7002,127.0.0.1:7004";
