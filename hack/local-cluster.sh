@@ -11,7 +11,7 @@
 # Everything is built from source through the Go module proxy (versions pinned in
 # hack/local-cluster/versions.sh) and cached in ${RAFTKV_CACHE_DIR:-~/.cache/raftkv}.
 # Cluster state lives in ${RAFTKV_CACHE_DIR}/cluster; runtime sockets in /run/raftkv.
-# Needs root, Debian 12 (apt) and Go >= 1.24. No systemd: daemons are background
+# Needs root, Debian 12 (apt) and Go >= 1.26. No systemd: daemons are background
 # processes tracked by PID file. See hack/local-cluster/README.md for the details.
 set -euo pipefail
 
@@ -73,7 +73,7 @@ require_root() { ((EUID == 0)) || die "run as root (containerd, kubelet and ipta
 ensure_packages() {
   local missing=() p
   for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
     log "apt packages present"
