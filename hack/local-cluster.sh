@@ -770,6 +770,12 @@ cmd_status() {
       rc=1
     fi
   done
+  if iptables -w -t mangle -C POSTROUTING -m comment --comment "${IPT_TAG}: guard" -j "$GUARD_CHAIN" 2>/dev/null; then
+    printf '  %-24s installed, %s packets dropped so far\n' "egress guard" \
+      "$(iptables -w -t mangle -L "$GUARD_CHAIN" -v -n -x | awk 'NR > 2 {n += $1} END {print n + 0}')"
+  else
+    printf '  %-24s NOT installed\n' "egress guard"
+  fi
   if is_running kube-apiserver && [[ -f $KUBECONFIG_PATH ]]; then
     echo
     kc get nodes -o wide 2>&1 | sed 's/^/  /' || true

@@ -6,6 +6,7 @@
 #  - a StatefulSet whose PVCs bind (default StorageClass) and are writable as uid 65532
 #  - in-cluster API access with a ServiceAccount token under RBAC (kubectl in a pod)
 #  - deleting a PVC deletes its PV and the data directory (reclaimPolicy Delete)
+#  - the egress guard drops a pod's packet to an outside address
 # KEEP=1 leaves the namespace behind for inspection.
 set -euo pipefail
 
@@ -237,6 +238,22 @@ check_in_cluster_api() {
   fi
 }
 
+guard_drops() { iptables -w -t mangle -L "$GUARD_CHAIN" -v -n -x | awk '/pod traffic never leaves/ {print $1}'; }
+
+# A pod's packet to an outside address (TEST-NET-2, documentation range) must be dropped by
+# the egress guard before it leaves through the machine's interface.
+check_egress_guard() {
+  local before after
+  before=$(guard_drops)
+  in_client "nc -w 2 198.51.100.1 9 </dev/null" >/dev/null 2>&1 || true
+  after=$(guard_drops)
+  if ((after > before)); then
+    pass "egress guard dropped $((after - before)) packet(s) from a pod to an outside address"
+  else
+    fail "egress guard counter did not move (${before} -> ${after})"
+  fi
+}
+
 pod_finished() {
   local p
   p=$(kc -n "$NS" get pod "$1" -o jsonpath='{.status.phase}')
@@ -274,6 +291,7 @@ smoke_main() {
   check_headless_dns
   check_pvcs
   check_in_cluster_api
+  check_egress_guard
   check_pvc_delete
   if [[ ${KEEP:-0} != 1 ]]; then
     kc delete namespace "$NS" --wait=true >/dev/null
