@@ -19,6 +19,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for TempDirB
 
 #[test]
 fn storage_passes_openraft_suite() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
     Suite::test_all(TempDirBuilder).expect("openraft storage suite");
 }

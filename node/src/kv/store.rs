@@ -95,14 +95,20 @@ impl KvStore {
         match cmd {
             Command::Put { key, value } => {
                 let kv = self.put(key, value);
-                CommandResult::Put { kv, revision: self.revision }
+                CommandResult::Put {
+                    kv,
+                    revision: self.revision,
+                }
             }
             Command::Delete { key } => {
                 let deleted = self.map.remove(key.as_slice()).is_some();
                 if deleted {
                     self.revision += 1;
                 }
-                CommandResult::Delete { deleted, revision: self.revision }
+                CommandResult::Delete {
+                    deleted,
+                    revision: self.revision,
+                }
             }
             Command::CompareAndSwap { key, value, expect } => {
                 let current = self.map.get(key.as_slice());
@@ -116,10 +122,16 @@ impl KvStore {
                 };
                 if holds {
                     let kv = self.put(key, value);
-                    CommandResult::Swapped { kv, revision: self.revision }
+                    CommandResult::Swapped {
+                        kv,
+                        revision: self.revision,
+                    }
                 } else {
                     let current = current.map(|v| to_key_value(key, v));
-                    CommandResult::CompareFailed { current, revision: self.revision }
+                    CommandResult::CompareFailed {
+                        current,
+                        revision: self.revision,
+                    }
                 }
             }
         }
@@ -177,18 +189,25 @@ mod tests {
     use super::*;
 
     fn put(k: &str, v: &str) -> Command {
-        Command::Put { key: k.into(), value: v.into() }
+        Command::Put {
+            key: k.into(),
+            value: v.into(),
+        }
     }
 
     #[test]
     fn put_sets_revisions_and_version() {
         let mut s = KvStore::new();
         let r = s.apply(&put("a", "1"));
-        let CommandResult::Put { kv, revision } = r else { panic!("{r:?}") };
+        let CommandResult::Put { kv, revision } = r else {
+            panic!("{r:?}")
+        };
         assert_eq!(revision, 1);
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 1, 1));
         s.apply(&put("b", "x"));
-        let CommandResult::Put { kv, revision } = s.apply(&put("a", "2")) else { panic!() };
+        let CommandResult::Put { kv, revision } = s.apply(&put("a", "2")) else {
+            panic!()
+        };
         assert_eq!(revision, 3);
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 3, 2));
         assert_eq!(s.get(b"a").unwrap().value, b"2");
@@ -199,44 +218,89 @@ mod tests {
         let mut s = KvStore::new();
         s.apply(&put("a", "1"));
         assert_eq!(
-            s.apply(&Command::Delete { key: b"zz".to_vec() }),
-            CommandResult::Delete { deleted: false, revision: 1 }
+            s.apply(&Command::Delete {
+                key: b"zz".to_vec()
+            }),
+            CommandResult::Delete {
+                deleted: false,
+                revision: 1
+            }
         );
         assert_eq!(
             s.apply(&Command::Delete { key: b"a".to_vec() }),
-            CommandResult::Delete { deleted: true, revision: 2 }
+            CommandResult::Delete {
+                deleted: true,
+                revision: 2
+            }
         );
         assert_eq!(s.get(b"a"), None);
         // Recreated key starts a new life.
-        let CommandResult::Put { kv, .. } = s.apply(&put("a", "3")) else { panic!() };
+        let CommandResult::Put { kv, .. } = s.apply(&put("a", "3")) else {
+            panic!()
+        };
         assert_eq!((kv.create_revision, kv.version), (3, 1));
     }
 
     #[test]
     fn compare_and_swap_cases() {
         let mut s = KvStore::new();
-        let cas = |v: &str, expect: Expect| Command::CompareAndSwap { key: b"k".to_vec(), value: v.into(), expect };
+        let cas = |v: &str, expect: Expect| Command::CompareAndSwap {
+            key: b"k".to_vec(),
+            value: v.into(),
+            expect,
+        };
         // Absent holds on a missing key.
-        let CommandResult::Swapped { kv, revision } = s.apply(&cas("1", Expect::Absent)) else { panic!() };
+        let CommandResult::Swapped { kv, revision } = s.apply(&cas("1", Expect::Absent)) else {
+            panic!()
+        };
         assert_eq!((revision, kv.version), (1, 1));
         // Absent fails on an existing key, revision unchanged.
         let r = s.apply(&cas("2", Expect::Absent));
-        let CommandResult::CompareFailed { current, revision } = r else { panic!("{r:?}") };
+        let CommandResult::CompareFailed { current, revision } = r else {
+            panic!("{r:?}")
+        };
         assert_eq!(revision, 1);
         assert_eq!(current.unwrap().value, b"1");
         // Value.
-        assert!(matches!(s.apply(&cas("2", Expect::Value(b"nope".to_vec()))), CommandResult::CompareFailed { .. }));
-        assert!(matches!(s.apply(&cas("2", Expect::Value(b"1".to_vec()))), CommandResult::Swapped { revision: 2, .. }));
+        assert!(matches!(
+            s.apply(&cas("2", Expect::Value(b"nope".to_vec()))),
+            CommandResult::CompareFailed { .. }
+        ));
+        assert!(matches!(
+            s.apply(&cas("2", Expect::Value(b"1".to_vec()))),
+            CommandResult::Swapped { revision: 2, .. }
+        ));
         // Revision.
-        assert!(matches!(s.apply(&cas("3", Expect::Revision(1))), CommandResult::CompareFailed { revision: 2, .. }));
-        assert!(matches!(s.apply(&cas("3", Expect::Revision(0))), CommandResult::CompareFailed { .. }));
+        assert!(matches!(
+            s.apply(&cas("3", Expect::Revision(1))),
+            CommandResult::CompareFailed { revision: 2, .. }
+        ));
+        assert!(matches!(
+            s.apply(&cas("3", Expect::Revision(0))),
+            CommandResult::CompareFailed { .. }
+        ));
         let r = s.apply(&cas("3", Expect::Revision(2)));
-        let CommandResult::Swapped { kv, revision } = r else { panic!("{r:?}") };
-        assert_eq!((revision, kv.create_revision, kv.mod_revision, kv.version), (3, 1, 3, 3));
+        let CommandResult::Swapped { kv, revision } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (revision, kv.create_revision, kv.mod_revision, kv.version),
+            (3, 1, 3, 3)
+        );
         // Missing key: Value fails, Revision(0) holds (etcd compares a missing key as 0).
-        let cas_m = |expect| Command::CompareAndSwap { key: b"m".to_vec(), value: b"v".to_vec(), expect };
-        assert!(matches!(s.apply(&cas_m(Expect::Value(vec![]))), CommandResult::CompareFailed { current: None, .. }));
-        assert!(matches!(s.apply(&cas_m(Expect::Revision(0))), CommandResult::Swapped { revision: 4, .. }));
+        let cas_m = |expect| Command::CompareAndSwap {
+            key: b"m".to_vec(),
+            value: b"v".to_vec(),
+            expect,
+        };
+        assert!(matches!(
+            s.apply(&cas_m(Expect::Value(vec![]))),
+            CommandResult::CompareFailed { current: None, .. }
+        ));
+        assert!(matches!(
+            s.apply(&cas_m(Expect::Revision(0))),
+            CommandResult::Swapped { revision: 4, .. }
+        ));
     }
 
     #[test]
@@ -245,11 +309,21 @@ mod tests {
         for k in ["a", "b", "c", "d"] {
             s.apply(&put(k, k));
         }
-        let keys = |v: Vec<KeyValue>| v.into_iter().map(|kv| String::from_utf8(kv.key).unwrap()).collect::<Vec<_>>();
+        let keys = |v: Vec<KeyValue>| {
+            v.into_iter()
+                .map(|kv| String::from_utf8(kv.key).unwrap())
+                .collect::<Vec<_>>()
+        };
         let (v, more) = s.range(b"b", None, 2);
-        assert_eq!((keys(v), more), (vec!["b".to_string(), "c".to_string()], true));
+        assert_eq!(
+            (keys(v), more),
+            (vec!["b".to_string(), "c".to_string()], true)
+        );
         let (v, more) = s.range(b"b", Some(b"d"), 2);
-        assert_eq!((keys(v), more), (vec!["b".to_string(), "c".to_string()], false));
+        assert_eq!(
+            (keys(v), more),
+            (vec!["b".to_string(), "c".to_string()], false)
+        );
         let (v, more) = s.range(b"", None, 0);
         assert_eq!((v.len(), more), (4, false));
         let (v, more) = s.range(b"c", Some(b"b"), 10);
