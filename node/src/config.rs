@@ -1,0 +1,231 @@
+//! Everything a node is configured with, and every bound it runs under, in one
+//! place (flags and environment variables both land here).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::kv::KvLimits;
+
+/// Flags of `raft-node` (the server). Raft timings may also come from the
+/// environment so the operator can set them without touching the command line.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Directory holding the node's identity, Raft log and snapshots.
+    #[arg(long, env = "RAFT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Listen address of the client services (KV, Cluster, health).
+    #[arg(long, env = "RAFT_CLIENT_ADDR", default_value = "127.0.0.1:7000")]
+    pub client_addr: SocketAddr,
+    /// Listen address of the internal Raft peer service.
+    #[arg(long, env = "RAFT_PEER_ADDR", default_value = "127.0.0.1:7001")]
+    pub peer_addr: SocketAddr,
+    /// Client address other nodes and clients use to reach this node
+    /// (default: --client-addr). In Kubernetes: the pod's stable DNS name.
+    #[arg(long, env = "RAFT_ADVERTISE_CLIENT")]
+    pub advertise_client: Option<String>,
+    /// Peer address other nodes use to reach this node (default: --peer-addr).
+    #[arg(long, env = "RAFT_ADVERTISE_PEER")]
+    pub advertise_peer: Option<String>,
+    /// Human name kept in the membership (e.g. the pod name).
+    #[arg(long, env = "RAFT_NAME")]
+    pub name: Option<String>,
+    /// Prometheus metrics listen address (disabled if unset).
+    #[arg(long, env = "RAFT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Leader heartbeat interval.
+    #[arg(long, env = "RAFT_HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout.
+    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MIN_MS", default_value_t = 400)]
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout (also the leader lease).
+    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MAX_MS", default_value_t = 800)]
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and compact the log behind it) every this many applied entries.
+    #[arg(long, env = "RAFT_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
+    pub snapshot_threshold: u64,
+    /// Largest accepted value, in bytes.
+    #[arg(long, env = "RAFT_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_value_bytes: usize,
+}
+
+/// Resolved configuration of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub client_listen: SocketAddr,
+    pub peer_listen: SocketAddr,
+    pub advertise_client: String,
+    pub advertise_peer: String,
+    pub name: String,
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: Limits,
+}
+
+/// Bounds and timings. Each one has a reason and a cost; `validate` checks the
+/// relationships between them at startup.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Leader heartbeat; followers notice a dead leader within an election timeout.
+    pub heartbeat_interval_ms: u64,
+    /// Randomized election timeout range. The upper bound is also the leader
+    /// lease: a follower refuses votes for that long after hearing a leader, so
+    /// failover takes at least `election_timeout_ms_max` after the last heartbeat.
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    /// Entries between snapshots; more means longer replay on restart and more
+    /// log on disk, fewer means more snapshot work.
+    pub snapshot_threshold_entries: u64,
+    /// Entries per AppendEntries message; bounds the message size together with
+    /// the value limit (keep `batch_entries_max * value_bytes_max` sane).
+    pub batch_entries_max: u64,
+    pub kv: KvLimits,
+    /// How long a read waits for this node to apply up to a read index or a
+    /// requested revision before giving up.
+    pub read_wait_max: Duration,
+    /// Default `max_staleness` of a bounded read that names none.
+    pub bounded_staleness_default: Duration,
+    /// A member is "caught up" (healthy, promotable) when it trails the
+    /// leader's commit index by at most this many entries.
+    pub caught_up_lag_max: u64,
+    /// Timeout of one peer RPC (AppendEntries, Vote, ReadIndex).
+    pub peer_rpc_timeout: Duration,
+    /// Timeout of a forwarded client request.
+    pub forward_timeout: Duration,
+    /// Upper bound on a leader transfer before it is reported as failed.
+    pub transfer_timeout: Duration,
+    /// Largest gRPC message accepted or sent (a batch of entries or a snapshot chunk).
+    pub grpc_message_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            heartbeat_interval_ms: 100,
+            election_timeout_ms_min: 400,
+            election_timeout_ms_max: 800,
+            snapshot_threshold_entries: 20_000,
+            batch_entries_max: 128,
+            kv: KvLimits::default(),
+            read_wait_max: Duration::from_secs(5),
+            bounded_staleness_default: Duration::from_millis(500),
+            caught_up_lag_max: 1_000,
+            peer_rpc_timeout: Duration::from_secs(2),
+            forward_timeout: Duration::from_secs(10),
+            transfer_timeout: Duration::from_secs(10),
+            grpc_message_bytes_max: 160 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        if self.heartbeat_interval_ms == 0 {
+            return bad("heartbeat interval must be > 0".into());
+        }
+        // A follower must see several heartbeats per election timeout, or a busy
+        // machine starts spurious elections.
+        if self.election_timeout_ms_min < 3 * self.heartbeat_interval_ms {
+            return bad(format!(
+                "election timeout min ({} ms) must be at least 3x the heartbeat ({} ms)",
+                self.election_timeout_ms_min, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_ms_max <= self.election_timeout_ms_min {
+            return bad(format!(
+                "election timeout max ({} ms) must be above min ({} ms)",
+                self.election_timeout_ms_max, self.election_timeout_ms_min
+            ));
+        }
+        if self.snapshot_threshold_entries == 0 || self.batch_entries_max == 0 {
+            return bad("snapshot threshold and batch size must be > 0".into());
+        }
+        let batch_bytes = self.batch_entries_max as usize * (self.kv.value_bytes_max + self.kv.key_bytes_max);
+        if batch_bytes > self.grpc_message_bytes_max {
+            return bad(format!(
+                "a full batch ({} entries of up to {} bytes) exceeds the gRPC message limit ({} bytes)",
+                self.batch_entries_max, self.kv.value_bytes_max, self.grpc_message_bytes_max
+            ));
+        }
+        Ok(())
+    }
+
+    /// The openraft configuration derived from these limits.
+    pub fn raft_config(&self) -> Result<openraft::Config, ConfigError> {
+        let c = openraft::Config {
+            cluster_name: "raftkv".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_ms_min,
+            election_timeout_max: self.election_timeout_ms_max,
+            max_payload_entries: self.batch_entries_max,
+            replication_lag_threshold: self.caught_up_lag_max,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_threshold_entries),
+            // Keep some log behind the snapshot so a briefly lagging follower
+            // catches up from the log instead of a full snapshot.
+            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        };
+        c.validate().map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+impl NodeArgs {
+    pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let limits = Limits {
+            heartbeat_interval_ms: self.heartbeat_ms,
+            election_timeout_ms_min: self.election_timeout_min_ms,
+            election_timeout_ms_max: self.election_timeout_max_ms,
+            snapshot_threshold_entries: self.snapshot_threshold,
+            kv: KvLimits { value_bytes_max: self.max_value_bytes, ..KvLimits::default() },
+            ..Limits::default()
+        };
+        limits.validate()?;
+        let advertise_client = self.advertise_client.unwrap_or_else(|| self.client_addr.to_string());
+        let advertise_peer = self.advertise_peer.unwrap_or_else(|| self.peer_addr.to_string());
+        let name = self.name.unwrap_or_else(|| advertise_client.clone());
+        Ok(NodeConfig {
+            data_dir: self.data_dir,
+            client_listen: self.client_addr,
+            peer_listen: self.peer_addr,
+            advertise_client,
+            advertise_peer,
+            name,
+            metrics_listen: self.metrics_addr,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits_are_valid() {
+        Limits::default().validate().unwrap();
+        Limits::default().raft_config().unwrap();
+    }
+
+    #[test]
+    fn election_timeout_must_be_well_above_heartbeat() {
+        let l = Limits { heartbeat_interval_ms: 200, election_timeout_ms_min: 400, ..Limits::default() };
+        let e = l.validate().unwrap_err().to_string();
+        assert!(e.contains("at least 3x the heartbeat"), "{e}");
+    }
+
+    #[test]
+    fn batch_must_fit_in_a_grpc_message() {
+        let l = Limits { batch_entries_max: 10_000, ..Limits::default() };
+        assert!(l.validate().is_err());
+    }
+}

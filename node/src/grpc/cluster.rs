@@ -1,0 +1,335 @@
+//! The Cluster administration service. Membership calls are executed by the
+//! leader; other nodes forward them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
+use raftkv_proto::FORWARDED_HEADER;
+use raftkv_proto::v1 as pb;
+use raftkv_proto::v1::cluster_client::ClusterClient;
+use raftkv_proto::v1::cluster_server::Cluster;
+use tonic::{Request, Response, Status};
+
+use crate::app::Node;
+use crate::grpc::errors;
+use crate::typ::{RaftMetrics, StoredMembership};
+use crate::{NodeId, NodeInfo};
+
+pub struct ClusterService {
+    node: Arc<Node>,
+}
+
+pub fn member(id: NodeId, n: &NodeInfo) -> pb::Member {
+    pb::Member { node_id: id, client_addr: n.client_addr.clone(), peer_addr: n.peer_addr.clone(), name: n.name.clone() }
+}
+
+pub fn membership_pb(sm: &StoredMembership) -> pb::Membership {
+    let m = sm.membership();
+    let voters: BTreeSet<NodeId> = m.voter_ids().collect();
+    let node = |id: &NodeId| member(*id, m.get_node(id).unwrap_or(&NodeInfo::default()));
+    pb::Membership {
+        log_index: sm.log_id().map(|l| l.index).unwrap_or(0),
+        configs: m
+            .get_joint_config()
+            .iter()
+            .map(|c| pb::VoterConfig { voter_ids: c.iter().copied().collect() })
+            .collect(),
+        voters: voters.iter().map(node).collect(),
+        learners: m.learner_ids().map(|id| node(&id)).collect(),
+        joint: m.get_joint_config().len() > 1,
+    }
+}
+
+fn role(node: &Node, m: &RaftMetrics) -> pb::Role {
+    use openraft::ServerState;
+    if m.membership_config.membership().voter_ids().next().is_none() {
+        return pb::Role::Uninitialized;
+    }
+    match m.state {
+        ServerState::Leader => pb::Role::Leader,
+        ServerState::Candidate => pb::Role::Candidate,
+        ServerState::Shutdown => pb::Role::Shutdown,
+        ServerState::Learner if node.is_member(m) => pb::Role::Learner,
+        ServerState::Learner => pb::Role::Uninitialized,
+        ServerState::Follower => pb::Role::Follower,
+    }
+}
+
+impl ClusterService {
+    pub fn new(node: Arc<Node>) -> Self {
+        ClusterService { node }
+    }
+
+    /// `Some(client)` for the leader when this node is not it.
+    fn route<T>(&self, req: &Request<T>) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
+        let m = self.node.metrics();
+        if m.state.is_leader() {
+            return Ok(None);
+        }
+        let Some((leader, info)) = self.node.leader(&m) else {
+            return Err(Status::unavailable("no leader is known right now; retry shortly"));
+        };
+        if req.metadata().contains_key(FORWARDED_HEADER) {
+            return Err(errors::unavailable_with_hint(
+                format!("forwarded request reached a non-leader; the leader is {leader:016x}"),
+                Some(&info.client_addr),
+            ));
+        }
+        Ok(Some(ClusterClient::new(self.node.client_channel(&info.client_addr)?)))
+    }
+
+    fn membership_response(&self) -> pb::MembershipResponse {
+        let m = self.node.metrics();
+        pb::MembershipResponse {
+            leader_id: m.current_leader.unwrap_or(0),
+            membership: Some(membership_pb(&m.membership_config)),
+        }
+    }
+
+    /// DESIGN invariant 3, node side: one change at a time; every new voter
+    /// must be a caught-up learner or voter; the leader never removes itself.
+    fn check_voter_change(&self, m: &RaftMetrics, new_voters: &BTreeSet<NodeId>) -> Result<(), Status> {
+        let membership = m.membership_config.membership();
+        if membership.get_joint_config().len() > 1 {
+            return Err(Status::failed_precondition("a membership change is already in progress"));
+        }
+        if new_voters.is_empty() {
+            return Err(Status::invalid_argument("the voter set must not be empty"));
+        }
+        if !new_voters.contains(&self.node.id) {
+            return Err(Status::failed_precondition(format!(
+                "the leader {:016x} is not in the new voter set; transfer leadership first",
+                self.node.id
+            )));
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let lag_max = self.node.config.limits.caught_up_lag_max;
+        for id in new_voters {
+            if membership.get_node(id).is_none() {
+                return Err(Status::failed_precondition(format!(
+                    "node {id:016x} is not a member; add it as a learner first"
+                )));
+            }
+            if *id == self.node.id {
+                continue;
+            }
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index)
+                .unwrap_or(0);
+            if matched + lag_max < last {
+                return Err(Status::failed_precondition(format!(
+                    "node {id:016x} is {} entries behind the leader (limit {lag_max}); wait until it catches up",
+                    last - matched
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let node = &self.node;
+        let m = node.metrics();
+        let last = m.last_log_index.unwrap_or(0);
+        let progress = match (&m.replication, m.state.is_leader()) {
+            (Some(r), true) => r
+                .iter()
+                .map(|(id, l)| {
+                    let matched = l.map(|l| l.index).unwrap_or(0);
+                    pb::PeerProgress { node_id: *id, matched_index: matched, lag: last.saturating_sub(matched) }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let leader_contact_age_ms = if m.state.is_leader() {
+            Some(0)
+        } else {
+            node.contact.age(Instant::now()).map(|a| a.as_millis() as u64)
+        };
+        let applied = node.reader.applied();
+        Ok(Response::new(pb::StatusResponse {
+            node_id: node.id,
+            cluster_id: node.identity.cluster_id().unwrap_or_default(),
+            role: role(node, &m) as i32,
+            term: m.current_term,
+            leader_id: m.current_leader.unwrap_or(0),
+            commit_index: node.commit_index(&m),
+            applied_index: applied.index,
+            last_log_index: last,
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            membership: Some(membership_pb(&m.membership_config)),
+            progress,
+            client_addr: node.config.advertise_client.clone(),
+            peer_addr: node.config.advertise_peer.clone(),
+            name: node.config.name.clone(),
+            revision: applied.revision,
+            leader_contact_age_ms,
+            healthy: node.is_healthy(&m),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn initialize(
+        &self,
+        request: Request<pb::InitializeRequest>,
+    ) -> Result<Response<pb::InitializeResponse>, Status> {
+        let node = &self.node;
+        let req = request.into_inner();
+        // DESIGN invariant 2: nobody bootstraps twice.
+        if let Some(id) = node.identity.cluster_id() {
+            return Err(Status::failed_precondition(format!(
+                "this node already belongs to cluster {id}; refusing to initialize"
+            )));
+        }
+        if node.raft.is_initialized().await.map_err(|e| errors::fatal(&e))? {
+            return Err(Status::failed_precondition("this node already has a membership; refusing to initialize"));
+        }
+        let mut members = BTreeMap::new();
+        for m in &req.members {
+            if m.node_id == 0 || m.peer_addr.is_empty() || m.client_addr.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "member {m:?} needs a node_id, a client_addr and a peer_addr"
+                )));
+            }
+            let info = NodeInfo { client_addr: m.client_addr.clone(), peer_addr: m.peer_addr.clone(), name: m.name.clone() };
+            if members.insert(m.node_id, info).is_some() {
+                return Err(Status::invalid_argument(format!("node {:016x} is listed twice", m.node_id)));
+            }
+        }
+        if !members.contains_key(&node.id) {
+            return Err(Status::invalid_argument(format!(
+                "the members must include the node receiving Initialize ({:016x})",
+                node.id
+            )));
+        }
+        let cluster_id = new_cluster_id();
+        node.identity
+            .set_cluster_id(&cluster_id)
+            .map_err(|e| Status::internal(format!("cannot persist cluster ID: {e}")))?;
+        node.raft.initialize(members).await.map_err(errors::initialize)?;
+        tracing::info!(cluster_id, voters = req.members.len(), "cluster initialized");
+        let m = node.metrics();
+        Ok(Response::new(pb::InitializeResponse {
+            cluster_id,
+            membership: Some(membership_pb(&m.membership_config)),
+        }))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let Some(member) = request.get_ref().member.clone() else {
+            return Err(Status::invalid_argument("member is required"));
+        };
+        if member.node_id == 0 || member.peer_addr.is_empty() || member.client_addr.is_empty() {
+            return Err(Status::invalid_argument("the learner needs a node_id, a client_addr and a peer_addr"));
+        }
+        if let Some(mut leader) = self.route(&request)? {
+            let mut r = Request::new(request.into_inner());
+            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            return leader.add_learner(r).await;
+        }
+        let m = self.node.metrics();
+        let membership = m.membership_config.membership();
+        let info = NodeInfo { client_addr: member.client_addr, peer_addr: member.peer_addr, name: member.name };
+        if membership.voter_ids().any(|v| v == member.node_id) {
+            return Err(Status::already_exists(format!("node {:016x} is already a voter", member.node_id)));
+        }
+        if membership.get_node(&member.node_id) == Some(&info) {
+            return Ok(Response::new(self.membership_response()));
+        }
+        self.node.raft.add_learner(member.node_id, info, false).await.map_err(errors::client_write)?;
+        Ok(Response::new(self.membership_response()))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        if let Some(mut leader) = self.route(&request)? {
+            let mut r = Request::new(request.into_inner());
+            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            return leader.change_membership(r).await;
+        }
+        let req = request.into_inner();
+        let new_voters: BTreeSet<NodeId> = req.voter_ids.iter().copied().collect();
+        let m = self.node.metrics();
+        self.check_voter_change(&m, &new_voters)?;
+        tracing::info!(voters = ?new_voters, retain = req.retain, "changing membership (joint consensus)");
+        self.node.raft.change_membership(new_voters, req.retain).await.map_err(errors::client_write)?;
+        Ok(Response::new(self.membership_response()))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        if let Some(mut leader) = self.route(&request)? {
+            let mut r = Request::new(request.into_inner());
+            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            return leader.remove_member(r).await;
+        }
+        let id = request.into_inner().node_id;
+        let m = self.node.metrics();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(Status::not_found(format!("node {id:016x} is not a member")));
+        }
+        if id == self.node.id {
+            return Err(Status::failed_precondition(format!(
+                "node {id:016x} is the leader; transfer leadership before removing it"
+            )));
+        }
+        if membership.voter_ids().any(|v| v == id) {
+            let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
+            self.check_voter_change(&m, &voters)?;
+            self.node.raft.change_membership(voters, false).await.map_err(errors::client_write)?;
+        } else {
+            let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+            self.node.raft.change_membership(change, false).await.map_err(errors::client_write)?;
+        }
+        Ok(Response::new(self.membership_response()))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        if let Some(mut leader) = self.route(&request)? {
+            let mut r = Request::new(request.into_inner());
+            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            return leader.transfer_leader(r).await;
+        }
+        let target = request.into_inner().target_node_id;
+        let (previous, new, term) = self.node.transfer_leader(target).await?;
+        Ok(Response::new(pb::TransferLeaderResponse { previous_leader_id: previous, new_leader_id: new, term }))
+    }
+
+    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let node = &self.node;
+        let applied = node.metrics().last_applied.map(|l| l.index).unwrap_or(0);
+        node.raft.trigger().snapshot().await.map_err(|e| errors::fatal(&e))?;
+        let mut metrics = node.raft.metrics();
+        let wait = metrics.wait_for(|m| m.snapshot.map(|l| l.index).unwrap_or(0) >= applied);
+        let snap = match tokio::time::timeout(Duration::from_secs(30), wait).await {
+            Ok(Ok(m)) => m.snapshot.map(|l| l.index).unwrap_or(0),
+            _ => return Err(Status::deadline_exceeded("snapshot did not complete within 30s")),
+        };
+        Ok(Response::new(pb::SnapshotResponse { node_id: node.id, snapshot_index: snap }))
+    }
+}
+
+/// A random cluster ID (128 bits, hex), created once at initialization.
+fn new_cluster_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}

@@ -1,0 +1,264 @@
+//! The client KV service. Writes go through Raft on the leader (a follower
+//! forwards them); reads are served by the receiving node at the consistency
+//! the request names.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftkv_proto::FORWARDED_HEADER;
+use raftkv_proto::v1 as pb;
+use raftkv_proto::v1::kv_client::KvClient;
+use raftkv_proto::v1::kv_server::Kv;
+use tonic::{Request, Response, Status};
+
+use crate::app::Node;
+use crate::grpc::errors;
+use crate::kv::{Command, CommandResult, Expect, KeyValue};
+use crate::raft::contact;
+use crate::storage::prefix_end;
+
+pub struct KvService {
+    node: Arc<Node>,
+}
+
+impl KvService {
+    pub fn new(node: Arc<Node>) -> Self {
+        KvService { node }
+    }
+
+    fn header(&self, revision: u64) -> pb::ResponseHeader {
+        let m = self.node.metrics();
+        pb::ResponseHeader {
+            node_id: self.node.id,
+            revision,
+            applied_index: self.node.reader.applied().index,
+            leader_id: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            cluster_id: self.node.identity.cluster_id().unwrap_or_default(),
+        }
+    }
+
+    /// Where a write must go: `None` if this node is the leader, else the
+    /// leader's client address to forward to.
+    fn route_write<T>(&self, req: &Request<T>) -> Result<Option<String>, Status> {
+        let m = self.node.metrics();
+        if m.state.is_leader() {
+            if self.node.is_transferring() {
+                return Err(Status::unavailable("leadership is being handed off; retry shortly"));
+            }
+            return Ok(None);
+        }
+        let Some((leader, info)) = self.node.leader(&m) else {
+            return Err(Status::unavailable("no leader is known right now (election in progress?); retry shortly"));
+        };
+        if req.metadata().contains_key(FORWARDED_HEADER) {
+            return Err(errors::unavailable_with_hint(
+                format!("forwarded request reached a non-leader; the leader is {leader:016x}"),
+                Some(&info.client_addr),
+            ));
+        }
+        Ok(Some(info.client_addr))
+    }
+
+    fn forward_client(&self, addr: &str) -> Result<KvClient<tonic::transport::Channel>, Status> {
+        let max = self.node.config.limits.grpc_message_bytes_max;
+        Ok(KvClient::new(self.node.client_channel(addr)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max))
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<CommandResult, Status> {
+        let resp = self.node.raft.client_write(cmd).await.map_err(errors::client_write)?;
+        Ok(resp.data)
+    }
+
+    /// Consistency barrier before a read; see DESIGN.md "Reads".
+    async fn read_barrier(&self, opts: Option<&pb::ReadOptions>) -> Result<(), Status> {
+        let default = pb::ReadOptions::default();
+        let opts = opts.unwrap_or(&default);
+        let consistency = pb::Consistency::try_from(opts.consistency)
+            .map_err(|_| Status::invalid_argument(format!("unknown consistency level {}", opts.consistency)))?;
+        match consistency {
+            pb::Consistency::Unspecified | pb::Consistency::Linearizable => {
+                let index = self.node.read_index().await?;
+                self.node.wait_applied(index).await?;
+            }
+            pb::Consistency::Bounded => {
+                let max = if opts.max_staleness_ms == 0 {
+                    self.node.config.limits.bounded_staleness_default
+                } else {
+                    Duration::from_millis(opts.max_staleness_ms)
+                };
+                self.bounded_check(max)?;
+            }
+            pb::Consistency::Stale => {}
+        }
+        if opts.min_revision > 0 {
+            self.node.wait_revision(opts.min_revision).await?;
+        }
+        Ok(())
+    }
+
+    fn bounded_check(&self, max: Duration) -> Result<(), Status> {
+        let m = self.node.metrics();
+        let applied = self.node.reader.applied().index;
+        if m.state.is_leader() {
+            let ack = m.millis_since_quorum_ack.map(Duration::from_millis);
+            let fresh = ack.is_some_and(|a| a <= max);
+            let commit = self.node.commit_index(&m);
+            if fresh && applied >= commit {
+                return Ok(());
+            }
+            return Err(Status::failed_precondition(format!(
+                "bounded read refused on leader {:016x}: quorum last acknowledged {:?} ago (max {} ms), applied {} of {} committed",
+                self.node.id,
+                ack,
+                max.as_millis(),
+                applied,
+                commit
+            )));
+        }
+        contact::bounded_read_allowed(self.node.contact.last(), applied, Instant::now(), max).map_err(|why| {
+            Status::failed_precondition(format!(
+                "bounded read refused on node {:016x}: {why}; use linearizable or stale, or a larger max staleness",
+                self.node.id
+            ))
+        })
+    }
+}
+
+pub fn to_pb(kv: KeyValue) -> pb::KeyValue {
+    pb::KeyValue {
+        key: kv.key,
+        value: kv.value,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+    }
+}
+
+fn forwarded<T>(inner: T) -> Request<T> {
+    let mut r = Request::new(inner);
+    r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    r
+}
+
+fn unexpected(r: CommandResult) -> Status {
+    Status::internal(format!("state machine returned an unexpected result: {r:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let limits = &self.node.config.limits.kv;
+        limits.check_key(&request.get_ref().key).map_err(errors::input)?;
+        limits.check_value(&request.get_ref().value).map_err(errors::input)?;
+        if let Some(addr) = self.route_write(&request)? {
+            return self.forward_client(&addr)?.put(forwarded(request.into_inner())).await;
+        }
+        let req = request.into_inner();
+        match self.propose(Command::Put { key: req.key, value: req.value }).await? {
+            CommandResult::Put { kv, revision } => {
+                Ok(Response::new(pb::PutResponse { header: Some(self.header(revision)), kv: Some(to_pb(kv)) }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.node.config.limits.kv.check_key(&request.get_ref().key).map_err(errors::input)?;
+        if let Some(addr) = self.route_write(&request)? {
+            return self.forward_client(&addr)?.delete(forwarded(request.into_inner())).await;
+        }
+        let req = request.into_inner();
+        match self.propose(Command::Delete { key: req.key }).await? {
+            CommandResult::Delete { deleted, revision } => {
+                Ok(Response::new(pb::DeleteResponse { header: Some(self.header(revision)), deleted }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        request: Request<pb::CompareAndSwapRequest>,
+    ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
+        let limits = &self.node.config.limits.kv;
+        limits.check_key(&request.get_ref().key).map_err(errors::input)?;
+        limits.check_value(&request.get_ref().value).map_err(errors::input)?;
+        let expect = match &request.get_ref().expect {
+            Some(pb::compare_and_swap_request::Expect::ExpectValue(v)) => Expect::Value(v.clone()),
+            Some(pb::compare_and_swap_request::Expect::ExpectAbsent(true)) => Expect::Absent,
+            Some(pb::compare_and_swap_request::Expect::ExpectAbsent(false)) => {
+                return Err(Status::invalid_argument("expect_absent must be true when set"));
+            }
+            Some(pb::compare_and_swap_request::Expect::ExpectRevision(r)) => Expect::Revision(*r),
+            None => {
+                return Err(Status::invalid_argument(
+                    "compare-and-swap needs an expectation: expect_value, expect_absent or expect_revision",
+                ));
+            }
+        };
+        if let Some(addr) = self.route_write(&request)? {
+            return self.forward_client(&addr)?.compare_and_swap(forwarded(request.into_inner())).await;
+        }
+        let req = request.into_inner();
+        match self.propose(Command::CompareAndSwap { key: req.key, value: req.value, expect }).await? {
+            CommandResult::Swapped { kv, revision } => Ok(Response::new(pb::CompareAndSwapResponse {
+                header: Some(self.header(revision)),
+                kv: Some(to_pb(kv)),
+            })),
+            CommandResult::CompareFailed { current, revision } => {
+                let now = match current {
+                    Some(kv) => format!(
+                        "key exists with mod_revision {} and a {}-byte value",
+                        kv.mod_revision,
+                        kv.value.len()
+                    ),
+                    None => "key does not exist".to_string(),
+                };
+                Err(Status::aborted(format!("compare failed: {now} (store revision {revision})")))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let req = request.into_inner();
+        self.node.config.limits.kv.check_key(&req.key).map_err(errors::input)?;
+        self.read_barrier(req.read.as_ref()).await?;
+        let revision = self.node.reader.applied().revision;
+        match self.node.reader.get(&req.key) {
+            Some(kv) => Ok(Response::new(pb::GetResponse { header: Some(self.header(revision)), kv: Some(to_pb(kv)) })),
+            None => Err(Status::not_found(format!("key {:?} not found", String::from_utf8_lossy(&req.key)))),
+        }
+    }
+
+    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+        let req = request.into_inner();
+        let max = self.node.config.limits.kv.range_limit_max;
+        let limit = if req.limit == 0 { max } else { req.limit.min(max) } as usize;
+        let (start, end) = if !req.prefix.is_empty() {
+            if !req.start.is_empty() || !req.end.is_empty() {
+                return Err(Status::invalid_argument("give either a prefix or a start/end range, not both"));
+            }
+            (req.prefix.clone(), prefix_end(&req.prefix))
+        } else {
+            let end = if req.end.is_empty() { None } else { Some(req.end.clone()) };
+            if let Some(e) = &end
+                && e <= &req.start
+            {
+                return Err(Status::invalid_argument("range end must be greater than start"));
+            }
+            (req.start.clone(), end)
+        };
+        self.read_barrier(req.read.as_ref()).await?;
+        let revision = self.node.reader.applied().revision;
+        let (kvs, more) = self.node.reader.range(&start, end.as_deref(), limit);
+        Ok(Response::new(pb::RangeResponse {
+            header: Some(self.header(revision)),
+            kvs: kvs.into_iter().map(to_pb).collect(),
+            more,
+        }))
+    }
+}

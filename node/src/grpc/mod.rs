@@ -1,0 +1,6 @@
+//! Client-facing gRPC services: KV ([`kv`]) and Cluster ([`cluster`]),
+//! plus the mapping of errors to gRPC codes ([`errors`]).
+
+pub mod cluster;
+pub mod errors;
+pub mod kv;

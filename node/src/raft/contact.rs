@@ -1,0 +1,108 @@
+//! What a follower or learner last heard from a leader: when, and the
+//! leader's commit index at that moment. Bounded-staleness reads and the health
+//! check use both, so that freshness covers the index lag and not only the
+//! time since contact (the lesson of rqlite #1672).
+
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::NodeId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contact {
+    pub at: Instant,
+    pub leader: NodeId,
+    pub term: u64,
+    /// The leader's commit index carried by that AppendEntries.
+    pub leader_commit: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct LeaderContact {
+    last: Mutex<Option<Contact>>,
+}
+
+impl LeaderContact {
+    pub fn record(&self, c: Contact) {
+        let mut last = self.last.lock();
+        // Never move the commit index backwards within a term (reordered RPCs).
+        if let Some(prev) = *last
+            && prev.term == c.term
+            && prev.leader == c.leader
+            && prev.leader_commit > c.leader_commit
+        {
+            *last = Some(Contact { leader_commit: prev.leader_commit, ..c });
+            return;
+        }
+        *last = Some(c);
+    }
+
+    pub fn last(&self) -> Option<Contact> {
+        *self.last.lock()
+    }
+
+    pub fn age(&self, now: Instant) -> Option<Duration> {
+        self.last().map(|c| now.saturating_duration_since(c.at))
+    }
+}
+
+/// Whether a non-leader may serve a bounded-staleness read.
+pub fn bounded_read_allowed(
+    contact: Option<Contact>,
+    applied: u64,
+    now: Instant,
+    max_staleness: Duration,
+) -> Result<(), String> {
+    let Some(c) = contact else {
+        return Err("this node has not heard from a leader yet".into());
+    };
+    let age = now.saturating_duration_since(c.at);
+    if age > max_staleness {
+        return Err(format!(
+            "last contact with leader {:016x} was {} ms ago, more than the allowed staleness of {} ms",
+            c.leader,
+            age.as_millis(),
+            max_staleness.as_millis()
+        ));
+    }
+    if applied < c.leader_commit {
+        return Err(format!(
+            "applied index {} is behind the leader's commit index {} at last contact",
+            applied, c.leader_commit
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(at: Instant, commit: u64) -> Contact {
+        Contact { at, leader: 1, term: 2, leader_commit: commit }
+    }
+
+    #[test]
+    fn bounded_read_needs_recent_contact_and_applied_commit() {
+        let t0 = Instant::now();
+        let max = Duration::from_millis(500);
+        assert!(bounded_read_allowed(None, 10, t0, max).is_err());
+        assert!(bounded_read_allowed(Some(contact(t0, 10)), 10, t0 + Duration::from_millis(100), max).is_ok());
+        let too_old = bounded_read_allowed(Some(contact(t0, 10)), 10, t0 + Duration::from_millis(600), max);
+        assert!(too_old.unwrap_err().contains("more than the allowed staleness"));
+        let behind = bounded_read_allowed(Some(contact(t0, 11)), 10, t0, max);
+        assert!(behind.unwrap_err().contains("behind the leader's commit index"));
+    }
+
+    #[test]
+    fn commit_index_never_moves_back_within_a_term() {
+        let lc = LeaderContact::default();
+        let t0 = Instant::now();
+        lc.record(contact(t0, 10));
+        lc.record(contact(t0 + Duration::from_millis(1), 7));
+        let last = lc.last().unwrap();
+        assert_eq!(last.leader_commit, 10);
+        assert_eq!(last.at, t0 + Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,114 @@
+//! The inbound side of the peer protocol: every message is checked against
+//! the envelope rules before openraft sees it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftkv_proto::v1::raft_peer_server::RaftPeer;
+use raftkv_proto::v1::{RaftReply, RaftRequest};
+use tonic::{Request, Response, Status};
+
+use crate::app::Node;
+use crate::raft::contact::Contact;
+use crate::raft::envelope;
+use crate::typ::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
+
+pub struct PeerService {
+    node: Arc<Node>,
+}
+
+impl PeerService {
+    pub fn new(node: Arc<Node>) -> Self {
+        PeerService { node }
+    }
+
+    fn open(&self, req: &RaftRequest) -> Result<(), Status> {
+        envelope::check(&self.node.identity, &req.cluster_id, req.target_node_id, req.from_node_id)
+            .map_err(|e| {
+                tracing::warn!(from = format_args!("{:016x}", req.from_node_id), "refused peer message: {e}");
+                Status::from(e)
+            })
+    }
+}
+
+fn reply(payload: Vec<u8>) -> Result<Response<RaftReply>, Status> {
+    Ok(Response::new(RaftReply { payload: payload.into() }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        self.open(&req)?;
+        let rpc: AppendEntriesRequest = envelope::decode(&req.payload)?;
+        let (leader, term) = (rpc.vote.leader_id().node_id, rpc.vote.leader_id().term);
+        let leader_commit = rpc.leader_commit.map(|l| l.index).unwrap_or(0);
+        let res = self.node.raft.append_entries(rpc).await;
+        if let Ok(r) = &res
+            && !matches!(r, AppendEntriesResponse::HigherVote(_))
+        {
+            self.node.contact.record(Contact { at: Instant::now(), leader, term, leader_commit });
+        }
+        reply(envelope::encode(&res)?)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        self.open(&req)?;
+        let rpc: VoteRequest = envelope::decode(&req.payload)?;
+        let res = self.node.raft.vote(rpc).await;
+        reply(envelope::encode(&res)?)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        self.open(&req)?;
+        let rpc: InstallSnapshotRequest = envelope::decode(&req.payload)?;
+        let res = self.node.raft.install_snapshot(rpc).await;
+        reply(envelope::encode(&res)?)
+    }
+
+    async fn read_index(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        self.open(&req)?;
+        if !self.node.metrics().state.is_leader() {
+            return Err(Status::unavailable("not the leader"));
+        }
+        let index = self.node.read_index().await?;
+        reply(envelope::encode(&index)?)
+    }
+
+    /// Leader transfer, target side: campaign until a leader other than the
+    /// old one (ideally this node) is in place, or the attempt times out.
+    async fn timeout_now(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        self.open(&req)?;
+        let old_term: u64 = envelope::decode(&req.payload)?;
+        let m = self.node.metrics();
+        if !m.membership_config.membership().voter_ids().any(|v| v == self.node.id) {
+            return Err(Status::failed_precondition("this node is not a voter"));
+        }
+        let node = self.node.clone();
+        let from = req.from_node_id;
+        tokio::spawn(async move {
+            let limits = &node.config.limits;
+            let deadline = Instant::now() + limits.transfer_timeout;
+            // Retry at heartbeat pace: the first attempts may be refused while
+            // the other followers' leases on the old leader run out.
+            let retry = Duration::from_millis(limits.heartbeat_interval_ms);
+            while Instant::now() < deadline {
+                let m = node.metrics();
+                if m.current_term > old_term && m.current_leader.is_some() && m.current_leader != Some(from) {
+                    tracing::info!(leader = ?m.current_leader, term = m.current_term, "leader transfer done");
+                    return;
+                }
+                if !m.state.is_candidate() {
+                    let _ = node.raft.trigger().elect().await;
+                }
+                tokio::time::sleep(retry).await;
+            }
+            tracing::warn!("leader transfer: no new leader before the deadline");
+        });
+        reply(Vec::new())
+    }
+}

@@ -1,0 +1,11 @@
+//! Multi-process tests: real `raft-node` processes talking real gRPC on
+//! loopback. Each test file owns a port range (PORT_BASE) so tests run in
+//! parallel without colliding.
+
+mod util;
+
+mod test_basics;
+mod test_failover;
+mod test_identity;
+mod test_membership;
+mod test_snapshot;

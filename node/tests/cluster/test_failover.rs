@@ -1,0 +1,92 @@
+//! Leader loss: `kill -9` of the leader under a steady writer loses no
+//! acknowledged write, a new leader takes writes, and the old leader rejoins
+//! under its old ID. Leader transfer hands off to the chosen voter.
+
+use std::time::{Duration, Instant};
+
+use raftkv_proto::v1 as pb;
+
+use crate::util::*;
+
+const PORT_BASE: u16 = 22000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_loses_no_acknowledged_write() {
+    let mut c = TestCluster::start(3, PORT_BASE).await;
+    c.init(&[0, 1, 2]).await;
+    let leader = c.wait_leader(&[0, 1, 2]).await;
+    let old_id = c.status(leader).await.node_id;
+
+    tracing::info!("--- writer running");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(run_writer(c.endpoints(), "w".into(), stop));
+    wait_for("some writes", WAIT, || async {
+        let s = status_of(&c.nodes[leader].client_addr).await.ok()?;
+        (s.revision >= 50).then_some(())
+    })
+    .await;
+
+    tracing::info!("--- kill -9 the leader {leader}");
+    let killed_at = Instant::now();
+    c.kill(leader);
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = c.wait_leader(&others).await;
+    let mut kv = c.kv(new_leader);
+    wait_for("a write acknowledged by the new leader", WAIT, || {
+        let mut kv = kv.clone();
+        async move { put(&mut kv, "after-failover", "1").await.ok() }
+    })
+    .await;
+    let failover = killed_at.elapsed();
+    tracing::info!(?failover, "new leader took a write");
+    assert!(failover < Duration::from_secs(10), "failover took {failover:?}");
+
+    tracing::info!("--- restart the old leader: same ID, catches up, no membership change");
+    let membership_before = c.status(new_leader).await.membership.unwrap();
+    c.spawn(leader).await;
+    let s = c.status(leader).await;
+    assert_eq!(s.node_id, old_id, "a restarted node keeps its ID");
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    assert!(acked.len() > 50, "writer made progress ({} writes)", acked.len());
+    let target = c.status(new_leader).await.commit_index;
+    wait_for("old leader to catch up", WAIT, || async {
+        let s = status_of(&c.nodes[leader].client_addr).await.ok()?;
+        (s.applied_index >= target && s.role == pb::Role::Follower as i32).then_some(())
+    })
+    .await;
+    let membership_after = c.status(new_leader).await.membership.unwrap();
+    assert_eq!(membership_before.voters, membership_after.voters, "restart changed no membership");
+
+    tracing::info!("--- every acknowledged write is on every node");
+    for i in 0..3 {
+        assert_all_present(&c, i, &acked).await;
+    }
+    let _ = put(&mut kv, "done", "1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_moves_to_the_chosen_voter() {
+    let c = TestCluster::start(3, PORT_BASE + 20).await;
+    c.init(&[0, 1, 2]).await;
+    let leader = c.wait_leader(&[0, 1, 2]).await;
+    put(&mut c.kv(leader), "k", "v").await.unwrap();
+    let target = (leader + 1) % 3;
+    let target_id = c.status(target).await.node_id;
+    let before = c.status(leader).await.term;
+
+    tracing::info!("--- transfer through a follower (forwarded to the leader)");
+    let via = (leader + 2) % 3;
+    let resp = c
+        .cluster(via)
+        .transfer_leader(pb::TransferLeaderRequest { target_node_id: target_id })
+        .await
+        .expect("transfer leader")
+        .into_inner();
+    assert_eq!(resp.new_leader_id, target_id);
+    assert!(resp.term > before);
+    assert_eq!(c.wait_leader(&[0, 1, 2]).await, target);
+    let got = get(&mut c.kv(leader), "k", linearizable()).await.unwrap();
+    assert_eq!(got.kv.unwrap().value, b"v");
+    put(&mut c.kv(leader), "k2", "v2").await.expect("writes work after the transfer");
+}
