@@ -98,7 +98,7 @@ pub async fn cluster_init(
     let statuses = client.status_all().await;
     let members = plan_init(&statuses)?;
     let first = statuses[0].0.clone();
-    tracing::info!(endpoint = %first, members = members.len(), "initializing cluster");
+    tracing::debug!(endpoint = %first, members = members.len(), "initializing cluster");
     let resp = client.initialize(&first, members.clone()).await?;
     let (leader_addr, leader) = wait_for_leader(&client, leader_timeout).await?;
     Ok(InitOutcome {

@@ -156,6 +156,13 @@ pub fn render(s: &BenchSummary, out: OutputFormat) -> String {
     }
 }
 
+fn op_name(op: BenchOp) -> &'static str {
+    match op {
+        BenchOp::Put => "put",
+        BenchOp::Get => "get",
+    }
+}
+
 fn key(prefix: &str, i: u64) -> Vec<u8> {
     format!("{prefix}{i:010}").into_bytes()
 }
@@ -313,11 +320,7 @@ pub async fn run(
     }
     let elapsed = started.elapsed();
     progress.abort();
-    let op = match args.op {
-        BenchOp::Put => "put",
-        BenchOp::Get => "get",
-    };
-    let summary = summarize(op, args.clients, &hist, errors, elapsed);
+    let summary = summarize(op_name(args.op), args.clients, &hist, errors, elapsed);
     print!("{}", render(&summary, out));
     if summary.ops == 0 {
         return Err(CtlError::failed(format!(

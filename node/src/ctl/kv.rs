@@ -131,19 +131,28 @@ pub async fn cas(
     match c.cas(key.as_bytes(), new, expect).await {
         Ok(resp) => print(&render_write(resp.header.as_ref(), resp.kv.as_ref(), out)),
         Err(e) if e.code() == Code::Aborted => {
-            // Name the current state so the user can retry with the right expectation.
-            let current = match c.get(key.as_bytes(), ReadOptions::linearizable()).await {
-                Ok(r) => match r.kv {
-                    Some(kv) => format!("current mod_revision is {}", kv.mod_revision),
-                    None => "the key does not exist".to_string(),
-                },
-                Err(g) if g.is_not_found() => "the key does not exist".to_string(),
-                Err(g) => format!("current state unknown: {g}"),
+            let msg = e.message();
+            let reason = msg
+                .strip_prefix("compare failed: ")
+                .unwrap_or(&msg)
+                .to_string();
+            // The server names the current state; if it ever does not, look it up
+            // so the user can retry with the right expectation.
+            let current = if reason.contains("mod_revision") || reason.contains("does not exist") {
+                String::new()
+            } else {
+                match c.get(key.as_bytes(), ReadOptions::linearizable()).await {
+                    Ok(r) => match r.kv {
+                        Some(kv) => format!("; current mod_revision is {}", kv.mod_revision),
+                        None => "; the key does not exist".to_string(),
+                    },
+                    Err(g) if g.is_not_found() => "; the key does not exist".to_string(),
+                    Err(g) => format!("; current state unknown: {g}"),
+                }
             };
             Err(CtlError::failed(format!(
-                "compare-and-swap on key {} failed: {}; {current}",
-                quote_key(key.as_bytes()),
-                e.message()
+                "compare-and-swap on key {} failed: {reason}{current}",
+                quote_key(key.as_bytes())
             )))
         }
         Err(e) => Err(e.into()),

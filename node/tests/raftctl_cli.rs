@@ -1,0 +1,417 @@
+//! The real `raftctl` binary against a real 3-node cluster of `raft-node`
+//! processes on loopback: output formats, exit codes and one-line errors; and
+//! `raft-node local` bringing up, serving and stopping a cluster.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
+const RAFT_NODE: &str = env!("CARGO_BIN_EXE_raft-node");
+/// Port ranges of this file (node/tests/cluster uses 21000-25999).
+const CLI_PORT_BASE: u16 = 26000;
+const LOCAL_PORT_BASE: u16 = 26100;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Processes killed when the test ends, however it ends.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn ctl(endpoints: &str, args: &[&str]) -> Ran {
+    let out: Output = Command::new(RAFTCTL)
+        .args(["--endpoints", endpoints])
+        .args(args)
+        .env_remove("RAFTCTL_ENDPOINTS")
+        .env("RAFTCTL_LOG_FORMAT", "text")
+        .output()
+        .expect("running raftctl");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// raftctl that must succeed; returns stdout.
+fn ok(endpoints: &str, args: &[&str]) -> String {
+    let r = ctl(endpoints, args);
+    assert_eq!(
+        r.code, 0,
+        "raftctl {args:?} failed: stdout={:?} stderr={:?}",
+        r.stdout, r.stderr
+    );
+    r.stdout
+}
+
+/// raftctl that must fail with exit code 1 and exactly one `Error: ` line; returns it.
+fn fails(endpoints: &str, args: &[&str]) -> String {
+    let r = ctl(endpoints, args);
+    assert_eq!(
+        r.code, 1,
+        "raftctl {args:?}: expected exit 1, got {}: stdout={:?} stderr={:?}",
+        r.code, r.stdout, r.stderr
+    );
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "raftctl {args:?}: stderr must be one line: {:?}",
+        r.stderr
+    );
+    assert!(
+        lines[0].starts_with("Error: "),
+        "raftctl {args:?}: {:?}",
+        r.stderr
+    );
+    lines[0].to_string()
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn spawn_node(dir: &Path, i: u16, base: u16) -> Child {
+    let (client, peer) = (base + 2 * i, base + 2 * i + 1);
+    let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
+    Command::new(RAFT_NODE)
+        .arg("--data-dir")
+        .arg(dir.join(format!("node-{i}")))
+        .args(["--client-addr", &format!("127.0.0.1:{client}")])
+        .args(["--peer-addr", &format!("127.0.0.1:{peer}")])
+        .args(["--name", &format!("node-{i}")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting raft-node")
+}
+
+fn print_logs(dir: &Path) {
+    for i in 0..3 {
+        if let Ok(s) = std::fs::read_to_string(dir.join(format!("node-{i}.log"))) {
+            let tail: Vec<&str> = s.lines().rev().take(30).collect();
+            eprintln!(
+                "--- node-{i}.log (last lines)\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// Prints the node logs if the test panics.
+struct LogsOnPanic<'a>(&'a Path);
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_logs(self.0);
+        }
+    }
+}
+
+#[test]
+fn raftctl_against_a_real_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let _logs = LogsOnPanic(dir.path());
+    let _procs = Procs(
+        (0..3)
+            .map(|i| spawn_node(dir.path(), i, CLI_PORT_BASE))
+            .collect(),
+    );
+    let eps: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", CLI_PORT_BASE + 2 * i))
+        .collect();
+    let all = eps.join(",");
+
+    // --- every node answers Status before init
+    for ep in &eps {
+        wait_until(&format!("{ep} to answer status"), || {
+            ctl(ep, &["status", "-o", "json"]).code == 0
+        });
+    }
+
+    // --- cluster init, once
+    let out = ok(&all, &["cluster", "init"]);
+    assert!(out.contains("initialized with 3 voters"), "{out}");
+    let err = fails(&all, &["cluster", "init"]);
+    assert!(err.contains("already belongs to cluster"), "{err}");
+
+    // --- status -o json: one leader, three members with the documented fields
+    let st = json(&ok(&all, &["status", "-o", "json"]));
+    let leader_id = st["leader_id"].as_u64().expect("leader_id");
+    assert_ne!(leader_id, 0, "{st}");
+    let members = st["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{st}");
+    for m in members {
+        for field in [
+            "id",
+            "role",
+            "client_addr",
+            "term",
+            "commit_index",
+            "applied_index",
+        ] {
+            assert!(!m[field].is_null(), "member lacks {field}: {m}");
+        }
+    }
+    assert_eq!(
+        members.iter().filter(|m| m["role"] == "leader").count(),
+        1,
+        "{st}"
+    );
+    assert!(
+        members
+            .iter()
+            .any(|m| m["id"].as_u64() == Some(leader_id) && m["role"] == "leader")
+    );
+    let table = ok(&all, &["status"]);
+    assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains("127.0.0.1:")).count(),
+        3,
+        "{table}"
+    );
+
+    // --- put / get, through every endpoint (followers forward writes)
+    for (i, ep) in eps.iter().enumerate() {
+        assert_eq!(
+            ok(ep, &["put", &format!("k/{i}"), &format!("v{i}")]),
+            "OK\n"
+        );
+    }
+    assert_eq!(ok(&all, &["get", "k/0"]), "v0\n");
+    let g = json(&ok(&all, &["get", "k/1", "-o", "json"]));
+    assert_eq!(g["key"], "k/1");
+    assert_eq!(g["value"], "v1");
+    let rev = g["mod_revision"].as_u64().unwrap();
+    assert!(rev > 0, "{g}");
+    let p = json(&ok(&all, &["put", "k/2", "v2b", "-o", "json"]));
+    assert!(p["header"]["revision"].as_u64().unwrap() > rev, "{p}");
+    // Reads at every level on a follower, read-your-writes with --min-revision.
+    let follower = members.iter().find(|m| m["role"] == "follower").unwrap()["client_addr"]
+        .as_str()
+        .unwrap();
+    let put_rev = p["header"]["revision"].as_u64().unwrap().to_string();
+    assert_eq!(ok(follower, &["get", "k/2"]), "v2b\n");
+    assert_eq!(
+        ok(
+            follower,
+            &[
+                "get",
+                "k/2",
+                "--consistency",
+                "stale",
+                "--min-revision",
+                &put_rev
+            ]
+        ),
+        "v2b\n"
+    );
+    let b = ctl(
+        follower,
+        &[
+            "get",
+            "k/2",
+            "--consistency",
+            "bounded",
+            "--max-staleness",
+            "5s",
+        ],
+    );
+    assert!(
+        b.code == 0 && b.stdout == "v2b\n",
+        "bounded read: {:?} {:?}",
+        b.stdout,
+        b.stderr
+    );
+
+    // --- errors: one line, exit 1
+    assert_eq!(
+        fails(&all, &["get", "missing"]),
+        "Error: key \"missing\" not found"
+    );
+    let empty = fails(&all, &["put", "", "x"]);
+    assert!(empty.to_lowercase().contains("empty"), "{empty}");
+    let dead = fails("127.0.0.1:1", &["--timeout", "200ms", "get", "x"]);
+    assert!(dead.contains("127.0.0.1:1"), "{dead}");
+    assert_eq!(
+        ctl(&all, &["cas", "k/0", "x"]).code,
+        2,
+        "a usage error exits 2"
+    );
+
+    // --- cas: value, absent, revision; mismatches name the current revision
+    assert_eq!(ok(&all, &["cas", "k/0", "v0b", "--expect", "v0"]), "OK\n");
+    let mismatch = fails(&all, &["cas", "k/0", "v0c", "--expect", "v0"]);
+    assert!(mismatch.contains("mod_revision"), "{mismatch}");
+    assert_eq!(ok(&all, &["cas", "new", "1", "--expect-absent"]), "OK\n");
+    let exists = fails(&all, &["cas", "new", "2", "--expect-absent"]);
+    assert!(exists.contains("\"new\""), "{exists}");
+    let cur = json(&ok(&all, &["get", "new", "-o", "json"]))["mod_revision"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        ok(
+            &all,
+            &["cas", "new", "3", "--expect-revision", &cur.to_string()]
+        ),
+        "OK\n"
+    );
+    fails(
+        &all,
+        &["cas", "new", "4", "--expect-revision", &cur.to_string()],
+    );
+    assert_eq!(ok(&all, &["get", "new"]), "3\n");
+
+    // --- range: prefix, limit, key range
+    let r = json(&ok(&all, &["range", "k/", "-o", "json"]));
+    let keys: Vec<&str> = r["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| kv["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["k/0", "k/1", "k/2"]);
+    assert_eq!(r["more"], false);
+    let r = json(&ok(&all, &["range", "k/", "--limit", "2", "-o", "json"]));
+    assert_eq!(r["kvs"].as_array().unwrap().len(), 2);
+    assert_eq!(r["more"], true);
+    let r = json(&ok(
+        &all,
+        &["range", "--from", "k/1", "--to", "k/2", "-o", "json"],
+    ));
+    assert_eq!(r["kvs"][0]["key"], "k/1");
+    assert_eq!(r["kvs"].as_array().unwrap().len(), 1);
+    let t = ok(&all, &["range", "k/"]);
+    assert_eq!(t.lines().count(), 4, "header + 3 rows: {t}");
+
+    // --- del
+    assert_eq!(ok(&all, &["del", "k/0"]), "OK\n");
+    fails(&all, &["get", "k/0"]);
+    let d = json(&ok(&all, &["del", "k/0", "-o", "json"]));
+    assert_eq!(d["deleted"], false);
+
+    // --- bench prints its figures
+    let b = ok(
+        &all,
+        &[
+            "bench",
+            "put",
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "--keys",
+            "50",
+        ],
+    );
+    assert!(b.contains("ops/s") && b.contains("p99.9"), "{b}");
+    let bj = json(&ok(
+        &all,
+        &[
+            "bench",
+            "get",
+            "--clients",
+            "2",
+            "--duration",
+            "1s",
+            "--keys",
+            "20",
+            "-o",
+            "json",
+        ],
+    ));
+    assert!(bj["ops"].as_u64().unwrap() > 0, "{bj}");
+    assert_eq!(bj["errors"], 0, "{bj}");
+}
+
+#[test]
+fn raft_node_local_serves_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let out_log = dir.path().join("local.out");
+    let child = Command::new(RAFT_NODE)
+        .arg("local")
+        .args(["--nodes", "3", "--base-port", &LOCAL_PORT_BASE.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting raft-node local");
+    let mut procs = Procs(vec![child]);
+    let _logs = LogsOnPanic(&data);
+    let eps: String = (0..3)
+        .map(|i| format!("127.0.0.1:{}", LOCAL_PORT_BASE + 2 * i))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    wait_until("raft-node local to print its export line", || {
+        std::fs::read_to_string(&out_log)
+            .unwrap_or_default()
+            .contains("export RAFTCTL_ENDPOINTS=")
+    });
+    let out = std::fs::read_to_string(&out_log).unwrap();
+    assert!(
+        out.contains(&format!("export RAFTCTL_ENDPOINTS={eps}")),
+        "{out}"
+    );
+    let st = json(&ok(&eps, &["status", "-o", "json"]));
+    assert_ne!(st["leader_id"].as_u64().unwrap(), 0, "{st}");
+    assert_eq!(ok(&eps, &["put", "local", "yes"]), "OK\n");
+    assert_eq!(ok(&eps, &["get", "local"]), "yes\n");
+
+    // SIGTERM: every node stops, local exits 0.
+    let pid = procs.0[0].id() as i32;
+    // SAFETY: signalling a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = procs.0[0].try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "raft-node local did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "raft-node local exited with {status}");
+    let out = std::fs::read_to_string(&out_log).unwrap();
+    assert!(out.contains("stopped"), "{out}");
+    for i in 0..3 {
+        let addr = format!("127.0.0.1:{}", LOCAL_PORT_BASE + 2 * i);
+        assert!(
+            std::net::TcpStream::connect(&addr).is_err(),
+            "{addr} still accepts connections after stop"
+        );
+    }
+    assert!(data.join("node-0.log").exists());
+}
