@@ -1,0 +1,308 @@
+//! Keeps a client write's trace alive across openraft's internal tasks.
+//!
+//! openraft proposes, replicates and applies in its own tasks, so the span of
+//! the gRPC call that proposed a command is not the current span when the
+//! entry is sent to followers or applied. This table remembers the span
+//! context of each *sampled* proposal (by a hash of the command) and of each
+//! traced log index, so the peer client, the peer server and the apply loop
+//! can make their spans children of the write's trace:
+//!
+//! - leader, proposal: [`Proposal::start`] registers `hash(command) -> span`;
+//! - leader, AppendEntries out: [`parent_for_entries`] finds the traced
+//!   entries of a request (and remembers their indexes);
+//! - follower, AppendEntries in: [`remember_indexes`] with the server span;
+//! - any node, apply: [`apply_span`] opens a child span for a traced index.
+//!
+//! Bounded ([`TRACED_ENTRIES_MAX`], oldest evicted first). When nothing is
+//! traced (the common case with the default rate limit) every lookup is one
+//! atomic load.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use parking_lot::Mutex;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::semconv::{EVENT_COMMITTED, SPAN_APPLY, SPAN_PROPOSE};
+use crate::kv::Command;
+use crate::typ::Entry;
+
+/// Upper bound on remembered traced commands plus traced log indexes. At the
+/// default rate limit (20 traces/min) a handful are in use; at ratio 1.0
+/// under load the oldest are evicted (those writes lose their follower-side
+/// spans, nothing else). Costs about 100 bytes each.
+pub const TRACED_ENTRIES_MAX: usize = 4096;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Key {
+    Command(u64),
+    Index(u64),
+}
+
+#[derive(Default)]
+struct Table {
+    map: HashMap<Key, SpanContext>,
+    order: VecDeque<Key>,
+}
+
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+static LEN: AtomicUsize = AtomicUsize::new(0);
+
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
+    let mut g = TABLE.lock();
+    let t = g.get_or_insert_with(Table::default);
+    let r = f(t);
+    LEN.store(t.map.len(), Ordering::Relaxed);
+    r
+}
+
+fn insert(key: Key, sc: SpanContext) {
+    with_table(|t| {
+        if t.map.insert(key, sc).is_none() {
+            t.order.push_back(key);
+        }
+        while t.map.len() > TRACED_ENTRIES_MAX {
+            match t.order.pop_front() {
+                Some(k) => {
+                    t.map.remove(&k);
+                }
+                None => break,
+            }
+        }
+        // Keys removed explicitly stay in `order` until popped; keep it bounded too.
+        if t.order.len() > 2 * TRACED_ENTRIES_MAX {
+            let map = &t.map;
+            t.order.retain(|k| map.contains_key(k));
+        }
+    })
+}
+
+fn remove(key: Key) -> Option<SpanContext> {
+    if LEN.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    with_table(|t| t.map.remove(&key))
+}
+
+fn get(key: Key) -> Option<SpanContext> {
+    if LEN.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    with_table(|t| t.map.get(&key).cloned())
+}
+
+/// Identifies a command for the table (a hash of its content).
+pub fn command_key(cmd: &Command) -> u64 {
+    use crate::kv::Expect;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match cmd {
+        Command::Put { key, value } => (0u8, key, value).hash(&mut h),
+        Command::Delete { key } => (1u8, key).hash(&mut h),
+        Command::CompareAndSwap { key, value, expect } => {
+            (2u8, key, value).hash(&mut h);
+            match expect {
+                Expect::Value(v) => (0u8, v).hash(&mut h),
+                Expect::Absent => 1u8.hash(&mut h),
+                Expect::Revision(r) => (2u8, r).hash(&mut h),
+            }
+        }
+    }
+    h.finish()
+}
+
+fn sampled_context(span: &Span) -> Option<SpanContext> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    (sc.is_valid() && sc.is_sampled()).then_some(sc)
+}
+
+/// A leader's proposal of one command: a `raft.propose` span (child of the
+/// current span) from `client_write` until it returns, registered in the
+/// table so replication and apply join the trace. Also feeds the proposal
+/// metrics.
+pub struct Proposal {
+    span: Span,
+    key: Option<u64>,
+    start: Instant,
+}
+
+impl Proposal {
+    pub fn start(cmd: &Command) -> Self {
+        let span = tracing::info_span!(
+            SPAN_PROPOSE,
+            raft.node_id = tracing::field::Empty,
+            raft.index = tracing::field::Empty,
+            raft.term = tracing::field::Empty,
+            raft.bytes = tracing::field::Empty,
+        );
+        let key = sampled_context(&span).map(|sc| {
+            let k = command_key(cmd);
+            insert(Key::Command(k), sc);
+            k
+        });
+        if key.is_some() {
+            span.record("raft.bytes", command_bytes(cmd));
+        }
+        Proposal {
+            span,
+            key,
+            start: Instant::now(),
+        }
+    }
+
+    /// The span to instrument `client_write` with.
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Ends the proposal; `log_id` is `(term, index)` of the committed entry.
+    pub fn finish(self, log_id: Option<(u64, u64)>) {
+        super::metrics::node().proposal_done(self.start.elapsed(), log_id.is_some());
+        if let Some(k) = self.key {
+            remove(Key::Command(k));
+            if let Some((term, index)) = log_id {
+                self.span.record("raft.term", term);
+                self.span.record("raft.index", index);
+                self.span.add_event(
+                    EVENT_COMMITTED,
+                    vec![opentelemetry::KeyValue::new("raft.index", index as i64)],
+                );
+            }
+        }
+    }
+}
+
+fn command_bytes(cmd: &Command) -> u64 {
+    match cmd {
+        Command::Put { key, value } | Command::CompareAndSwap { key, value, .. } => {
+            (key.len() + value.len()) as u64
+        }
+        Command::Delete { key } => key.len() as u64,
+    }
+}
+
+/// The traced entries among `entries` (leader side of AppendEntries): their
+/// span contexts, first one first. Remembers their indexes for apply.
+pub fn parent_for_entries(entries: &[Entry]) -> Vec<SpanContext> {
+    if LEN.load(Ordering::Relaxed) == 0 {
+        return Vec::new();
+    }
+    let mut found: Vec<SpanContext> = Vec::new();
+    for e in entries {
+        let index = e.log_id.index;
+        let sc = get(Key::Index(index)).or_else(|| match &e.payload {
+            openraft::EntryPayload::Normal(cmd) => {
+                let sc = get(Key::Command(command_key(cmd)))?;
+                insert(Key::Index(index), sc.clone());
+                Some(sc)
+            }
+            _ => None,
+        });
+        if let Some(sc) = sc
+            && !found.iter().any(|f| f.span_id() == sc.span_id())
+        {
+            found.push(sc);
+        }
+    }
+    found
+}
+
+/// Follower side: the received `indexes` belong to the trace of `span` (the
+/// AppendEntries server span), if it is sampled.
+pub fn remember_indexes(span: &Span, indexes: impl IntoIterator<Item = u64>) {
+    if let Some(sc) = sampled_context(span) {
+        for i in indexes {
+            insert(Key::Index(i), sc.clone());
+        }
+    }
+}
+
+/// A `raft.apply` span for the entry at `index` if it belongs to a sampled
+/// trace (and forgets the index). `None` costs one atomic load.
+pub fn apply_span(index: u64) -> Option<Span> {
+    let sc = remove(Key::Index(index))?;
+    let span = tracing::info_span!(SPAN_APPLY, raft.index = index);
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
+    Some(span)
+}
+
+/// Makes `span` a child of the first context and links the others (an
+/// AppendEntries that carries entries of several traced writes).
+pub fn adopt(span: &Span, contexts: &[SpanContext]) {
+    if let Some((first, rest)) = contexts.split_first() {
+        let _ =
+            span.set_parent(opentelemetry::Context::new().with_remote_span_context(first.clone()));
+        for sc in rest.iter().take(16) {
+            span.add_link(sc.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
+
+    fn sc(n: u64) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(u128::from(n)),
+            SpanId::from(n),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        )
+    }
+
+    fn entry(index: u64, cmd: Command) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(cmd),
+        }
+    }
+
+    fn put(k: &str) -> Command {
+        Command::Put {
+            key: k.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+        }
+    }
+
+    // One test: the table is process-wide, and eviction would race with a
+    // second test running in parallel.
+    #[test]
+    fn traced_commands_are_found_by_content_then_by_index_and_the_table_is_bounded() {
+        let cmd = put("links-test-a");
+        insert(Key::Command(command_key(&cmd)), sc(41));
+        let entries = vec![
+            entry(900_001, put("links-test-untraced")),
+            entry(900_002, cmd.clone()),
+        ];
+        let found = parent_for_entries(&entries);
+        assert_eq!(found, vec![sc(41)]);
+        // The index is now known, even after the proposal is done.
+        remove(Key::Command(command_key(&cmd)));
+        assert_eq!(parent_for_entries(&entries[1..]), vec![sc(41)]);
+        assert_eq!(get(Key::Index(900_002)), Some(sc(41)));
+        assert_eq!(get(Key::Index(900_001)), None);
+        assert_ne!(
+            command_key(&put("a")),
+            command_key(&Command::Delete { key: b"a".to_vec() })
+        );
+
+        for i in 0..(TRACED_ENTRIES_MAX as u64 + 100) {
+            insert(Key::Index(800_000 + i), sc(7));
+        }
+        assert!(with_table(|t| t.map.len()) <= TRACED_ENTRIES_MAX);
+        assert!(with_table(|t| t.order.len()) <= 2 * TRACED_ENTRIES_MAX + 1);
+        // The oldest went first.
+        assert_eq!(get(Key::Index(800_000)), None);
+        assert_eq!(
+            get(Key::Index(800_000 + TRACED_ENTRIES_MAX as u64 + 99)),
+            Some(sc(7))
+        );
+    }
+}

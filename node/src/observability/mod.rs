@@ -1,0 +1,21 @@
+//! Observability of the node: OpenTelemetry traces across nodes, sampling
+//! with a rate limit, Prometheus metrics, fault injection.
+//!
+//! - [`tracing_setup`]: the OTLP export pipeline from the standard `OTEL_*`
+//!   variables ([`tracing_setup::otel_layer`]).
+//! - [`sampler`]: parent-based sampling, ratio and per-process rate limit.
+//! - [`propagation`]: W3C `traceparent` in gRPC metadata.
+//! - [`rpc`]: client/server spans per the RPC semantic conventions.
+//! - [`links`]: carries a write's trace through openraft's internal tasks.
+//! - [`metrics`]: the Prometheus registry and the `/metrics` server.
+//! - [`faults`]: fault injection (peer RPC drop/delay, fsync fail/delay).
+//! - [`semconv`]: span names and attribute keys.
+
+pub mod faults;
+pub mod links;
+pub mod metrics;
+pub mod propagation;
+pub mod rpc;
+pub mod sampler;
+pub mod semconv;
+pub mod tracing_setup;
