@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod health;
 pub mod kv;
 pub mod local;
+pub mod observability;
 pub mod raft;
 pub mod storage;
 pub mod telemetry;
