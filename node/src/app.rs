@@ -68,7 +68,10 @@ impl Node {
     }
 
     pub fn is_member(&self, m: &RaftMetrics) -> bool {
-        m.membership_config.membership().get_node(&self.id).is_some()
+        m.membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
     }
 
     pub fn is_transferring(&self) -> bool {
@@ -121,7 +124,10 @@ impl Node {
                 .min()
                 .unwrap_or(0)
         } else {
-            self.contact.last().map(|c| c.leader_commit.min(last)).unwrap_or(0)
+            self.contact
+                .last()
+                .map(|c| c.leader_commit.min(last))
+                .unwrap_or(0)
         }
     }
 
@@ -136,7 +142,9 @@ impl Node {
             return true;
         }
         let limits = &self.config.limits;
-        let Some(c) = self.contact.last() else { return false };
+        let Some(c) = self.contact.last() else {
+            return false;
+        };
         let fresh = c.at.elapsed() <= Duration::from_millis(2 * limits.election_timeout_ms_max);
         let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
         fresh && applied + limits.caught_up_lag_max >= c.leader_commit
@@ -177,9 +185,9 @@ impl Node {
         let m = self.metrics();
         if m.state.is_leader() {
             let (read, _applied) = self.raft.get_read_log_id().await.map_err(|e| match e {
-                openraft::error::RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
-                    errors::not_leader(&f)
-                }
+                openraft::error::RaftError::APIError(
+                    openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+                ) => errors::not_leader(&f),
                 openraft::error::RaftError::APIError(q) => Status::unavailable(q.to_string()),
                 openraft::error::RaftError::Fatal(f) => errors::fatal(&f),
             })?;
@@ -193,7 +201,10 @@ impl Node {
         req.set_timeout(self.config.limits.peer_rpc_timeout);
         let reply = client.read_index(req).await.map_err(|s| {
             errors::unavailable_with_hint(
-                format!("leader {leader:016x} did not confirm a read index: {}", s.message()),
+                format!(
+                    "leader {leader:016x} did not confirm a read index: {}",
+                    s.message()
+                ),
                 Some(&info.client_addr),
             )
         })?;
@@ -203,7 +214,10 @@ impl Node {
     /// Leader side of a leadership hand-off (see `raft::server` for the
     /// target's side). Refuses writes meanwhile, waits until the target has
     /// every entry, then asks it to campaign.
-    pub async fn transfer_leader(&self, requested: NodeId) -> Result<(NodeId, NodeId, u64), Status> {
+    pub async fn transfer_leader(
+        &self,
+        requested: NodeId,
+    ) -> Result<(NodeId, NodeId, u64), Status> {
         let m = self.metrics();
         if !m.state.is_leader() {
             return Err(Status::failed_precondition("not the leader"));
@@ -216,7 +230,11 @@ impl Node {
         }
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let matched = |id: NodeId| -> u64 {
-            m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index).unwrap_or(0)
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index)
+                .unwrap_or(0)
         };
         let target = if requested == 0 {
             voters
@@ -224,7 +242,9 @@ impl Node {
                 .copied()
                 .filter(|v| *v != self.id)
                 .max_by_key(|v| matched(*v))
-                .ok_or_else(|| Status::failed_precondition("there is no other voter to hand leadership to"))?
+                .ok_or_else(|| {
+                    Status::failed_precondition("there is no other voter to hand leadership to")
+                })?
         } else {
             requested
         };
@@ -245,12 +265,19 @@ impl Node {
         loop {
             let m = metrics.borrow_and_update().clone();
             let last = m.last_log_index.unwrap_or(0);
-            let target_matched =
-                m.replication.as_ref().and_then(|r| r.get(&target).cloned().flatten()).map(|l| l.index).unwrap_or(0);
+            let target_matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&target).cloned().flatten())
+                .map(|l| l.index)
+                .unwrap_or(0);
             if target_matched >= last {
                 break;
             }
-            if tokio::time::timeout_at(deadline.into(), metrics.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), metrics.changed())
+                .await
+                .is_err()
+            {
                 return Err(Status::deadline_exceeded(format!(
                     "node {target:016x} did not catch up ({target_matched} of {last}) in time"
                 )));
@@ -260,13 +287,21 @@ impl Node {
         // will vote; keep this node from campaigning again meanwhile.
         self.raft.runtime_config().heartbeat(false);
         self.raft.runtime_config().elect(false);
-        let mut client = self.net.client(&target_info.peer_addr).map_err(Status::internal)?;
-        let mut req = tonic::Request::new(self.net.envelope(target, envelope::encode(&m.current_term)?));
+        let mut client = self
+            .net
+            .client(&target_info.peer_addr)
+            .map_err(Status::internal)?;
+        let mut req = tonic::Request::new(
+            self.net
+                .envelope(target, envelope::encode(&m.current_term)?),
+        );
         req.set_timeout(self.config.limits.peer_rpc_timeout);
-        client
-            .timeout_now(req)
-            .await
-            .map_err(|s| Status::unavailable(format!("node {target:016x} refused to campaign: {}", s.message())))?;
+        client.timeout_now(req).await.map_err(|s| {
+            Status::unavailable(format!(
+                "node {target:016x} refused to campaign: {}",
+                s.message()
+            ))
+        })?;
         loop {
             let m = metrics.borrow_and_update().clone();
             if let Some(l) = m.current_leader
@@ -274,7 +309,10 @@ impl Node {
             {
                 return Ok((self.id, l, m.current_term));
             }
-            if tokio::time::timeout_at(deadline.into(), metrics.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), metrics.changed())
+                .await
+                .is_err()
+            {
                 return Err(Status::deadline_exceeded(format!(
                     "node {target:016x} did not take over leadership within {:?}",
                     self.config.limits.transfer_timeout
@@ -318,7 +356,11 @@ impl NodeHandle {
         while let Some(r) = self.tasks.join_next().await {
             r??;
         }
-        self.node.raft.shutdown().await.map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
+        self.node
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
         Ok(())
     }
 
@@ -335,7 +377,10 @@ pub async fn start_node(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     start_node_with_options(config, StorageOptions::default()).await
 }
 
-pub async fn start_node_with_options(config: NodeConfig, opts: StorageOptions) -> anyhow::Result<NodeHandle> {
+pub async fn start_node_with_options(
+    config: NodeConfig,
+    opts: StorageOptions,
+) -> anyhow::Result<NodeHandle> {
     let raft_config = Arc::new(config.limits.raft_config()?);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -344,10 +389,21 @@ pub async fn start_node_with_options(config: NodeConfig, opts: StorageOptions) -
     let identity = Arc::new(storage.identity);
     let id = identity.node_id();
     let reader = storage.state_machine.reader();
-    let net = PeerNetwork::new(id, identity.clone(), Duration::from_secs(2), config.limits.grpc_message_bytes_max);
-    let raft = Raft::new(id, raft_config, net.clone(), storage.log, storage.state_machine)
-        .await
-        .context("starting raft")?;
+    let net = PeerNetwork::new(
+        id,
+        identity.clone(),
+        Duration::from_secs(2),
+        config.limits.grpc_message_bytes_max,
+    );
+    let raft = Raft::new(
+        id,
+        raft_config,
+        net.clone(),
+        storage.log,
+        storage.state_machine,
+    )
+    .await
+    .context("starting raft")?;
     let client_listener = TcpListener::bind(config.client_listen)
         .await
         .with_context(|| format!("binding client address {}", config.client_listen))?;
@@ -382,7 +438,11 @@ pub async fn start_node_with_options(config: NodeConfig, opts: StorageOptions) -
     let mut tasks = JoinSet::new();
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    tasks.spawn(crate::health::run(node.clone(), health, shutdown_rx.clone()));
+    tasks.spawn(crate::health::run(
+        node.clone(),
+        health,
+        shutdown_rx.clone(),
+    ));
 
     let kv = KvServer::new(crate::grpc::kv::KvService::new(node.clone()))
         .max_decoding_message_size(message_max)
@@ -392,7 +452,10 @@ pub async fn start_node_with_options(config: NodeConfig, opts: StorageOptions) -
         .add_service(health_service)
         .add_service(kv)
         .add_service(cluster)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(client_listener), stopped(shutdown_rx.clone()));
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(client_listener),
+            stopped(shutdown_rx.clone()),
+        );
     tasks.spawn(async move { client_server.await.context("client server") });
 
     let peer = RaftPeerServer::new(PeerService::new(node.clone()))
@@ -400,8 +463,15 @@ pub async fn start_node_with_options(config: NodeConfig, opts: StorageOptions) -
         .max_encoding_message_size(message_max);
     let peer_server = Server::builder()
         .add_service(peer)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(shutdown_rx.clone()));
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(peer_listener),
+            stopped(shutdown_rx.clone()),
+        );
     tasks.spawn(async move { peer_server.await.context("peer server") });
 
-    Ok(NodeHandle { node, shutdown, tasks })
+    Ok(NodeHandle {
+        node,
+        shutdown,
+        tasks,
+    })
 }

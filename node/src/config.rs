@@ -148,7 +148,8 @@ impl Limits {
         if self.snapshot_threshold_entries == 0 || self.batch_entries_max == 0 {
             return bad("snapshot threshold and batch size must be > 0".into());
         }
-        let batch_bytes = self.batch_entries_max as usize * (self.kv.value_bytes_max + self.kv.key_bytes_max);
+        let batch_bytes =
+            self.batch_entries_max as usize * (self.kv.value_bytes_max + self.kv.key_bytes_max);
         if batch_bytes > self.grpc_message_bytes_max {
             return bad(format!(
                 "a full batch ({} entries of up to {} bytes) exceeds the gRPC message limit ({} bytes)",
@@ -167,7 +168,9 @@ impl Limits {
             election_timeout_max: self.election_timeout_ms_max,
             max_payload_entries: self.batch_entries_max,
             replication_lag_threshold: self.caught_up_lag_max,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_threshold_entries),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                self.snapshot_threshold_entries,
+            ),
             // Keep some log behind the snapshot so a briefly lagging follower
             // catches up from the log instead of a full snapshot.
             max_in_snapshot_log_to_keep: 1_000,
@@ -186,12 +189,19 @@ impl NodeArgs {
             election_timeout_ms_min: self.election_timeout_min_ms,
             election_timeout_ms_max: self.election_timeout_max_ms,
             snapshot_threshold_entries: self.snapshot_threshold,
-            kv: KvLimits { value_bytes_max: self.max_value_bytes, ..KvLimits::default() },
+            kv: KvLimits {
+                value_bytes_max: self.max_value_bytes,
+                ..KvLimits::default()
+            },
             ..Limits::default()
         };
         limits.validate()?;
-        let advertise_client = self.advertise_client.unwrap_or_else(|| self.client_addr.to_string());
-        let advertise_peer = self.advertise_peer.unwrap_or_else(|| self.peer_addr.to_string());
+        let advertise_client = self
+            .advertise_client
+            .unwrap_or_else(|| self.client_addr.to_string());
+        let advertise_peer = self
+            .advertise_peer
+            .unwrap_or_else(|| self.peer_addr.to_string());
         let name = self.name.unwrap_or_else(|| advertise_client.clone());
         Ok(NodeConfig {
             data_dir: self.data_dir,
@@ -218,14 +228,21 @@ mod tests {
 
     #[test]
     fn election_timeout_must_be_well_above_heartbeat() {
-        let l = Limits { heartbeat_interval_ms: 200, election_timeout_ms_min: 400, ..Limits::default() };
+        let l = Limits {
+            heartbeat_interval_ms: 200,
+            election_timeout_ms_min: 400,
+            ..Limits::default()
+        };
         let e = l.validate().unwrap_err().to_string();
         assert!(e.contains("at least 3x the heartbeat"), "{e}");
     }
 
     #[test]
     fn batch_must_fit_in_a_grpc_message() {
-        let l = Limits { batch_entries_max: 10_000, ..Limits::default() };
+        let l = Limits {
+            batch_entries_max: 10_000,
+            ..Limits::default()
+        };
         assert!(l.validate().is_err());
     }
 }

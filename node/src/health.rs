@@ -15,13 +15,21 @@ use crate::app::Node;
 /// changes without a metrics change).
 const HEALTH_RECHECK: Duration = Duration::from_millis(250);
 
-pub async fn run(node: Arc<Node>, reporter: HealthReporter, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(
+    node: Arc<Node>,
+    reporter: HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut metrics = node.raft.metrics();
     let mut last = None;
     loop {
         let healthy = node.is_healthy(&metrics.borrow_and_update().clone());
         if last != Some(healthy) {
-            let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if healthy {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             reporter.set_service_status("", status).await;
             reporter.set_service_status("raftkv.v1.KV", status).await;
             tracing::info!(healthy, "health changed");

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use raftkv_node::config::NodeArgs;
 
 #[derive(Parser)]
-#[command(name = "raft-node", version, about = "A Raft-replicated key-value node")]
+#[command(
+    name = "raft-node",
+    version,
+    about = "A Raft-replicated key-value node"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]

@@ -22,7 +22,12 @@ pub struct ClusterService {
 }
 
 pub fn member(id: NodeId, n: &NodeInfo) -> pb::Member {
-    pb::Member { node_id: id, client_addr: n.client_addr.clone(), peer_addr: n.peer_addr.clone(), name: n.name.clone() }
+    pb::Member {
+        node_id: id,
+        client_addr: n.client_addr.clone(),
+        peer_addr: n.peer_addr.clone(),
+        name: n.name.clone(),
+    }
 }
 
 pub fn membership_pb(sm: &StoredMembership) -> pb::Membership {
@@ -34,7 +39,9 @@ pub fn membership_pb(sm: &StoredMembership) -> pb::Membership {
         configs: m
             .get_joint_config()
             .iter()
-            .map(|c| pb::VoterConfig { voter_ids: c.iter().copied().collect() })
+            .map(|c| pb::VoterConfig {
+                voter_ids: c.iter().copied().collect(),
+            })
             .collect(),
         voters: voters.iter().map(node).collect(),
         learners: m.learner_ids().map(|id| node(&id)).collect(),
@@ -44,7 +51,12 @@ pub fn membership_pb(sm: &StoredMembership) -> pb::Membership {
 
 fn role(node: &Node, m: &RaftMetrics) -> pb::Role {
     use openraft::ServerState;
-    if m.membership_config.membership().voter_ids().next().is_none() {
+    if m.membership_config
+        .membership()
+        .voter_ids()
+        .next()
+        .is_none()
+    {
         return pb::Role::Uninitialized;
     }
     match m.state {
@@ -63,13 +75,18 @@ impl ClusterService {
     }
 
     /// `Some(client)` for the leader when this node is not it.
-    fn route<T>(&self, req: &Request<T>) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
+    fn route<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
         let m = self.node.metrics();
         if m.state.is_leader() {
             return Ok(None);
         }
         let Some((leader, info)) = self.node.leader(&m) else {
-            return Err(Status::unavailable("no leader is known right now; retry shortly"));
+            return Err(Status::unavailable(
+                "no leader is known right now; retry shortly",
+            ));
         };
         if req.metadata().contains_key(FORWARDED_HEADER) {
             return Err(errors::unavailable_with_hint(
@@ -77,7 +94,9 @@ impl ClusterService {
                 Some(&info.client_addr),
             ));
         }
-        Ok(Some(ClusterClient::new(self.node.client_channel(&info.client_addr)?)))
+        Ok(Some(ClusterClient::new(
+            self.node.client_channel(&info.client_addr)?,
+        )))
     }
 
     fn membership_response(&self) -> pb::MembershipResponse {
@@ -90,10 +109,16 @@ impl ClusterService {
 
     /// DESIGN invariant 3, node side: one change at a time; every new voter
     /// must be a caught-up learner or voter; the leader never removes itself.
-    fn check_voter_change(&self, m: &RaftMetrics, new_voters: &BTreeSet<NodeId>) -> Result<(), Status> {
+    fn check_voter_change(
+        &self,
+        m: &RaftMetrics,
+        new_voters: &BTreeSet<NodeId>,
+    ) -> Result<(), Status> {
         let membership = m.membership_config.membership();
         if membership.get_joint_config().len() > 1 {
-            return Err(Status::failed_precondition("a membership change is already in progress"));
+            return Err(Status::failed_precondition(
+                "a membership change is already in progress",
+            ));
         }
         if new_voters.is_empty() {
             return Err(Status::invalid_argument("the voter set must not be empty"));
@@ -134,7 +159,10 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let node = &self.node;
         let m = node.metrics();
         let last = m.last_log_index.unwrap_or(0);
@@ -143,7 +171,11 @@ impl Cluster for ClusterService {
                 .iter()
                 .map(|(id, l)| {
                     let matched = l.map(|l| l.index).unwrap_or(0);
-                    pb::PeerProgress { node_id: *id, matched_index: matched, lag: last.saturating_sub(matched) }
+                    pb::PeerProgress {
+                        node_id: *id,
+                        matched_index: matched,
+                        lag: last.saturating_sub(matched),
+                    }
                 })
                 .collect(),
             _ => Vec::new(),
@@ -151,7 +183,9 @@ impl Cluster for ClusterService {
         let leader_contact_age_ms = if m.state.is_leader() {
             Some(0)
         } else {
-            node.contact.age(Instant::now()).map(|a| a.as_millis() as u64)
+            node.contact
+                .age(Instant::now())
+                .map(|a| a.as_millis() as u64)
         };
         let applied = node.reader.applied();
         Ok(Response::new(pb::StatusResponse {
@@ -189,8 +223,15 @@ impl Cluster for ClusterService {
                 "this node already belongs to cluster {id}; refusing to initialize"
             )));
         }
-        if node.raft.is_initialized().await.map_err(|e| errors::fatal(&e))? {
-            return Err(Status::failed_precondition("this node already has a membership; refusing to initialize"));
+        if node
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| errors::fatal(&e))?
+        {
+            return Err(Status::failed_precondition(
+                "this node already has a membership; refusing to initialize",
+            ));
         }
         let mut members = BTreeMap::new();
         for m in &req.members {
@@ -199,9 +240,16 @@ impl Cluster for ClusterService {
                     "member {m:?} needs a node_id, a client_addr and a peer_addr"
                 )));
             }
-            let info = NodeInfo { client_addr: m.client_addr.clone(), peer_addr: m.peer_addr.clone(), name: m.name.clone() };
+            let info = NodeInfo {
+                client_addr: m.client_addr.clone(),
+                peer_addr: m.peer_addr.clone(),
+                name: m.name.clone(),
+            };
             if members.insert(m.node_id, info).is_some() {
-                return Err(Status::invalid_argument(format!("node {:016x} is listed twice", m.node_id)));
+                return Err(Status::invalid_argument(format!(
+                    "node {:016x} is listed twice",
+                    m.node_id
+                )));
             }
         }
         if !members.contains_key(&node.id) {
@@ -214,8 +262,15 @@ impl Cluster for ClusterService {
         node.identity
             .set_cluster_id(&cluster_id)
             .map_err(|e| Status::internal(format!("cannot persist cluster ID: {e}")))?;
-        node.raft.initialize(members).await.map_err(errors::initialize)?;
-        tracing::info!(cluster_id, voters = req.members.len(), "cluster initialized");
+        node.raft
+            .initialize(members)
+            .await
+            .map_err(errors::initialize)?;
+        tracing::info!(
+            cluster_id,
+            voters = req.members.len(),
+            "cluster initialized"
+        );
         let m = node.metrics();
         Ok(Response::new(pb::InitializeResponse {
             cluster_id,
@@ -231,23 +286,39 @@ impl Cluster for ClusterService {
             return Err(Status::invalid_argument("member is required"));
         };
         if member.node_id == 0 || member.peer_addr.is_empty() || member.client_addr.is_empty() {
-            return Err(Status::invalid_argument("the learner needs a node_id, a client_addr and a peer_addr"));
+            return Err(Status::invalid_argument(
+                "the learner needs a node_id, a client_addr and a peer_addr",
+            ));
         }
         if let Some(mut leader) = self.route(&request)? {
             let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            r.metadata_mut().insert(
+                FORWARDED_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
             return leader.add_learner(r).await;
         }
         let m = self.node.metrics();
         let membership = m.membership_config.membership();
-        let info = NodeInfo { client_addr: member.client_addr, peer_addr: member.peer_addr, name: member.name };
+        let info = NodeInfo {
+            client_addr: member.client_addr,
+            peer_addr: member.peer_addr,
+            name: member.name,
+        };
         if membership.voter_ids().any(|v| v == member.node_id) {
-            return Err(Status::already_exists(format!("node {:016x} is already a voter", member.node_id)));
+            return Err(Status::already_exists(format!(
+                "node {:016x} is already a voter",
+                member.node_id
+            )));
         }
         if membership.get_node(&member.node_id) == Some(&info) {
             return Ok(Response::new(self.membership_response()));
         }
-        self.node.raft.add_learner(member.node_id, info, false).await.map_err(errors::client_write)?;
+        self.node
+            .raft
+            .add_learner(member.node_id, info, false)
+            .await
+            .map_err(errors::client_write)?;
         Ok(Response::new(self.membership_response()))
     }
 
@@ -257,7 +328,10 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         if let Some(mut leader) = self.route(&request)? {
             let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            r.metadata_mut().insert(
+                FORWARDED_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
             return leader.change_membership(r).await;
         }
         let req = request.into_inner();
@@ -265,7 +339,11 @@ impl Cluster for ClusterService {
         let m = self.node.metrics();
         self.check_voter_change(&m, &new_voters)?;
         tracing::info!(voters = ?new_voters, retain = req.retain, "changing membership (joint consensus)");
-        self.node.raft.change_membership(new_voters, req.retain).await.map_err(errors::client_write)?;
+        self.node
+            .raft
+            .change_membership(new_voters, req.retain)
+            .await
+            .map_err(errors::client_write)?;
         Ok(Response::new(self.membership_response()))
     }
 
@@ -275,7 +353,10 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         if let Some(mut leader) = self.route(&request)? {
             let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            r.metadata_mut().insert(
+                FORWARDED_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
             return leader.remove_member(r).await;
         }
         let id = request.into_inner().node_id;
@@ -292,10 +373,18 @@ impl Cluster for ClusterService {
         if membership.voter_ids().any(|v| v == id) {
             let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
             self.check_voter_change(&m, &voters)?;
-            self.node.raft.change_membership(voters, false).await.map_err(errors::client_write)?;
+            self.node
+                .raft
+                .change_membership(voters, false)
+                .await
+                .map_err(errors::client_write)?;
         } else {
             let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-            self.node.raft.change_membership(change, false).await.map_err(errors::client_write)?;
+            self.node
+                .raft
+                .change_membership(change, false)
+                .await
+                .map_err(errors::client_write)?;
         }
         Ok(Response::new(self.membership_response()))
     }
@@ -306,25 +395,46 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         if let Some(mut leader) = self.route(&request)? {
             let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            r.metadata_mut().insert(
+                FORWARDED_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
             return leader.transfer_leader(r).await;
         }
         let target = request.into_inner().target_node_id;
         let (previous, new, term) = self.node.transfer_leader(target).await?;
-        Ok(Response::new(pb::TransferLeaderResponse { previous_leader_id: previous, new_leader_id: new, term }))
+        Ok(Response::new(pb::TransferLeaderResponse {
+            previous_leader_id: previous,
+            new_leader_id: new,
+            term,
+        }))
     }
 
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
         let node = &self.node;
         let applied = node.metrics().last_applied.map(|l| l.index).unwrap_or(0);
-        node.raft.trigger().snapshot().await.map_err(|e| errors::fatal(&e))?;
+        node.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| errors::fatal(&e))?;
         let mut metrics = node.raft.metrics();
         let wait = metrics.wait_for(|m| m.snapshot.map(|l| l.index).unwrap_or(0) >= applied);
         let snap = match tokio::time::timeout(Duration::from_secs(30), wait).await {
             Ok(Ok(m)) => m.snapshot.map(|l| l.index).unwrap_or(0),
-            _ => return Err(Status::deadline_exceeded("snapshot did not complete within 30s")),
+            _ => {
+                return Err(Status::deadline_exceeded(
+                    "snapshot did not complete within 30s",
+                ));
+            }
         };
-        Ok(Response::new(pb::SnapshotResponse { node_id: node.id, snapshot_index: snap }))
+        Ok(Response::new(pb::SnapshotResponse {
+            node_id: node.id,
+            snapshot_index: snap,
+        }))
     }
 }
 

@@ -1,6 +1,8 @@
 //! How node-side failures become gRPC statuses a person (or raftctl) can act on.
 
-use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError};
+use openraft::error::{
+    ChangeMembershipError, ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError,
+};
 use raftkv_proto::LEADER_HINT_HEADER;
 use tonic::Status;
 
@@ -20,10 +22,15 @@ pub fn unavailable_with_hint(msg: impl Into<String>, leader_addr: Option<&str>) 
 pub fn not_leader(f: &ForwardToLeader<NodeId, NodeInfo>) -> Status {
     match (&f.leader_id, &f.leader_node) {
         (Some(id), Some(node)) => unavailable_with_hint(
-            format!("this node is not the leader; the leader is {id:016x} at {}", node.client_addr),
+            format!(
+                "this node is not the leader; the leader is {id:016x} at {}",
+                node.client_addr
+            ),
             Some(&node.client_addr),
         ),
-        _ => Status::unavailable("no leader is known right now (election in progress?); retry shortly"),
+        _ => Status::unavailable(
+            "no leader is known right now (election in progress?); retry shortly",
+        ),
     }
 }
 
@@ -60,10 +67,12 @@ pub fn change_membership(c: &ChangeMembershipError<NodeId>) -> Status {
 
 pub fn initialize(e: RaftError<NodeId, InitializeError<NodeId, NodeInfo>>) -> Status {
     match e {
-        RaftError::APIError(InitializeError::NotAllowed(n)) => {
-            Status::failed_precondition(format!("this node already has a membership, refusing to initialize: {n}"))
+        RaftError::APIError(InitializeError::NotAllowed(n)) => Status::failed_precondition(
+            format!("this node already has a membership, refusing to initialize: {n}"),
+        ),
+        RaftError::APIError(InitializeError::NotInMembers(n)) => {
+            Status::invalid_argument(n.to_string())
         }
-        RaftError::APIError(InitializeError::NotInMembers(n)) => Status::invalid_argument(n.to_string()),
         RaftError::Fatal(f) => fatal(&f),
     }
 }

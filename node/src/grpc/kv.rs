@@ -44,12 +44,16 @@ impl KvService {
         let m = self.node.metrics();
         if m.state.is_leader() {
             if self.node.is_transferring() {
-                return Err(Status::unavailable("leadership is being handed off; retry shortly"));
+                return Err(Status::unavailable(
+                    "leadership is being handed off; retry shortly",
+                ));
             }
             return Ok(None);
         }
         let Some((leader, info)) = self.node.leader(&m) else {
-            return Err(Status::unavailable("no leader is known right now (election in progress?); retry shortly"));
+            return Err(Status::unavailable(
+                "no leader is known right now (election in progress?); retry shortly",
+            ));
         };
         if req.metadata().contains_key(FORWARDED_HEADER) {
             return Err(errors::unavailable_with_hint(
@@ -68,7 +72,12 @@ impl KvService {
     }
 
     async fn propose(&self, cmd: Command) -> Result<CommandResult, Status> {
-        let resp = self.node.raft.client_write(cmd).await.map_err(errors::client_write)?;
+        let resp = self
+            .node
+            .raft
+            .client_write(cmd)
+            .await
+            .map_err(errors::client_write)?;
         Ok(resp.data)
     }
 
@@ -76,8 +85,9 @@ impl KvService {
     async fn read_barrier(&self, opts: Option<&pb::ReadOptions>) -> Result<(), Status> {
         let default = pb::ReadOptions::default();
         let opts = opts.unwrap_or(&default);
-        let consistency = pb::Consistency::try_from(opts.consistency)
-            .map_err(|_| Status::invalid_argument(format!("unknown consistency level {}", opts.consistency)))?;
+        let consistency = pb::Consistency::try_from(opts.consistency).map_err(|_| {
+            Status::invalid_argument(format!("unknown consistency level {}", opts.consistency))
+        })?;
         match consistency {
             pb::Consistency::Unspecified | pb::Consistency::Linearizable => {
                 let index = self.node.read_index().await?;
@@ -139,42 +149,76 @@ pub fn to_pb(kv: KeyValue) -> pb::KeyValue {
 
 fn forwarded<T>(inner: T) -> Request<T> {
     let mut r = Request::new(inner);
-    r.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    r.metadata_mut().insert(
+        FORWARDED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
     r
 }
 
 fn unexpected(r: CommandResult) -> Status {
-    Status::internal(format!("state machine returned an unexpected result: {r:?}"))
+    Status::internal(format!(
+        "state machine returned an unexpected result: {r:?}"
+    ))
 }
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
         let limits = &self.node.config.limits.kv;
-        limits.check_key(&request.get_ref().key).map_err(errors::input)?;
-        limits.check_value(&request.get_ref().value).map_err(errors::input)?;
+        limits
+            .check_key(&request.get_ref().key)
+            .map_err(errors::input)?;
+        limits
+            .check_value(&request.get_ref().value)
+            .map_err(errors::input)?;
         if let Some(addr) = self.route_write(&request)? {
-            return self.forward_client(&addr)?.put(forwarded(request.into_inner())).await;
+            return self
+                .forward_client(&addr)?
+                .put(forwarded(request.into_inner()))
+                .await;
         }
         let req = request.into_inner();
-        match self.propose(Command::Put { key: req.key, value: req.value }).await? {
-            CommandResult::Put { kv, revision } => {
-                Ok(Response::new(pb::PutResponse { header: Some(self.header(revision)), kv: Some(to_pb(kv)) }))
-            }
+        match self
+            .propose(Command::Put {
+                key: req.key,
+                value: req.value,
+            })
+            .await?
+        {
+            CommandResult::Put { kv, revision } => Ok(Response::new(pb::PutResponse {
+                header: Some(self.header(revision)),
+                kv: Some(to_pb(kv)),
+            })),
             other => Err(unexpected(other)),
         }
     }
 
-    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.node.config.limits.kv.check_key(&request.get_ref().key).map_err(errors::input)?;
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.node
+            .config
+            .limits
+            .kv
+            .check_key(&request.get_ref().key)
+            .map_err(errors::input)?;
         if let Some(addr) = self.route_write(&request)? {
-            return self.forward_client(&addr)?.delete(forwarded(request.into_inner())).await;
+            return self
+                .forward_client(&addr)?
+                .delete(forwarded(request.into_inner()))
+                .await;
         }
         let req = request.into_inner();
         match self.propose(Command::Delete { key: req.key }).await? {
-            CommandResult::Delete { deleted, revision } => {
-                Ok(Response::new(pb::DeleteResponse { header: Some(self.header(revision)), deleted }))
-            }
+            CommandResult::Delete { deleted, revision } => Ok(Response::new(pb::DeleteResponse {
+                header: Some(self.header(revision)),
+                deleted,
+            })),
             other => Err(unexpected(other)),
         }
     }
@@ -184,13 +228,19 @@ impl Kv for KvService {
         request: Request<pb::CompareAndSwapRequest>,
     ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
         let limits = &self.node.config.limits.kv;
-        limits.check_key(&request.get_ref().key).map_err(errors::input)?;
-        limits.check_value(&request.get_ref().value).map_err(errors::input)?;
+        limits
+            .check_key(&request.get_ref().key)
+            .map_err(errors::input)?;
+        limits
+            .check_value(&request.get_ref().value)
+            .map_err(errors::input)?;
         let expect = match &request.get_ref().expect {
             Some(pb::compare_and_swap_request::Expect::ExpectValue(v)) => Expect::Value(v.clone()),
             Some(pb::compare_and_swap_request::Expect::ExpectAbsent(true)) => Expect::Absent,
             Some(pb::compare_and_swap_request::Expect::ExpectAbsent(false)) => {
-                return Err(Status::invalid_argument("expect_absent must be true when set"));
+                return Err(Status::invalid_argument(
+                    "expect_absent must be true when set",
+                ));
             }
             Some(pb::compare_and_swap_request::Expect::ExpectRevision(r)) => Expect::Revision(*r),
             None => {
@@ -200,14 +250,26 @@ impl Kv for KvService {
             }
         };
         if let Some(addr) = self.route_write(&request)? {
-            return self.forward_client(&addr)?.compare_and_swap(forwarded(request.into_inner())).await;
+            return self
+                .forward_client(&addr)?
+                .compare_and_swap(forwarded(request.into_inner()))
+                .await;
         }
         let req = request.into_inner();
-        match self.propose(Command::CompareAndSwap { key: req.key, value: req.value, expect }).await? {
-            CommandResult::Swapped { kv, revision } => Ok(Response::new(pb::CompareAndSwapResponse {
-                header: Some(self.header(revision)),
-                kv: Some(to_pb(kv)),
-            })),
+        match self
+            .propose(Command::CompareAndSwap {
+                key: req.key,
+                value: req.value,
+                expect,
+            })
+            .await?
+        {
+            CommandResult::Swapped { kv, revision } => {
+                Ok(Response::new(pb::CompareAndSwapResponse {
+                    header: Some(self.header(revision)),
+                    kv: Some(to_pb(kv)),
+                }))
+            }
             CommandResult::CompareFailed { current, revision } => {
                 let now = match current {
                     Some(kv) => format!(
@@ -217,38 +279,69 @@ impl Kv for KvService {
                     ),
                     None => "key does not exist".to_string(),
                 };
-                Err(Status::aborted(format!("compare failed: {now} (store revision {revision})")))
+                Err(Status::aborted(format!(
+                    "compare failed: {now} (store revision {revision})"
+                )))
             }
             other => Err(unexpected(other)),
         }
     }
 
-    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
         let req = request.into_inner();
-        self.node.config.limits.kv.check_key(&req.key).map_err(errors::input)?;
+        self.node
+            .config
+            .limits
+            .kv
+            .check_key(&req.key)
+            .map_err(errors::input)?;
         self.read_barrier(req.read.as_ref()).await?;
         let revision = self.node.reader.applied().revision;
         match self.node.reader.get(&req.key) {
-            Some(kv) => Ok(Response::new(pb::GetResponse { header: Some(self.header(revision)), kv: Some(to_pb(kv)) })),
-            None => Err(Status::not_found(format!("key {:?} not found", String::from_utf8_lossy(&req.key)))),
+            Some(kv) => Ok(Response::new(pb::GetResponse {
+                header: Some(self.header(revision)),
+                kv: Some(to_pb(kv)),
+            })),
+            None => Err(Status::not_found(format!(
+                "key {:?} not found",
+                String::from_utf8_lossy(&req.key)
+            ))),
         }
     }
 
-    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
         let req = request.into_inner();
         let max = self.node.config.limits.kv.range_limit_max;
-        let limit = if req.limit == 0 { max } else { req.limit.min(max) } as usize;
+        let limit = if req.limit == 0 {
+            max
+        } else {
+            req.limit.min(max)
+        } as usize;
         let (start, end) = if !req.prefix.is_empty() {
             if !req.start.is_empty() || !req.end.is_empty() {
-                return Err(Status::invalid_argument("give either a prefix or a start/end range, not both"));
+                return Err(Status::invalid_argument(
+                    "give either a prefix or a start/end range, not both",
+                ));
             }
             (req.prefix.clone(), prefix_end(&req.prefix))
         } else {
-            let end = if req.end.is_empty() { None } else { Some(req.end.clone()) };
+            let end = if req.end.is_empty() {
+                None
+            } else {
+                Some(req.end.clone())
+            };
             if let Some(e) = &end
                 && e <= &req.start
             {
-                return Err(Status::invalid_argument("range end must be greater than start"));
+                return Err(Status::invalid_argument(
+                    "range end must be greater than start",
+                ));
             }
             (req.start.clone(), end)
         };

@@ -32,7 +32,10 @@ impl LeaderContact {
             && prev.leader == c.leader
             && prev.leader_commit > c.leader_commit
         {
-            *last = Some(Contact { leader_commit: prev.leader_commit, ..c });
+            *last = Some(Contact {
+                leader_commit: prev.leader_commit,
+                ..c
+            });
             return;
         }
         *last = Some(c);
@@ -80,7 +83,12 @@ mod tests {
     use super::*;
 
     fn contact(at: Instant, commit: u64) -> Contact {
-        Contact { at, leader: 1, term: 2, leader_commit: commit }
+        Contact {
+            at,
+            leader: 1,
+            term: 2,
+            leader_commit: commit,
+        }
     }
 
     #[test]
@@ -88,11 +96,32 @@ mod tests {
         let t0 = Instant::now();
         let max = Duration::from_millis(500);
         assert!(bounded_read_allowed(None, 10, t0, max).is_err());
-        assert!(bounded_read_allowed(Some(contact(t0, 10)), 10, t0 + Duration::from_millis(100), max).is_ok());
-        let too_old = bounded_read_allowed(Some(contact(t0, 10)), 10, t0 + Duration::from_millis(600), max);
-        assert!(too_old.unwrap_err().contains("more than the allowed staleness"));
+        assert!(
+            bounded_read_allowed(
+                Some(contact(t0, 10)),
+                10,
+                t0 + Duration::from_millis(100),
+                max
+            )
+            .is_ok()
+        );
+        let too_old = bounded_read_allowed(
+            Some(contact(t0, 10)),
+            10,
+            t0 + Duration::from_millis(600),
+            max,
+        );
+        assert!(
+            too_old
+                .unwrap_err()
+                .contains("more than the allowed staleness")
+        );
         let behind = bounded_read_allowed(Some(contact(t0, 11)), 10, t0, max);
-        assert!(behind.unwrap_err().contains("behind the leader's commit index"));
+        assert!(
+            behind
+                .unwrap_err()
+                .contains("behind the leader's commit index")
+        );
     }
 
     #[test]

@@ -16,13 +16,16 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
-    postcard::from_bytes(bytes).map_err(|e| Status::invalid_argument(format!("decode peer message: {e}")))
+    postcard::from_bytes(bytes)
+        .map_err(|e| Status::invalid_argument(format!("decode peer message: {e}")))
 }
 
 /// Why a peer message was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
-    #[error("message for node {target:016x} reached node {me:016x} (the address now belongs to another member)")]
+    #[error(
+        "message for node {target:016x} reached node {me:016x} (the address now belongs to another member)"
+    )]
     WrongNode { target: NodeId, me: NodeId },
     #[error("message from cluster {theirs:?} reached a node of cluster {mine:?}")]
     WrongCluster { theirs: String, mine: String },
@@ -59,10 +62,19 @@ pub fn check(
     }
     match identity.cluster_id() {
         Some(mine) if mine == cluster_id => Ok(()),
-        Some(mine) => Err(EnvelopeError::WrongCluster { theirs: cluster_id.to_string(), mine }),
+        Some(mine) => Err(EnvelopeError::WrongCluster {
+            theirs: cluster_id.to_string(),
+            mine,
+        }),
         None => {
-            tracing::info!(cluster_id, from = format_args!("{from:016x}"), "joining cluster");
-            identity.set_cluster_id(cluster_id).map_err(|e| EnvelopeError::Persist(e.to_string()))
+            tracing::info!(
+                cluster_id,
+                from = format_args!("{from:016x}"),
+                "joining cluster"
+            );
+            identity
+                .set_cluster_id(cluster_id)
+                .map_err(|e| EnvelopeError::Persist(e.to_string()))
         }
     }
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use raftkv_proto::v1::RaftRequest;
 use raftkv_proto::v1::raft_peer_client::RaftPeerClient;
@@ -15,8 +17,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::raft::envelope;
 use crate::storage::IdentityStore;
 use crate::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use crate::{NodeId, NodeInfo, TypeConfig};
 
@@ -33,8 +35,18 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
-    pub fn new(me: NodeId, identity: Arc<IdentityStore>, connect_timeout: Duration, message_bytes_max: usize) -> Self {
-        PeerNetwork { me, identity, connect_timeout, message_bytes_max }
+    pub fn new(
+        me: NodeId,
+        identity: Arc<IdentityStore>,
+        connect_timeout: Duration,
+        message_bytes_max: usize,
+    ) -> Self {
+        PeerNetwork {
+            me,
+            identity,
+            connect_timeout,
+            message_bytes_max,
+        }
     }
 
     /// A lazily connecting channel to a peer listener.
@@ -69,7 +81,12 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConnection {
-        PeerConnection { net: self.clone(), target, node: node.clone(), client: self.client(&node.peer_addr) }
+        PeerConnection {
+            net: self.clone(),
+            target,
+            node: node.clone(),
+            client: self.client(&node.peer_addr),
+        }
     }
 }
 
@@ -92,7 +109,12 @@ enum Method {
 struct Msg(String);
 
 impl PeerConnection {
-    async fn call<Req, Resp, E>(&mut self, method: Method, req: &Req, ttl: Duration) -> Result<Resp, RpcError<E>>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RpcError<E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -102,7 +124,8 @@ impl PeerConnection {
             Ok(c) => c.clone(),
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Msg(e.clone())))),
         };
-        let payload = envelope::encode(req).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
+        let payload =
+            envelope::encode(req).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
         let mut request = tonic::Request::new(self.net.envelope(self.target, payload));
         request.set_timeout(ttl);
         let mut client = client;
@@ -115,17 +138,24 @@ impl PeerConnection {
             tracing::debug!(target_node = self.target, ?method, %status, "peer rpc failed");
             status_to_rpc_error(status)
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> = envelope::decode(&reply.into_inner().payload)
-            .map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            envelope::decode(&reply.into_inner().payload)
+                .map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
     }
 }
 
 /// Unreachable makes openraft back off before retrying; Network retries at once.
 /// A refused envelope (wrong node/cluster) is a peer that is not there for us.
-fn status_to_rpc_error<E: std::error::Error>(status: tonic::Status) -> RpcError<E>
+fn status_to_rpc_error<E>(status: tonic::Status) -> RpcError<E>
 where
-    E: DeserializeOwned,
+    E: std::error::Error + DeserializeOwned,
 {
     match status.code() {
         Code::Unavailable | Code::FailedPrecondition | Code::Unknown => {
@@ -141,7 +171,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError> {
-        self.call(Method::AppendEntries, &rpc, option.hard_ttl()).await
+        self.call(Method::AppendEntries, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn install_snapshot(
@@ -149,10 +180,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse, RpcError<InstallSnapshotError>> {
-        self.call(Method::InstallSnapshot, &rpc, option.hard_ttl()).await
+        self.call(Method::InstallSnapshot, &rpc, option.hard_ttl())
+            .await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
         self.call(Method::Vote, &rpc, option.hard_ttl()).await
     }
 }

@@ -11,7 +11,9 @@ use tonic::{Request, Response, Status};
 use crate::app::Node;
 use crate::raft::contact::Contact;
 use crate::raft::envelope;
-use crate::typ::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
+use crate::typ::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 
 pub struct PeerService {
     node: Arc<Node>,
@@ -23,21 +25,34 @@ impl PeerService {
     }
 
     fn open(&self, req: &RaftRequest) -> Result<(), Status> {
-        envelope::check(&self.node.identity, &req.cluster_id, req.target_node_id, req.from_node_id)
-            .map_err(|e| {
-                tracing::warn!(from = format_args!("{:016x}", req.from_node_id), "refused peer message: {e}");
-                Status::from(e)
-            })
+        envelope::check(
+            &self.node.identity,
+            &req.cluster_id,
+            req.target_node_id,
+            req.from_node_id,
+        )
+        .map_err(|e| {
+            tracing::warn!(
+                from = format_args!("{:016x}", req.from_node_id),
+                "refused peer message: {e}"
+            );
+            Status::from(e)
+        })
     }
 }
 
 fn reply(payload: Vec<u8>) -> Result<Response<RaftReply>, Status> {
-    Ok(Response::new(RaftReply { payload: payload.into() }))
+    Ok(Response::new(RaftReply {
+        payload: payload.into(),
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         self.open(&req)?;
         let rpc: AppendEntriesRequest = envelope::decode(&req.payload)?;
@@ -47,7 +62,12 @@ impl RaftPeer for PeerService {
         if let Ok(r) = &res
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
-            self.node.contact.record(Contact { at: Instant::now(), leader, term, leader_commit });
+            self.node.contact.record(Contact {
+                at: Instant::now(),
+                leader,
+                term,
+                leader_commit,
+            });
         }
         reply(envelope::encode(&res)?)
     }
@@ -60,7 +80,10 @@ impl RaftPeer for PeerService {
         reply(envelope::encode(&res)?)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         self.open(&req)?;
         let rpc: InstallSnapshotRequest = envelope::decode(&req.payload)?;
@@ -68,7 +91,10 @@ impl RaftPeer for PeerService {
         reply(envelope::encode(&res)?)
     }
 
-    async fn read_index(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn read_index(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         self.open(&req)?;
         if !self.node.metrics().state.is_leader() {
@@ -80,12 +106,20 @@ impl RaftPeer for PeerService {
 
     /// Leader transfer, target side: campaign until a leader other than the
     /// old one (ideally this node) is in place, or the attempt times out.
-    async fn timeout_now(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn timeout_now(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         self.open(&req)?;
         let old_term: u64 = envelope::decode(&req.payload)?;
         let m = self.node.metrics();
-        if !m.membership_config.membership().voter_ids().any(|v| v == self.node.id) {
+        if !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.node.id)
+        {
             return Err(Status::failed_precondition("this node is not a voter"));
         }
         let node = self.node.clone();
@@ -98,7 +132,10 @@ impl RaftPeer for PeerService {
             let retry = Duration::from_millis(limits.heartbeat_interval_ms);
             while Instant::now() < deadline {
                 let m = node.metrics();
-                if m.current_term > old_term && m.current_leader.is_some() && m.current_leader != Some(from) {
+                if m.current_term > old_term
+                    && m.current_leader.is_some()
+                    && m.current_leader != Some(from)
+                {
                     tracing::info!(leader = ?m.current_leader, term = m.current_term, "leader transfer done");
                     return;
                 }

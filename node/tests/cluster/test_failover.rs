@@ -39,7 +39,10 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     .await;
     let failover = killed_at.elapsed();
     tracing::info!(?failover, "new leader took a write");
-    assert!(failover < Duration::from_secs(10), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
 
     tracing::info!("--- restart the old leader: same ID, catches up, no membership change");
     let membership_before = c.status(new_leader).await.membership.unwrap();
@@ -48,7 +51,11 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     assert_eq!(s.node_id, old_id, "a restarted node keeps its ID");
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();
-    assert!(acked.len() > 50, "writer made progress ({} writes)", acked.len());
+    assert!(
+        acked.len() > 50,
+        "writer made progress ({} writes)",
+        acked.len()
+    );
     let target = c.status(new_leader).await.commit_index;
     wait_for("old leader to catch up", WAIT, || async {
         let s = status_of(&c.nodes[leader].client_addr).await.ok()?;
@@ -56,7 +63,10 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     })
     .await;
     let membership_after = c.status(new_leader).await.membership.unwrap();
-    assert_eq!(membership_before.voters, membership_after.voters, "restart changed no membership");
+    assert_eq!(
+        membership_before.voters, membership_after.voters,
+        "restart changed no membership"
+    );
 
     tracing::info!("--- every acknowledged write is on every node");
     for i in 0..3 {
@@ -79,7 +89,9 @@ async fn leadership_moves_to_the_chosen_voter() {
     let via = (leader + 2) % 3;
     let resp = c
         .cluster(via)
-        .transfer_leader(pb::TransferLeaderRequest { target_node_id: target_id })
+        .transfer_leader(pb::TransferLeaderRequest {
+            target_node_id: target_id,
+        })
         .await
         .expect("transfer leader")
         .into_inner();
@@ -88,5 +100,7 @@ async fn leadership_moves_to_the_chosen_voter() {
     assert_eq!(c.wait_leader(&[0, 1, 2]).await, target);
     let got = get(&mut c.kv(leader), "k", linearizable()).await.unwrap();
     assert_eq!(got.kv.unwrap().value, b"v");
-    put(&mut c.kv(leader), "k2", "v2").await.expect("writes work after the transfer");
+    put(&mut c.kv(leader), "k2", "v2")
+        .await
+        .expect("writes work after the transfer");
 }

@@ -26,7 +26,10 @@ async fn a_node_with_an_empty_disk_is_a_new_member() {
     let s = c.status(victim).await;
     assert_ne!(s.node_id, old_id, "a wiped node must get a new ID");
     assert_eq!(s.role, pb::Role::Uninitialized as i32);
-    assert!(s.cluster_id.is_empty(), "peer messages for the old ID must not make it join");
+    assert!(
+        s.cluster_id.is_empty(),
+        "peer messages for the old ID must not make it join"
+    );
     assert!(!s.healthy);
 
     tracing::info!("--- the cluster still has the old ID as a voter; the new node is not one");
@@ -35,13 +38,24 @@ async fn a_node_with_an_empty_disk_is_a_new_member() {
     assert!(voters.contains(&old_id));
     assert!(!voters.contains(&s.node_id));
     // It must not be able to initialize a cluster of its own with the others either.
-    let others: Vec<pb::Member> = vec![TestCluster::member(&s), TestCluster::member(&c.status(leader).await)];
-    let e = c.cluster(leader).initialize(pb::InitializeRequest { members: others }).await.unwrap_err();
+    let others: Vec<pb::Member> = vec![
+        TestCluster::member(&s),
+        TestCluster::member(&c.status(leader).await),
+    ];
+    let e = c
+        .cluster(leader)
+        .initialize(pb::InitializeRequest { members: others })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
 
-    tracing::info!("--- add it as a learner, then swap the old ID for the new one by joint consensus");
+    tracing::info!(
+        "--- add it as a learner, then swap the old ID for the new one by joint consensus"
+    );
     c.cluster(leader)
-        .add_learner(pb::AddLearnerRequest { member: Some(TestCluster::member(&s)) })
+        .add_learner(pb::AddLearnerRequest {
+            member: Some(TestCluster::member(&s)),
+        })
         .await
         .expect("add learner");
     let new_id = s.node_id;
@@ -53,7 +67,10 @@ async fn a_node_with_an_empty_disk_is_a_new_member() {
     let mut voters: Vec<u64> = voters.into_iter().filter(|v| *v != old_id).collect();
     voters.push(new_id);
     c.cluster(leader)
-        .change_membership(pb::ChangeMembershipRequest { voter_ids: voters.clone(), retain: false })
+        .change_membership(pb::ChangeMembershipRequest {
+            voter_ids: voters.clone(),
+            retain: false,
+        })
         .await
         .expect("swap members");
     let m = c.status(leader).await.membership.unwrap();
@@ -64,5 +81,10 @@ async fn a_node_with_an_empty_disk_is_a_new_member() {
     assert!(!m.joint);
     let st = c.status(victim).await;
     assert_eq!(st.role, pb::Role::Follower as i32);
-    assert_all_present(&c, victim, &(0..20).map(|i| format!("k{i}")).collect::<Vec<_>>()).await;
+    assert_all_present(
+        &c,
+        victim,
+        &(0..20).map(|i| format!("k{i}")).collect::<Vec<_>>(),
+    )
+    .await;
 }

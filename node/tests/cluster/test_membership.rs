@@ -30,7 +30,12 @@ async fn three_to_five_to_three_voters_under_writes() {
     for i in [a, b] {
         let s = c.status(i).await;
         new_ids.push(s.node_id);
-        admin.add_learner(pb::AddLearnerRequest { member: Some(TestCluster::member(&s)) }).await.expect("add learner");
+        admin
+            .add_learner(pb::AddLearnerRequest {
+                member: Some(TestCluster::member(&s)),
+            })
+            .await
+            .expect("add learner");
     }
 
     tracing::info!("--- promoting a node that is not a member is refused");
@@ -39,7 +44,10 @@ async fn three_to_five_to_three_voters_under_writes() {
     let mut bogus = voters.clone();
     bogus.push(12345);
     let e = admin
-        .change_membership(pb::ChangeMembershipRequest { voter_ids: bogus, retain: false })
+        .change_membership(pb::ChangeMembershipRequest {
+            voter_ids: bogus,
+            retain: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
@@ -51,19 +59,31 @@ async fn three_to_five_to_three_voters_under_writes() {
         let mut admin = admin.clone();
         let voters = voters.clone();
         async move {
-            admin.change_membership(pb::ChangeMembershipRequest { voter_ids: voters, retain: false }).await.ok()
+            admin
+                .change_membership(pb::ChangeMembershipRequest {
+                    voter_ids: voters,
+                    retain: false,
+                })
+                .await
+                .ok()
         }
     })
     .await;
     let m = c.status(leader).await.membership.unwrap();
     assert_eq!(voter_ids(&m), voters);
-    assert!(!m.joint, "change_membership returns after the final config is committed");
+    assert!(
+        !m.joint,
+        "change_membership returns after the final config is committed"
+    );
     assert!(m.learners.is_empty());
 
     tracing::info!("--- removing the leader directly is refused");
     let leader = c.wait_leader(&[0, 1, 2, a, b]).await;
     let leader_id = c.status(leader).await.node_id;
-    let e = admin.remove_member(pb::RemoveMemberRequest { node_id: leader_id }).await.unwrap_err();
+    let e = admin
+        .remove_member(pb::RemoveMemberRequest { node_id: leader_id })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
 
     tracing::info!("--- shrink back to the three original voters");
@@ -74,22 +94,34 @@ async fn three_to_five_to_three_voters_under_writes() {
     original.sort();
     if !original.contains(&leader_id) {
         admin
-            .transfer_leader(pb::TransferLeaderRequest { target_node_id: original[0] })
+            .transfer_leader(pb::TransferLeaderRequest {
+                target_node_id: original[0],
+            })
             .await
             .expect("hand off before removal");
     }
     admin
-        .change_membership(pb::ChangeMembershipRequest { voter_ids: original.clone(), retain: false })
+        .change_membership(pb::ChangeMembershipRequest {
+            voter_ids: original.clone(),
+            retain: false,
+        })
         .await
         .expect("shrink to 3");
     let leader = c.wait_leader(&[0, 1, 2]).await;
     let m = c.status(leader).await.membership.unwrap();
     assert_eq!(voter_ids(&m), original);
-    assert!(m.learners.is_empty(), "removed voters are not kept as learners");
+    assert!(
+        m.learners.is_empty(),
+        "removed voters are not kept as learners"
+    );
 
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();
-    assert!(acked.len() > 20, "writer made progress ({} writes)", acked.len());
+    assert!(
+        acked.len() > 20,
+        "writer made progress ({} writes)",
+        acked.len()
+    );
     for i in 0..3 {
         assert_all_present(&c, i, &acked).await;
     }

@@ -16,7 +16,9 @@ async fn a_far_behind_learner_catches_up_through_a_snapshot() {
     let mut kv = c.kv(leader);
     let n = 1500;
     for i in 0..n {
-        put(&mut kv, &format!("s{i:05}"), &format!("value-{i}")).await.unwrap();
+        put(&mut kv, &format!("s{i:05}"), &format!("value-{i}"))
+            .await
+            .unwrap();
     }
     let s = c.status(leader).await;
     wait_for("leader to snapshot and purge its log", WAIT, || async {
@@ -24,13 +26,19 @@ async fn a_far_behind_learner_catches_up_through_a_snapshot() {
         (s.snapshot_index > 1000 && s.purged_index > 0).then_some(())
     })
     .await;
-    tracing::info!(snapshot = s.snapshot_index, purged = s.purged_index, "compacted");
+    tracing::info!(
+        snapshot = s.snapshot_index,
+        purged = s.purged_index,
+        "compacted"
+    );
 
     tracing::info!("--- add a fresh learner");
     let l = c.add_node().await;
     let ls = c.status(l).await;
     c.cluster(leader)
-        .add_learner(pb::AddLearnerRequest { member: Some(TestCluster::member(&ls)) })
+        .add_learner(pb::AddLearnerRequest {
+            member: Some(TestCluster::member(&ls)),
+        })
         .await
         .expect("add learner");
     let target = c.status(leader).await.commit_index;
@@ -40,14 +48,20 @@ async fn a_far_behind_learner_catches_up_through_a_snapshot() {
     })
     .await;
     let s = c.status(l).await;
-    assert!(s.snapshot_index > 0, "the learner got a snapshot (snapshot index {})", s.snapshot_index);
+    assert!(
+        s.snapshot_index > 0,
+        "the learner got a snapshot (snapshot index {})",
+        s.snapshot_index
+    );
     assert_eq!(s.role, pb::Role::Learner as i32);
     assert_eq!(s.revision, n as u64);
 
     tracing::info!("--- the learner serves linearizable and stale reads");
     let mut lkv = c.kv(l);
     for i in [0, n / 2, n - 1] {
-        let got = get(&mut lkv, &format!("s{i:05}"), linearizable()).await.unwrap();
+        let got = get(&mut lkv, &format!("s{i:05}"), linearizable())
+            .await
+            .unwrap();
         assert_eq!(got.kv.unwrap().value, format!("value-{i}").as_bytes());
     }
     let got = get(&mut lkv, "s00007", stale()).await.unwrap();

@@ -26,7 +26,10 @@ static TRACING: Once = Once::new();
 
 pub fn init_tracing() {
     TRACING.call_once(|| {
-        let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_test_writer()
+            .try_init();
     });
 }
 
@@ -75,7 +78,12 @@ impl TestCluster {
     pub async fn start_with_env(n: usize, base_port: u16, env: Vec<(String, String)>) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = TestCluster { dir, nodes: Vec::new(), base_port, env };
+        let mut c = TestCluster {
+            dir,
+            nodes: Vec::new(),
+            base_port,
+            env,
+        };
         for _ in 0..n {
             c.add_node().await;
         }
@@ -103,7 +111,11 @@ impl TestCluster {
     pub async fn spawn(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         assert!(n.child.is_none(), "node {i} is already running");
-        let log = File::options().create(true).append(true).open(&n.log).expect("log file");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("log file");
         let mut cmd = Command::new(NODE_BIN);
         cmd.args(["--data-dir", n.data_dir.to_str().unwrap()])
             .args(["--client-addr", &n.client_addr])
@@ -119,13 +131,21 @@ impl TestCluster {
         let addr = n.client_addr.clone();
         let deadline = Instant::now() + WAIT;
         while status_of(&addr).await.is_err() {
-            let exited = self.nodes[i].child.as_mut().unwrap().try_wait().expect("try_wait");
+            let exited = self.nodes[i]
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .expect("try_wait");
             if let Some(code) = exited {
                 self.nodes[i].child = None;
                 let log = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
                 panic!("node {i} exited with {code} before answering Status; its log:\n{log}");
             }
-            assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for node {i} to answer Status");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for node {i} to answer Status"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -149,11 +169,15 @@ impl TestCluster {
     }
 
     pub fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|i| self.nodes[*i].child.is_some()).collect()
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].child.is_some())
+            .collect()
     }
 
     pub async fn status(&self, i: usize) -> pb::StatusResponse {
-        status_of(&self.nodes[i].client_addr).await.unwrap_or_else(|e| panic!("status of node {i}: {e}"))
+        status_of(&self.nodes[i].client_addr)
+            .await
+            .unwrap_or_else(|e| panic!("status of node {i}: {e}"))
     }
 
     pub fn kv(&self, i: usize) -> KvClient<Channel> {
@@ -176,7 +200,8 @@ impl TestCluster {
                 name: s.name,
             });
         }
-        let resp = self.cluster(voters[0])
+        let resp = self
+            .cluster(voters[0])
             .initialize(pb::InitializeRequest { members })
             .await
             .expect("initialize")
@@ -187,7 +212,11 @@ impl TestCluster {
 
     /// Wait until every running node in `among` agrees on one leader; returns its index.
     pub async fn wait_leader(&self, among: &[usize]) -> usize {
-        let among: Vec<usize> = among.iter().copied().filter(|i| self.nodes[*i].child.is_some()).collect();
+        let among: Vec<usize> = among
+            .iter()
+            .copied()
+            .filter(|i| self.nodes[*i].child.is_some())
+            .collect();
         wait_for("a leader all nodes agree on", WAIT, || async {
             let mut leader = None;
             for &i in &among {
@@ -261,19 +290,38 @@ pub fn channel(addr: &str) -> Channel {
 }
 
 pub async fn status_of(addr: &str) -> Result<pb::StatusResponse, tonic::Status> {
-    Ok(ClusterClient::new(channel(addr)).status(pb::StatusRequest {}).await?.into_inner())
+    Ok(ClusterClient::new(channel(addr))
+        .status(pb::StatusRequest {})
+        .await?
+        .into_inner())
 }
 
 pub fn linearizable() -> Option<pb::ReadOptions> {
-    Some(pb::ReadOptions { consistency: pb::Consistency::Linearizable as i32, ..Default::default() })
+    Some(pb::ReadOptions {
+        consistency: pb::Consistency::Linearizable as i32,
+        ..Default::default()
+    })
 }
 
 pub fn stale() -> Option<pb::ReadOptions> {
-    Some(pb::ReadOptions { consistency: pb::Consistency::Stale as i32, ..Default::default() })
+    Some(pb::ReadOptions {
+        consistency: pb::Consistency::Stale as i32,
+        ..Default::default()
+    })
 }
 
-pub async fn put(kv: &mut KvClient<Channel>, k: &str, v: &str) -> Result<pb::PutResponse, tonic::Status> {
-    Ok(kv.put(pb::PutRequest { key: k.into(), value: v.into() }).await?.into_inner())
+pub async fn put(
+    kv: &mut KvClient<Channel>,
+    k: &str,
+    v: &str,
+) -> Result<pb::PutResponse, tonic::Status> {
+    Ok(kv
+        .put(pb::PutRequest {
+            key: k.into(),
+            value: v.into(),
+        })
+        .await?
+        .into_inner())
 }
 
 pub async fn get(
@@ -281,7 +329,13 @@ pub async fn get(
     k: &str,
     read: Option<pb::ReadOptions>,
 ) -> Result<pb::GetResponse, tonic::Status> {
-    Ok(kv.get(pb::GetRequest { key: k.into(), read }).await?.into_inner())
+    Ok(kv
+        .get(pb::GetRequest {
+            key: k.into(),
+            read,
+        })
+        .await?
+        .into_inner())
 }
 
 /// Writes `<prefix>-<n>` keys one after another through whichever endpoint
@@ -292,13 +346,19 @@ pub async fn run_writer(
     prefix: String,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<String> {
-    let mut clients: Vec<KvClient<Channel>> = endpoints.iter().map(|e| KvClient::new(channel(e))).collect();
+    let mut clients: Vec<KvClient<Channel>> = endpoints
+        .iter()
+        .map(|e| KvClient::new(channel(e)))
+        .collect();
     let mut acked = Vec::new();
     let mut at = 0usize;
     let mut n = 0u64;
     while !*stop.borrow() {
         let key = format!("{prefix}-{n:06}");
-        let req = pb::PutRequest { key: key.clone().into_bytes(), value: b"x".to_vec() };
+        let req = pb::PutRequest {
+            key: key.clone().into_bytes(),
+            value: b"x".to_vec(),
+        };
         match clients[at].put(req).await {
             Ok(_) => {
                 acked.push(key);
@@ -327,5 +387,10 @@ pub async fn assert_all_present(c: &TestCluster, i: usize, keys: &[String]) {
             Err(s) => panic!("read of {k} through node {i} failed: {s}"),
         }
     }
-    assert!(missing.is_empty(), "{} acknowledged keys lost (e.g. {:?})", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged keys lost (e.g. {:?})",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
 }
