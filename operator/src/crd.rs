@@ -2,6 +2,9 @@
 //! CRD generator. Every bound a user can hit lives in the schema (ranges, patterns,
 //! CEL rules), so the API server refuses a bad spec with a message naming the field.
 
+// `printcolumn(type_ = ...)` repeats per column by design of kube's derive.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
@@ -81,11 +84,7 @@ pub mod limits {
         json_path = ".status.leader",
         description = "Pod of the current leader"
     ),
-    printcolumn(
-        name = "Phase",
-        type_ = "string",
-        json_path = ".status.phase"
-    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Age",
         type_ = "date",

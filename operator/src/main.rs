@@ -1,7 +1,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "raft-operator", version, about = "Kubernetes operator for raftkv clusters")]
+#[command(
+    name = "raft-operator",
+    version,
+    about = "Kubernetes operator for raftkv clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -363,7 +363,11 @@ fn auto_replace(view: &ClusterView) -> Option<Outcome> {
             continue;
         };
         // The pod already reports a new node: the replacement is underway.
-        if pod.node.as_ref().is_some_and(|n| n.node_id != member.node_id) {
+        if pod
+            .node
+            .as_ref()
+            .is_some_and(|n| n.node_id != member.node_id)
+        {
             continue;
         }
         if obs.now_ms - since >= after {
@@ -388,15 +392,22 @@ fn rolling_update(view: &ClusterView) -> Option<Outcome> {
     let revision = voters.update_revision.as_deref()?;
     let voter_pods: Vec<&PodState> = obs.pods.iter().filter(|p| p.set == Set::Voters).collect();
     if voter_pods.iter().any(|p| p.terminating) {
-        return Some(Outcome::Wait(Intent::Update, "a voter pod is terminating".into()));
+        return Some(Outcome::Wait(
+            Intent::Update,
+            "a voter pod is terminating".into(),
+        ));
     }
     let outdated = |p: &&PodState| p.revision.as_deref().is_some_and(|r| r != revision);
     let mut stale: Vec<&PodState> = voter_pods.iter().copied().filter(outdated).collect();
     if !stale.is_empty() {
         let leader_id = view.leader_id();
-        let is_leader =
-            |p: &PodState| p.node.as_ref().is_some_and(|n| Some(n.node_id) == leader_id);
-        let healthy = |p: &PodState| p.ready && p.node.as_ref().is_some_and(|n| view.is_healthy(n.node_id));
+        let is_leader = |p: &PodState| {
+            p.node
+                .as_ref()
+                .is_some_and(|n| Some(n.node_id) == leader_id)
+        };
+        let healthy =
+            |p: &PodState| p.ready && p.node.as_ref().is_some_and(|n| view.is_healthy(n.node_id));
         // Unhealthy outdated pods roll first: they are down anyway.
         if let Some(p) = stale.iter().find(|p| !healthy(p) && !is_leader(p)) {
             return Some(delete_for_update(p));
@@ -433,7 +444,10 @@ fn rolling_update(view: &ClusterView) -> Option<Outcome> {
             .iter()
             .any(|p| p.revision.as_deref().is_some_and(|r| r != read_revision));
         return stale_read.then(|| {
-            Outcome::Wait(Intent::Update, "waiting for read replicas to be ready".into())
+            Outcome::Wait(
+                Intent::Update,
+                "waiting for read replicas to be ready".into(),
+            )
         });
     }
     read_pods

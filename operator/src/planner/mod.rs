@@ -8,7 +8,11 @@
 mod decide;
 pub mod observed;
 pub mod safety;
+#[doc(hidden)]
+pub mod sim;
 mod status;
+#[cfg(test)]
+mod tests;
 
 pub use observed::*;
 
@@ -172,7 +176,9 @@ pub fn plan(obs: &Observed) -> Plan {
     {
         outcome = decide::Outcome::Blocked(*intent, blocked.0);
     }
-    if obs.paused && let decide::Outcome::Act(..) = outcome {
+    if obs.paused
+        && let decide::Outcome::Act(..) = outcome
+    {
         outcome = decide::Outcome::Paused;
     }
 

@@ -242,7 +242,10 @@ impl<'a> ClusterView<'a> {
             return false;
         }
         let member_role = matches!(node.role, Role::Leader | Role::Follower | Role::Learner);
-        member_role && self.lag(id).is_some_and(|lag| lag <= limits::CAUGHT_UP_LAG_MAX)
+        member_role
+            && self
+                .lag(id)
+                .is_some_and(|lag| lag <= limits::CAUGHT_UP_LAG_MAX)
     }
 
     /// Healthy members (voters and learners) of the current membership.

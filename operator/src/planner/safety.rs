@@ -41,15 +41,20 @@ pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
             }
             for m in members {
                 let p = view.pod_named(&m.name);
-                let ok = p.and_then(|p| p.node.as_ref()).is_some_and(|n| {
-                    n.node_id == m.node_id && n.role == Role::Uninitialized
-                });
+                let ok = p
+                    .and_then(|p| p.node.as_ref())
+                    .is_some_and(|n| n.node_id == m.node_id && n.role == Role::Uninitialized);
                 if !ok {
-                    return Err(Blocked(format!("pod {} is not an uninitialized node", m.name)));
+                    return Err(Blocked(format!(
+                        "pod {} is not an uninitialized node",
+                        m.name
+                    )));
                 }
             }
             if !members.iter().any(|m| &m.name == pod) {
-                return Err(Blocked("initialize must be sent to one of the members".into()));
+                return Err(Blocked(
+                    "initialize must be sent to one of the members".into(),
+                ));
             }
             Ok(())
         }
@@ -75,7 +80,9 @@ pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
             if new.is_empty() {
                 return Err(Blocked("the new configuration has no voter".into()));
             }
-            let leader = view.leader_id().ok_or_else(|| Blocked("no leader".into()))?;
+            let leader = view
+                .leader_id()
+                .ok_or_else(|| Blocked("no leader".into()))?;
             if !new.contains(&leader) {
                 return Err(Blocked(format!(
                     "the change removes leader {}: transfer leadership first",
@@ -160,9 +167,9 @@ pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
                         .spec
                         .auto_replace_after_ms
                         .ok_or_else(|| Blocked("autoReplace is disabled".into()))?;
-                    let since = p.not_ready_since_ms.ok_or_else(|| {
-                        Blocked(format!("pod {pod} has no not-ready time"))
-                    })?;
+                    let since = p
+                        .not_ready_since_ms
+                        .ok_or_else(|| Blocked(format!("pod {pod} has no not-ready time")))?;
                     if p.ready || view.obs.now_ms - since < after {
                         return Err(Blocked(format!(
                             "pod {pod} has not been unavailable for {after} ms"
@@ -198,7 +205,9 @@ fn no_change_in_flight(view: &ClusterView) -> Result<(), Blocked> {
         return Err(Blocked("a joint membership change is in flight".into()));
     }
     if !view.membership_committed {
-        return Err(Blocked("the last membership change is not committed yet".into()));
+        return Err(Blocked(
+            "the last membership change is not committed yet".into(),
+        ));
     }
     Ok(())
 }

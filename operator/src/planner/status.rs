@@ -26,7 +26,11 @@ pub fn role_labels(view: &ClusterView) -> Vec<(String, String)> {
     out
 }
 
-type Built = (RaftClusterStatus, Option<PlannedEvent>, Option<(String, String)>);
+type Built = (
+    RaftClusterStatus,
+    Option<PlannedEvent>,
+    Option<(String, String)>,
+);
 
 pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
     let obs = view.obs;
@@ -88,6 +92,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
         Outcome::Paused | Outcome::Idle => (None, None, None),
     };
 
+    let all_healthy = healthy.len() == voters.len() && !voters.is_empty();
     let phase = if obs.paused {
         Phase::Paused
     } else if !view.initialized {
@@ -105,19 +110,24 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
                 Intent::Replace | Intent::AutoReplace => Phase::Replacing,
                 Intent::Update => Phase::Updating,
                 Intent::Bootstrap => Phase::Bootstrapping,
-                Intent::Recover => Phase::Running,
+                Intent::Recover if all_healthy => Phase::Running,
+                Intent::Recover => Phase::Degraded,
             },
-            _ => Phase::Running,
+            _ if all_healthy => Phase::Running,
+            _ => Phase::Degraded,
         }
     };
 
     let now = Time(Timestamp::from_millisecond(obs.now_ms).unwrap_or(Timestamp::UNIX_EPOCH));
-    let all_healthy = healthy.len() == voters.len() && !voters.is_empty();
     let mut conditions = vec![
         cond(
             "Available",
             view.leader.is_some() && quorum_ok,
-            if view.leader.is_some() && quorum_ok { "QuorumHealthy" } else { "NoQuorum" },
+            if view.leader.is_some() && quorum_ok {
+                "QuorumHealthy"
+            } else {
+                "NoQuorum"
+            },
             &format!("{} of {} voters healthy", healthy.len(), voters.len()),
         ),
         match &progressing {
@@ -196,7 +206,10 @@ fn cond(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
 }
 
 fn ids(list: &[u64]) -> String {
-    list.iter().map(|id| fmt_id(*id)).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|id| fmt_id(*id))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn step_message(step: &Step) -> String {
@@ -205,7 +218,9 @@ fn step_message(step: &Step) -> String {
         Step::AddLearner { member } => format!("adding learner {}", member.name),
         Step::ChangeMembership { voters, .. } => format!("changing voters to [{}]", ids(voters)),
         Step::RemoveLearner { name, .. } => format!("removing learner {name}"),
-        Step::TransferLeader { target, .. } => format!("transferring leadership to {}", fmt_id(*target)),
+        Step::TransferLeader { target, .. } => {
+            format!("transferring leadership to {}", fmt_id(*target))
+        }
         Step::ScaleStatefulSet { set, replicas } => {
             format!("scaling {} StatefulSet to {replicas}", set.as_str())
         }
@@ -237,7 +252,11 @@ fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
         Step::AddLearner { member } => (
             "LearnerAdded",
             "AddLearner",
-            format!("added {} ({}) as a learner", fmt_id(member.node_id), member.name),
+            format!(
+                "added {} ({}) as a learner",
+                fmt_id(member.node_id),
+                member.name
+            ),
         ),
         Step::ChangeMembership {
             voters,

@@ -1,0 +1,355 @@
+//! Unit tests: one per planner case, driven through the in-memory [`Sim`].
+
+use super::sim::Sim;
+use super::*;
+
+fn kinds(plans: &[Plan]) -> Vec<&'static str> {
+    plans
+        .iter()
+        .filter_map(|p| p.step.as_ref().map(Step::kind))
+        .collect()
+}
+
+fn reasons(plans: &[Plan]) -> Vec<String> {
+    plans
+        .iter()
+        .filter_map(|p| p.event.as_ref().map(|e| e.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn bootstrap_initializes_once_with_all_initial_voters() {
+    let mut sim = Sim::new("demo", 3);
+    let plans = sim.settle(10);
+    assert_eq!(kinds(&plans), ["scale_statefulset", "initialize"]);
+    let Some(Step::Initialize { pod, members }) = &plans[1].step else {
+        panic!("expected Initialize");
+    };
+    assert_eq!(pod, "demo-0");
+    assert_eq!(members.len(), 3);
+    assert_eq!(reasons(&plans)[1], "Bootstrapped");
+    assert_eq!(sim.voter_count(), 3);
+    // Settled: nothing more to do, and never a second Initialize.
+    assert!(sim.step().step.is_none());
+}
+
+#[test]
+fn bootstrap_waits_for_every_initial_voter() {
+    let mut sim = Sim::new("demo", 3);
+    sim.step(); // StatefulSet created
+    sim.pod_down("demo-2");
+    let plan = sim.step();
+    assert!(plan.step.is_none());
+    assert_eq!(plan.status.phase, Some(crate::crd::Phase::Bootstrapping));
+}
+
+#[test]
+fn never_initializes_when_any_member_reports_a_cluster_id() {
+    let mut sim = Sim::new("demo", 3);
+    sim.step();
+    sim.pods.get_mut("demo-1").unwrap().joined = true;
+    let plan = sim.step();
+    assert!(
+        !matches!(plan.step, Some(Step::Initialize { .. })),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn scale_out_adds_learners_then_promotes_in_one_change() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.replicas = 5;
+    let plans = sim.settle(20);
+    assert_eq!(
+        kinds(&plans),
+        [
+            "scale_statefulset",
+            "add_learner",
+            "add_learner",
+            "change_membership"
+        ]
+    );
+    assert_eq!(
+        reasons(&plans),
+        [
+            "StatefulSetScaled",
+            "LearnerAdded",
+            "LearnerAdded",
+            "MemberPromoted"
+        ]
+    );
+    assert_eq!(sim.voter_count(), 5);
+    assert!(sim.learners.is_empty());
+}
+
+#[test]
+fn scale_out_waits_until_learners_catch_up() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.replicas = 5;
+    sim.settle(3); // scale + two learners
+    sim.pods.get_mut("demo-4").unwrap().lag = 10_000;
+    let plan = sim.step();
+    assert!(plan.step.is_none(), "{plan:?}");
+    let progressing = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert!(
+        progressing.message.contains("catching up"),
+        "{progressing:?}"
+    );
+    sim.pods.get_mut("demo-4").unwrap().lag = 0;
+    assert!(matches!(
+        sim.step().step,
+        Some(Step::ChangeMembership { .. })
+    ));
+}
+
+#[test]
+fn scale_in_removes_highest_ordinals_then_shrinks_the_statefulset() {
+    let mut sim = Sim::running("demo", 5);
+    sim.spec.replicas = 3;
+    let (id3, id4) = (sim.id_of("demo-3"), sim.id_of("demo-4"));
+    let plans = sim.settle(10);
+    assert_eq!(kinds(&plans), ["change_membership", "scale_statefulset"]);
+    let Some(Step::ChangeMembership { removed, .. }) = &plans[0].step else {
+        panic!()
+    };
+    assert_eq!(removed, &vec![id3, id4]);
+    assert_eq!(reasons(&plans)[0], "MemberRemoved");
+    assert_eq!(sim.voters_sts, Some(3));
+}
+
+#[test]
+fn scale_in_hands_leadership_off_before_removing_the_leader() {
+    let mut sim = Sim::running("demo", 5);
+    sim.leader = Some(sim.id_of("demo-4"));
+    sim.spec.replicas = 3;
+    let plans = sim.settle(10);
+    assert_eq!(
+        kinds(&plans),
+        ["transfer_leader", "change_membership", "scale_statefulset"]
+    );
+    assert_eq!(reasons(&plans)[0], "LeaderTransferred");
+}
+
+#[test]
+fn scale_in_is_blocked_without_a_healthy_quorum_of_the_new_config() {
+    let mut sim = Sim::running("demo", 5);
+    sim.pod_down("demo-1");
+    sim.pod_down("demo-2");
+    sim.spec.replicas = 3;
+    let plan = sim.step();
+    assert!(plan.step.is_none(), "{plan:?}");
+    let (reason, message) = plan.blocked.expect("blocked");
+    assert_eq!(reason, "ScaleInBlocked");
+    assert!(message.contains("only 1 of 3"), "{message}");
+    let event = plan.event.expect("event");
+    assert!(event.warning);
+    assert_eq!(event.reason, "ScaleInBlocked");
+    assert_eq!(sim.voter_count(), 5);
+}
+
+#[test]
+fn pod_restarted_with_its_volume_needs_no_membership_change() {
+    let mut sim = Sim::running("demo", 3);
+    let id = sim.id_of("demo-1");
+    sim.pod_down("demo-1");
+    assert!(sim.step().step.is_none());
+    sim.pod_up("demo-1");
+    assert!(sim.step().step.is_none());
+    assert_eq!(sim.id_of("demo-1"), id);
+    assert_eq!(sim.voter_count(), 3);
+}
+
+#[test]
+fn pod_with_empty_volume_is_swapped_in_by_one_joint_change() {
+    let mut sim = Sim::running("demo", 3);
+    let old = sim.id_of("demo-2");
+    sim.pod_lost_volume("demo-2");
+    let new = sim.id_of("demo-2");
+    let plans = sim.settle(10);
+    assert_eq!(kinds(&plans), ["add_learner", "change_membership"]);
+    let Some(Step::ChangeMembership { added, removed, .. }) = &plans[1].step else {
+        panic!()
+    };
+    assert_eq!(added, &vec![new]);
+    assert_eq!(removed, &vec![old]);
+    assert_eq!(reasons(&plans)[1], "MemberReplaced");
+    assert!(sim.voters.iter().any(|m| m.node_id == new));
+    assert!(!sim.voters.iter().any(|m| m.node_id == old));
+}
+
+#[test]
+fn replaced_leader_pod_gets_a_new_leader_first() {
+    let mut sim = Sim::running("demo", 3);
+    sim.pod_lost_volume("demo-0"); // the leader
+    let plans = sim.settle(10);
+    assert_eq!(kinds(&plans), ["add_learner", "change_membership"]);
+    assert_eq!(sim.voter_count(), 3);
+}
+
+#[test]
+fn auto_replace_deletes_pod_and_pvc_after_the_duration_only() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.auto_replace_after_ms = Some(60_000);
+    sim.pod_down("demo-1");
+    assert!(sim.step().step.is_none());
+    sim.now_ms += 60_000;
+    let plan = sim.step();
+    assert_eq!(
+        plan.step,
+        Some(Step::DeletePod {
+            pod: "demo-1".into(),
+            delete_pvc: true,
+            reason: DeleteReason::AutoReplace
+        })
+    );
+    let plans = sim.settle(10);
+    assert_eq!(kinds(&plans), ["add_learner", "change_membership"]);
+}
+
+#[test]
+fn auto_replace_is_off_by_default() {
+    let mut sim = Sim::running("demo", 3);
+    sim.pod_down("demo-1");
+    sim.now_ms += 24 * 3_600_000;
+    assert!(sim.step().step.is_none());
+}
+
+#[test]
+fn auto_replace_never_breaks_the_quorum() {
+    let mut sim = Sim::running("demo", 5);
+    sim.spec.auto_replace_after_ms = Some(1);
+    sim.pod_down("demo-3");
+    sim.pod_down("demo-4");
+    sim.pods.get_mut("demo-2").unwrap().lag = 10_000; // slow, not healthy
+    sim.now_ms += 10;
+    let plan = sim.step();
+    assert!(plan.step.is_none(), "{plan:?}");
+    assert_eq!(plan.blocked.unwrap().0, "AutoReplaceBlocked");
+}
+
+#[test]
+fn rolling_update_restarts_followers_first_and_the_leader_last() {
+    let mut sim = Sim::running("demo", 3);
+    sim.revision = "r2".into();
+    let plans = sim.settle(10);
+    let order: Vec<String> = plans
+        .iter()
+        .map(|p| match &p.step {
+            Some(Step::DeletePod { pod, .. }) => pod.clone(),
+            Some(s) => s.kind().to_string(),
+            None => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["demo-2", "demo-1", "transfer_leader", "demo-0"],
+        "followers by descending ordinal, then handoff, then the old leader"
+    );
+    assert!(sim.pods.values().all(|p| p.revision == "r2"));
+}
+
+#[test]
+fn rolling_update_waits_until_the_restarted_pod_is_caught_up() {
+    let mut sim = Sim::running("demo", 3);
+    sim.revision = "r2".into();
+    sim.step(); // deletes demo-2
+    sim.pods.get_mut("demo-2").unwrap().lag = 5_000;
+    let plan = sim.step();
+    assert!(plan.step.is_none(), "{plan:?}");
+}
+
+#[test]
+fn every_member_pod_gets_its_role_label() {
+    let mut sim = Sim::running("demo", 3);
+    sim.step();
+    let labels: Vec<_> = sim.pods.values().map(|p| p.role_label.clone()).collect();
+    assert_eq!(
+        labels,
+        [
+            Some("leader".into()),
+            Some("follower".into()),
+            Some("follower".into())
+        ]
+    );
+    sim.apply(&Step::TransferLeader {
+        from: sim.id_of("demo-0"),
+        target: sim.id_of("demo-1"),
+    });
+    let plan = sim.step();
+    assert_eq!(plan.labels.len(), 2, "{:?}", plan.labels);
+}
+
+#[test]
+fn pause_stops_every_action_but_status_still_updates() {
+    let mut sim = Sim::running("demo", 3);
+    sim.paused = true;
+    sim.spec.replicas = 5;
+    let plan = sim.step();
+    assert!(plan.step.is_none());
+    assert_eq!(plan.status.phase, Some(crate::crd::Phase::Paused));
+    assert_eq!(plan.status.replicas, 3);
+    assert!(plan.status.conditions.iter().any(|c| c.type_ == "Paused"));
+}
+
+#[test]
+fn nothing_starts_while_a_membership_change_is_in_flight() {
+    let mut sim = Sim::running("demo", 3);
+    sim.joint = true;
+    sim.spec.replicas = 1;
+    let plan = sim.step();
+    assert!(plan.step.is_none(), "{plan:?}");
+    let progressing = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing");
+    assert!(progressing.unwrap().message.contains("in flight"));
+    sim.joint = false;
+    assert!(matches!(
+        sim.step().step,
+        Some(Step::ChangeMembership { .. })
+    ));
+}
+
+#[test]
+fn read_replicas_join_as_learners_and_leave_on_scale_in() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.read_replicas = 2;
+    let plans = sim.settle(10);
+    assert_eq!(
+        kinds(&plans),
+        ["scale_statefulset", "add_learner", "add_learner"]
+    );
+    assert_eq!(sim.learners.len(), 2);
+    assert_eq!(sim.voter_count(), 3);
+    sim.spec.read_replicas = 0;
+    let plans = sim.settle(10);
+    assert_eq!(
+        kinds(&plans),
+        ["remove_learner", "remove_learner", "scale_statefulset"]
+    );
+    assert!(sim.learners.is_empty());
+}
+
+#[test]
+fn status_reports_members_leader_and_counts() {
+    let mut sim = Sim::running("demo", 3);
+    let plan = sim.step();
+    let s = plan.status;
+    assert_eq!(s.leader.as_deref(), Some("demo-0"));
+    assert_eq!(s.replicas, 3);
+    assert_eq!(s.ready_replicas, 3);
+    assert_eq!(s.members.len(), 3);
+    assert_eq!(s.phase, Some(crate::crd::Phase::Running));
+    let available = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Available")
+        .unwrap();
+    assert_eq!(available.status, "True");
+}
