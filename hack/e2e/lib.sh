@@ -81,9 +81,11 @@ condition_is() {
 }
 cluster_available() { condition_is Available True; }
 
-# pods_with_role ROLE: names of the cluster's pods labelled raftkv.dev/role=ROLE.
+# pods_with_role ROLE: names of the cluster's pods (voters <rc>-N, read replicas
+# <rc>-read-N) labelled raftkv.dev/role=ROLE.
 pods_with_role() {
-  k get pods -l "app.kubernetes.io/instance=${RC},raftkv.dev/role=$1" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'
+  k get pods -l "raftkv.dev/role=$1" -o json |
+    jq -r --arg rc "$RC" '.items[].metadata.name | select(test("^" + $rc + "-(read-)?[0-9]+$"))'
 }
 
 pod_uid() { k get pod "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null; }

@@ -71,7 +71,7 @@ range_keys() {
   from=$prefix
   last=""
   while true; do
-    page=$(rctl_at "$ep" range --from "$from" --to "$end" --limit 10000 -o json "$@") || return 1
+    page=$(rctl_at "$ep" range --from "$from" --to "$end" --limit "${RANGE_PAGE:-10000}" -o json "$@") || return 1
     more=$(jq -r '.more' <<<"$page")
     jq -r --arg last "$last" '.kvs[] | select(.key != $last) | .key' <<<"$page"
     [[ $more == true ]] || break
