@@ -369,7 +369,7 @@ impl LogStore {
             active_base: 0,
             segs,
             batch: 0,
-            buf: Vec::with_capacity(opts.batch_bytes_max + opts.record_bytes_max as usize),
+            buf: Vec::with_capacity(64 * 1024),
             rec_offs: Vec::new(),
             locs: Vec::new(),
             vote,
@@ -403,6 +403,8 @@ impl LogStore {
         (ix.purged, ix.last_log_id(), ix.committed)
     }
 
+    // The error type is openraft's, dictated by the storage traits.
+    #[allow(clippy::result_large_err)]
     fn check_failed(&self) -> Result<(), StorageError> {
         if let Some(f) = &self.inner.index.lock().failed {
             return Err(err::write_logs(&Error::WriterStopped(f.clone())));
@@ -790,6 +792,10 @@ impl Writer {
             let bytes = self.buf.len() as u64;
             self.flush(true)?;
             stats().record_batch(reqs.len() as u64, bytes);
+            // Memory follows data, not load: give back what one huge batch grew.
+            if self.buf.capacity() > 2 * self.opts.batch_bytes_max {
+                self.buf.shrink_to(self.opts.batch_bytes_max);
+            }
         }
         Ok(())
     }

@@ -127,3 +127,61 @@ pub fn validate(p: &LogPointers) -> Result<(), String> {
     le(&p.committed, "committed", &p.last_log, "last log")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn id(index: u64) -> Option<LogId> {
+        Some(LogId::new(CommittedLeaderId::new(1, 1), index))
+    }
+
+    #[test]
+    fn validate_checks_the_order_of_log_pointers() {
+        let ok = LogPointers {
+            purged: id(5),
+            snapshot: id(7),
+            applied: id(9),
+            committed: id(9),
+            last_log: id(12),
+        };
+        assert_eq!(validate(&ok), Ok(()));
+        assert_eq!(validate(&LogPointers::default()), Ok(()));
+        let e = validate(&LogPointers {
+            purged: id(8),
+            ..ok
+        })
+        .unwrap_err();
+        assert!(e.contains("purged"), "{e}");
+        let e = validate(&LogPointers {
+            purged: id(1),
+            snapshot: None,
+            ..ok
+        })
+        .unwrap_err();
+        assert!(e.contains("no snapshot"), "{e}");
+        assert!(
+            validate(&LogPointers {
+                applied: id(6),
+                ..ok
+            })
+            .is_err()
+        );
+        assert!(
+            validate(&LogPointers {
+                committed: id(13),
+                ..ok
+            })
+            .is_err()
+        );
+        assert!(
+            validate(&LogPointers {
+                committed: id(8),
+                ..ok
+            })
+            .is_err()
+        );
+    }
+}

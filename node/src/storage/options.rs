@@ -28,7 +28,9 @@ pub struct StorageOptions {
     pub queue_requests_max: usize,
     /// Bytes of recently appended log entries kept in memory, so replication
     /// of fresh entries needs no disk read. Entries older than this are read
-    /// from their segment file. Costs this much memory per node at most.
+    /// from their segment file. Costs this much memory per node at most
+    /// (8 MiB holds thousands of typical entries, which is all a follower
+    /// that keeps up ever asks for; a lagging one reads the files).
     pub log_cache_bytes_max: usize,
     /// Largest single record (one log entry or a vote); a length field above
     /// this is treated as corruption at recovery. Must exceed the largest
@@ -71,7 +73,7 @@ impl Default for StorageOptions {
             batch_bytes_max: 4 * 1024 * 1024,
             batch_requests_max: 1024,
             queue_requests_max: 1024,
-            log_cache_bytes_max: 32 * 1024 * 1024,
+            log_cache_bytes_max: 8 * 1024 * 1024,
             record_bytes_max: 16 * 1024 * 1024,
             fsync: true,
             fsync_faults: FsyncFaults::default(),
