@@ -8,10 +8,12 @@
 //! [`ClientOptions::retry_deadline`]. Final errors keep the gRPC code and
 //! message ([`Error::Rpc`]).
 //!
-//! Retry semantics: reads and Status are retried on UNAVAILABLE and on
-//! timeouts; writes and membership changes only on UNAVAILABLE. A write whose
-//! connection broke after it reached the leader may therefore be applied twice
-//! (a Put bumps the revision again; a retried CAS may then report ABORTED).
+//! Retry semantics: UNAVAILABLE (sent by a server, or a connection that was
+//! refused) is retried for every call. A call whose outcome is unknown (the
+//! connection broke mid-call, or no answer within the timeout) is retried only
+//! if applying it twice is harmless: reads, Status, Put, Delete, AddLearner,
+//! ChangeMembership (a retried Put may bump the revision twice). CAS,
+//! RemoveMember and TransferLeader then fail with the transport error.
 //!
 //! Trace context: every request passes through [`ClientOptions::request_hook`]
 //! (default: the hook installed with [`set_default_request_hook`]), where
@@ -176,7 +178,7 @@ impl RaftClient {
             key: key.into(),
             value: value.into(),
         };
-        self.call(Idempotency::Mutating, req, |c, r| async move {
+        self.call(Idempotency::Repeatable, req, |c, r| async move {
             self.kv(c).put(r).await
         })
         .await
@@ -196,7 +198,7 @@ impl RaftClient {
 
     pub async fn delete(&self, key: impl Into<Vec<u8>>) -> Result<v1::DeleteResponse> {
         let req = v1::DeleteRequest { key: key.into() };
-        self.call(Idempotency::Mutating, req, |c, r| async move {
+        self.call(Idempotency::Repeatable, req, |c, r| async move {
             self.kv(c).delete(r).await
         })
         .await
@@ -215,7 +217,7 @@ impl RaftClient {
             value: value.into(),
             expect: Some(expect.into()),
         };
-        self.call(Idempotency::Mutating, req, |c, r| async move {
+        self.call(Idempotency::NonRepeatable, req, |c, r| async move {
             self.kv(c).compare_and_swap(r).await
         })
         .await
@@ -337,7 +339,7 @@ impl RaftClient {
         let req = v1::AddLearnerRequest {
             member: Some(member),
         };
-        self.call(Idempotency::Mutating, req, |c, r| async move {
+        self.call(Idempotency::Repeatable, req, |c, r| async move {
             self.cluster(c).add_learner(r).await
         })
         .await
@@ -349,7 +351,7 @@ impl RaftClient {
         retain: bool,
     ) -> Result<v1::MembershipResponse> {
         let req = v1::ChangeMembershipRequest { voter_ids, retain };
-        self.call(Idempotency::Mutating, req, |c, r| async move {
+        self.call(Idempotency::Repeatable, req, |c, r| async move {
             self.cluster(c).change_membership(r).await
         })
         .await
@@ -357,7 +359,7 @@ impl RaftClient {
 
     pub async fn remove_member(&self, node_id: u64) -> Result<v1::MembershipResponse> {
         let req = v1::RemoveMemberRequest { node_id };
-        self.call(Idempotency::Mutating, req, |c, r| async move {
+        self.call(Idempotency::NonRepeatable, req, |c, r| async move {
             self.cluster(c).remove_member(r).await
         })
         .await
@@ -366,7 +368,7 @@ impl RaftClient {
     /// `target_node_id` 0 = the most caught-up healthy voter.
     pub async fn transfer_leader(&self, target_node_id: u64) -> Result<v1::TransferLeaderResponse> {
         let req = v1::TransferLeaderRequest { target_node_id };
-        self.call(Idempotency::Mutating, req, |c, r| async move {
+        self.call(Idempotency::NonRepeatable, req, |c, r| async move {
             self.cluster(c).transfer_leader(r).await
         })
         .await
@@ -481,7 +483,7 @@ impl RaftClient {
                     return Ok(resp.into_inner());
                 }
                 Ok(Err(status)) => (
-                    Failure::Code(status.code()),
+                    Failure::of(&status),
                     Error::from_status(&status, &ep.addr, attempts),
                 ),
                 Err(_) => (

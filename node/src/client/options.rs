@@ -119,18 +119,20 @@ impl fmt::Debug for ClientOptions {
 /// Exponential backoff between retry rounds (a round = every endpoint tried once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
-    /// Delay after the first failed round. About one heartbeat: a new leader is
-    /// usually known by then.
+    /// Delay after the first failed round.
     pub initial: Duration,
-    /// Cap on one delay. An election takes a few election timeouts (~1 s).
+    /// Cap on one delay. Kept well under an election timeout (400-800 ms by
+    /// default): after a leader dies the client notices the new one at most
+    /// this late, and this is part of the failover time users see. Costs one
+    /// RPC per endpoint per delay per waiting client while there is no leader.
     pub max: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_secs(1),
+            initial: Duration::from_millis(25),
+            max: Duration::from_millis(250),
         }
     }
 }

@@ -7,30 +7,50 @@ use tonic::Code;
 /// (stops two nodes with stale views from bouncing a call back and forth).
 pub(crate) const HINT_JUMPS_PER_ROUND_MAX: u32 = 2;
 
-/// Whether repeating a call can change the outcome beyond what one call does.
+/// What repeating a call that may already have been applied can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idempotency {
     /// Reads and Status: always safe to repeat.
     Idempotent,
-    /// Writes and membership changes. Retried on UNAVAILABLE (the server or the
-    /// transport refused it, usually before it reached Raft), never after a
-    /// timeout, whose outcome is unknown.
-    Mutating,
+    /// Put, Delete, AddLearner, ChangeMembership: applying twice leaves the
+    /// same state (a Put's revision may be bumped twice). Retried also when the
+    /// outcome is unknown (connection lost mid-call, timeout).
+    Repeatable,
+    /// CompareAndSwap, RemoveMember, TransferLeader, Initialize: a second
+    /// application could report a false failure or do more than asked.
+    /// Retried only on UNAVAILABLE (refused before it took effect).
+    NonRepeatable,
 }
 
 /// How one attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
-    Code(Code),
+    /// A status the server sent.
+    Server(Code),
+    /// The connection failed (refused, reset, closed mid-call); tonic made up
+    /// the status. UNAVAILABLE means it never connected.
+    Transport(Code),
     /// No answer within the per-attempt timeout.
     Timeout,
 }
 
+impl Failure {
+    pub(crate) fn of(status: &tonic::Status) -> Self {
+        // Statuses decoded from a server's trailers carry no source error;
+        // those made from a transport error do.
+        if std::error::Error::source(status).is_some() {
+            Failure::Transport(status.code())
+        } else {
+            Failure::Server(status.code())
+        }
+    }
+}
+
 pub(crate) fn is_retryable(failure: Failure, idem: Idempotency) -> bool {
     match failure {
-        Failure::Code(Code::Unavailable) => true,
-        Failure::Timeout => idem == Idempotency::Idempotent,
-        Failure::Code(_) => false,
+        Failure::Server(code) | Failure::Transport(code) if code == Code::Unavailable => true,
+        Failure::Server(_) => false,
+        Failure::Transport(_) | Failure::Timeout => idem != Idempotency::NonRepeatable,
     }
 }
 
@@ -92,20 +112,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_unavailable_and_idempotent_timeouts_are_retried() {
+    fn server_errors_other_than_unavailable_are_final() {
         use Idempotency::*;
-        assert!(is_retryable(Failure::Code(Code::Unavailable), Mutating));
-        assert!(is_retryable(Failure::Code(Code::Unavailable), Idempotent));
-        assert!(is_retryable(Failure::Timeout, Idempotent));
-        assert!(!is_retryable(Failure::Timeout, Mutating));
-        for code in [
-            Code::NotFound,
-            Code::Aborted,
-            Code::InvalidArgument,
-            Code::FailedPrecondition,
-        ] {
-            assert!(!is_retryable(Failure::Code(code), Idempotent), "{code:?}");
+        for idem in [Idempotent, Repeatable, NonRepeatable] {
+            assert!(is_retryable(Failure::Server(Code::Unavailable), idem));
+            assert!(is_retryable(Failure::Transport(Code::Unavailable), idem));
+            for code in [
+                Code::NotFound,
+                Code::Aborted,
+                Code::InvalidArgument,
+                Code::FailedPrecondition,
+            ] {
+                assert!(!is_retryable(Failure::Server(code), idem), "{code:?}");
+            }
         }
+    }
+
+    #[test]
+    fn unknown_outcomes_are_retried_only_when_repeating_is_harmless() {
+        use Idempotency::*;
+        for failure in [
+            Failure::Timeout,
+            Failure::Transport(Code::Cancelled),
+            Failure::Transport(Code::Unknown),
+        ] {
+            assert!(is_retryable(failure, Idempotent), "{failure:?}");
+            assert!(is_retryable(failure, Repeatable), "{failure:?}");
+            assert!(!is_retryable(failure, NonRepeatable), "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn transport_errors_are_told_from_server_statuses() {
+        let server = tonic::Status::cancelled("server said so");
+        assert_eq!(Failure::of(&server), Failure::Server(Code::Cancelled));
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let transport = tonic::Status::from_error(Box::new(io));
+        assert!(
+            matches!(Failure::of(&transport), Failure::Transport(_)),
+            "{transport:?}"
+        );
     }
 
     #[test]

@@ -282,8 +282,8 @@ pub async fn run(
     start_barrier.wait().await;
     let started = Instant::now();
     eprintln!(
-        "running {:?} with {} clients for {}...",
-        args.op,
+        "running {} with {} clients for {}...",
+        op_name(args.op),
         args.clients,
         humantime::format_duration(args.duration)
     );

@@ -40,7 +40,7 @@ pub async fn put(
             buf
         }
     };
-    let resp = c.put(key, value).await?;
+    let resp = c.put(key, value).await.map_err(write_error)?;
     print(&render_write(resp.header.as_ref(), resp.kv.as_ref(), out))
 }
 
@@ -101,6 +101,19 @@ pub fn render_get(
     }
 }
 
+/// A failed write; says so when the write may have been applied anyway.
+fn write_error(e: client::Error) -> CtlError {
+    let mut err = CtlError::from(e.clone());
+    if matches!(
+        e.code(),
+        Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    ) {
+        err.message
+            .push_str("; the write may or may not have been applied");
+    }
+    err
+}
+
 fn not_found_or(e: client::Error, key: &[u8]) -> CtlError {
     if e.code() == Code::NotFound {
         CtlError::failed(format!("key {} not found", quote_key(key)))
@@ -110,7 +123,7 @@ fn not_found_or(e: client::Error, key: &[u8]) -> CtlError {
 }
 
 pub async fn del(c: &RaftClient, key: String, out: OutputFormat) -> Result<(), CtlError> {
-    let resp = c.delete(key.as_bytes()).await?;
+    let resp = c.delete(key.as_bytes()).await.map_err(write_error)?;
     let text = match out {
         OutputFormat::Table if resp.deleted => "OK\n".to_string(),
         OutputFormat::Table => format!("OK (key {} did not exist)\n", quote_key(key.as_bytes())),
@@ -155,7 +168,7 @@ pub async fn cas(
                 quote_key(key.as_bytes())
             )))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(write_error(e)),
     }
 }
 
@@ -289,6 +302,27 @@ mod tests {
         assert_eq!(doc["count"], 2);
         assert_eq!(doc["more"], true);
         assert_eq!(doc["kvs"][1]["value"], "y");
+    }
+
+    #[test]
+    fn an_unknown_write_outcome_is_said() {
+        let e = |code| client::Error::Rpc {
+            code,
+            message: "connection closed".into(),
+            endpoint: "a:1".into(),
+            leader_hint: None,
+            attempts: 1,
+        };
+        assert!(
+            write_error(e(Code::Cancelled))
+                .message
+                .ends_with("may or may not have been applied")
+        );
+        assert!(
+            !write_error(e(Code::InvalidArgument))
+                .message
+                .contains("may or may not")
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@ mod member;
 mod output;
 mod status;
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -216,31 +215,52 @@ impl std::fmt::Display for CtlError {
 }
 
 /// Set up diagnostics on stderr. Quiet by default (warn); `RUST_LOG` overrides.
-pub fn init_logging(format: Option<LogFormat>) {
-    use tracing_subscriber::{EnvFilter, prelude::*};
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let json = match format {
-        Some(f) => f == LogFormat::Json,
-        None => !std::io::stderr().is_terminal(),
-    };
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()
-    } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init()
-    };
+pub fn init_logging(format: Option<LogFormat>) -> crate::telemetry::TelemetryGuard {
+    use crate::telemetry::LogFormat as L;
+    let format = format.map(|f| {
+        if f == LogFormat::Json {
+            L::Json
+        } else {
+            L::Text
+        }
+    });
+    // Traces (when OTEL_EXPORTER_OTLP_ENDPOINT is set) start here: one root
+    // span per command, carried to the nodes in `traceparent`.
+    crate::telemetry::init_with_filter(format, "raftctl", "warn")
 }
 
 /// Run one command; output goes to stdout, the error (if any) is returned.
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
+    use tracing::Instrument;
+    if matches!(cli.command, Command::Bench(_)) {
+        // No root span for a benchmark: every request is its own trace, and
+        // the nodes' samplers (ratio, rate limit) decide which to keep.
+        return run_command(cli).await;
+    }
+    let span = tracing::info_span!(
+        "raftctl",
+        otel.name = command_name(&cli.command),
+        otel.kind = "client"
+    );
+    run_command(cli).instrument(span).await
+}
+
+/// The root span name of a command (`raftctl put`, `raftctl member`, ...).
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Cluster(_) => "raftctl cluster",
+        Command::Bench(_) => "raftctl bench",
+        Command::Put { .. } => "raftctl put",
+        Command::Get { .. } => "raftctl get",
+        Command::Del { .. } => "raftctl del",
+        Command::Cas { .. } => "raftctl cas",
+        Command::Range { .. } => "raftctl range",
+        Command::Status => "raftctl status",
+        Command::Member(_) => "raftctl member",
+    }
+}
+
+async fn run_command(cli: Cli) -> Result<(), CtlError> {
     let endpoints = client::parse_endpoints(&cli.endpoints)?;
     let opts = ClientOptions::default().with_timeout(cli.timeout);
     let out = cli.output;
