@@ -174,6 +174,8 @@ impl LocalNode {
         }
         match &self.log_path {
             Some(path) => {
+                // Plain text in files (tracing-subscriber honours NO_COLOR).
+                cmd.env("NO_COLOR", "1");
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -335,8 +337,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
 
     let result = bring_up(&args, &mut nodes).await;
-    if let Err(e) = &result {
-        eprintln!("Error: {e:#}");
+    if result.is_err() {
+        println!("==> startup failed; stopping the nodes");
         stop_all(&mut nodes, args.stop_timeout).await;
         return result;
     }
