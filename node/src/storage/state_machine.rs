@@ -157,6 +157,25 @@ impl KvReader {
         self.shared.state.read().kv.range(start, end, limit)
     }
 
+    /// Like [`KvReader::get`], with the applied state the read saw (read
+    /// under one lock, so the revision matches the value).
+    pub fn get_at(&self, key: &[u8]) -> (Option<KeyValue>, AppliedState) {
+        let s = self.shared.state.read();
+        (s.kv.get(key), s.applied())
+    }
+
+    /// Like [`KvReader::range`], with the applied state the read saw.
+    pub fn range_at(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> (Vec<KeyValue>, bool, AppliedState) {
+        let s = self.shared.state.read();
+        let (kvs, more) = s.kv.range(start, end, limit);
+        (kvs, more, s.applied())
+    }
+
     pub fn applied(&self) -> AppliedState {
         *self.shared.watch.borrow()
     }
