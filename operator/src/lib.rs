@@ -2,8 +2,14 @@
 //! Raft membership safely. Decisions live in the pure [`planner`]; the controller
 //! only observes, executes one step and writes status.
 
+pub mod controller;
 pub mod crd;
+pub mod execute;
+pub mod metrics;
+pub mod node_client;
+pub mod observe;
 pub mod planner;
+pub mod resources;
 
 /// Every failure of the operator, counted by [`Error::metric_label`].
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,157 @@
+//! The kube-runtime controller: a thin shell around observe -> plan -> execute.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::crd::RaftCluster;
+use crate::metrics::Metrics;
+use crate::planner::{self, limits};
+use crate::resources::{APP_NAME, MANAGED_BY};
+use crate::{Error, Result, execute, observe};
+
+/// How the operator reaches a pod's gRPC listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeAddressing {
+    /// `<pod>.<name>-peer.<ns>.svc.cluster.local` (in-cluster).
+    PodDns,
+    /// The pod IP (out-of-cluster runs on a host that routes to pods).
+    PodIp,
+}
+
+/// Shared state of every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub node_addressing: NodeAddressing,
+}
+
+/// Settings of [`run`].
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub node_addressing: NodeAddressing,
+    /// Reporting instance in Events (the pod name in-cluster).
+    pub instance: String,
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until shutdown (SIGTERM/ctrl-c).
+pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>) {
+    let reporter = Reporter {
+        controller: MANAGED_BY.into(),
+        instance: Some(config.instance.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        node_addressing: config.node_addressing,
+    });
+    let ns = &config.namespace;
+    let owned = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/name={APP_NAME},app.kubernetes.io/managed-by={MANAGED_BY}"
+    ));
+    let pods = watcher::Config::default().labels(&format!("app.kubernetes.io/name={APP_NAME}"));
+    Controller::new(api::<RaftCluster>(&client, ns), watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), owned)
+        .watches(api::<Pod>(&client, ns), pods, |pod: Pod| {
+            let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
+            Some(ObjectRef::<RaftCluster>::new(&instance).within(&pod.namespace()?))
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+#[tracing::instrument(skip(rc, ctx), fields(cluster = %rc.name_any(), namespace = rc.namespace()))]
+async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
+    if rc.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove what we own; the
+        // StatefulSets' PVC retention policy decides about the volumes.
+        return Ok(Action::await_change());
+    }
+    let obs = observe::observe(&rc, &ctx).await?;
+    let plan = planner::plan(&obs.observed);
+
+    let mut result = Ok(());
+    if !obs.observed.paused {
+        result = execute::apply_owned(&rc, &ctx, &plan).await;
+        if result.is_ok() {
+            result = execute::apply_labels(&rc, &ctx, &plan).await;
+        }
+        if result.is_ok() {
+            result = execute::run_step(&rc, &ctx, &obs, &plan).await;
+        }
+    }
+    let mut status = plan.status.clone();
+    if result.is_err() {
+        status.last_membership_change = obs.observed.previous_membership_change.clone();
+    }
+    execute::write_status(&rc, &ctx, &status).await?;
+
+    if let Err(e) = result {
+        tracing::warn!(error = %e, step = ?plan.step, "step failed");
+        return Err(e);
+    }
+    if let Some(step) = &plan.step {
+        Metrics::count(&ctx.metrics.steps, "kind", step.kind());
+        if step.is_membership_action()
+            && let Some(ev) = &plan.event
+        {
+            Metrics::count(&ctx.metrics.membership_changes, "kind", &ev.reason);
+        }
+    }
+    if let Some((reason, message)) = &plan.blocked {
+        Metrics::count(&ctx.metrics.blocked, "reason", reason);
+        tracing::info!(%reason, %message, "step blocked");
+    }
+    if let Some(ev) = &plan.event
+        && (plan.step.is_some() || plan.blocked.is_some())
+        && let Err(e) = execute::publish(&rc, &ctx, ev).await
+    {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+    let secs = if plan.busy {
+        limits::REQUEUE_BUSY_SECS
+    } else {
+        limits::REQUEUE_IDLE_SECS
+    };
+    Ok(Action::requeue(Duration::from_secs(secs)))
+}
+
+fn error_policy(_rc: Arc<RaftCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    Metrics::count(&ctx.metrics.errors, "error", error.metric_label());
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,196 @@
+//! Execute a plan: apply the owned objects, keep role labels current, run the one
+//! step, and publish its Event. Every write is idempotent, so a reconcile cut short
+//! is safe to repeat.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::controller::Context;
+use crate::crd::{ROLE_LABEL, RaftCluster};
+use crate::observe::Observation;
+use crate::planner::{NewMember, Plan, PlannedEvent, Set, Step};
+use crate::resources::{self, CLIENT_PORT, FIELD_MANAGER, PEER_PORT, pod_dns, pvc_name};
+use crate::{Error, Result, node_client};
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Services, PodDisruptionBudget and both StatefulSets at the sizes the plan chose.
+pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result<()> {
+    let ns = rc
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let svc: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(&svc, &resources::peer_service(rc)).await?;
+    apply(&svc, &resources::client_service(rc)).await?;
+    apply(&svc, &resources::read_service(rc)).await?;
+    let pdb: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(&pdb, &resources::pod_disruption_budget(rc)).await?;
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(
+        &sts,
+        &resources::statefulset(rc, Set::Voters, plan.voters_replicas),
+    )
+    .await?;
+    apply(
+        &sts,
+        &resources::statefulset(rc, Set::Read, plan.read_replicas),
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn apply_labels(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result<()> {
+    let ns = rc
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    for (pod, role) in &plan.labels {
+        let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: role}}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        pods.patch(pod, &params, &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+/// Runs the plan's one step, if any.
+pub async fn run_step(
+    rc: &RaftCluster,
+    ctx: &Context,
+    obs: &Observation,
+    plan: &Plan,
+) -> Result<()> {
+    let Some(step) = &plan.step else {
+        return Ok(());
+    };
+    let cluster = rc.name_any();
+    let ns = rc
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let addr_of = |pod: &str| {
+        obs.addrs
+            .get(pod)
+            .cloned()
+            .ok_or_else(|| Error::NodeConnect {
+                target: pod.into(),
+                message: "pod has no address".into(),
+            })
+    };
+    let leader_addr = || {
+        let leader = plan.status.leader.as_deref().ok_or_else(|| {
+            Error::QuorumUnsafe("no leader to send a membership change to".into())
+        })?;
+        addr_of(leader)
+    };
+    let member = |m: &NewMember| {
+        node_client::member(m, &pod_dns(&m.name, &cluster, &ns), CLIENT_PORT, PEER_PORT)
+    };
+    tracing::info!(step = ?step, "executing");
+    match step {
+        Step::Initialize { pod, members } => {
+            node_client::initialize(&addr_of(pod)?, members.iter().map(member).collect()).await
+        }
+        Step::AddLearner { member: m } => {
+            node_client::add_learner(&leader_addr()?, member(m)).await
+        }
+        Step::ChangeMembership { voters, .. } => {
+            node_client::change_membership(&leader_addr()?, voters.clone()).await
+        }
+        Step::RemoveLearner { node_id, .. } => {
+            node_client::remove_member(&leader_addr()?, *node_id).await
+        }
+        Step::TransferLeader { target, .. } => {
+            node_client::transfer_leader(&leader_addr()?, *target).await
+        }
+        // Applied with the StatefulSet in `apply_owned`.
+        Step::ScaleStatefulSet { .. } => Ok(()),
+        Step::DeletePod {
+            pod, delete_pvc, ..
+        } => {
+            if *delete_pvc {
+                let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+                let _ = pvcs
+                    .delete(&pvc_name(pod), &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+                    .or_else(ignore_not_found)?;
+            }
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            pods.delete(pod, &DeleteParams::default())
+                .await
+                .map(|_| ())
+                .or_else(ignore_not_found)
+        }
+    }
+}
+
+fn ignore_not_found(e: kube::Error) -> Result<()> {
+    match &e {
+        kube::Error::Api(s) if s.code == 404 => Ok(()),
+        _ => Err(e.into()),
+    }
+}
+
+pub async fn publish(rc: &RaftCluster, ctx: &Context, ev: &PlannedEvent) -> Result<()> {
+    let event = Event {
+        type_: if ev.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: ev.reason.clone(),
+        note: Some(ev.note.clone()),
+        action: ev.action.clone(),
+        secondary: None,
+    };
+    ctx.recorder.publish(&event, &rc.object_ref(&())).await?;
+    Ok(())
+}
+
+/// Server-side apply of the status, with the operator's one field manager.
+pub async fn write_status(
+    rc: &RaftCluster,
+    ctx: &Context,
+    status: &crate::crd::RaftClusterStatus,
+) -> Result<()> {
+    let ns = rc
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<RaftCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({
+        "apiVersion": "raftkv.dev/v1alpha1",
+        "kind": "RaftCluster",
+        "status": status,
+    });
+    api.patch_status(
+        &rc.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! gRPC `Cluster` client for raft-node, with short timeouts, and the conversion of
+//! its replies into the planner's types.
+
+use std::time::Duration;
+
+use raftkv_proto::v1 as pb;
+use raftkv_proto::v1::cluster_client::ClusterClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::planner::{MemberInfo, MembershipView, NewMember, NodeId, NodeStatus, Role};
+use crate::{Error, Result};
+
+/// Bounds of node RPCs.
+pub mod limits {
+    use std::time::Duration;
+    /// Connecting to a pod: a pod that cannot accept a TCP connection this fast is
+    /// treated as unreachable for this reconcile.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+    /// `Status` is local on the node and must answer quickly.
+    pub const STATUS_TIMEOUT: Duration = Duration::from_millis(2000);
+    /// Membership RPCs wait for a commit (and AddLearner for the learner to be added).
+    pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+async fn connect(addr: &str, timeout: Duration) -> Result<ClusterClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::NodeConnect {
+            target: addr.into(),
+            message: e.to_string(),
+        })?
+        .connect_timeout(limits::CONNECT_TIMEOUT)
+        .timeout(timeout);
+    let channel = endpoint.connect().await.map_err(|e| Error::NodeConnect {
+        target: addr.into(),
+        message: e.to_string(),
+    })?;
+    Ok(ClusterClient::new(channel))
+}
+
+fn rpc_err(addr: &str) -> impl Fn(tonic::Status) -> Error + '_ {
+    move |status| Error::NodeRpc {
+        target: addr.into(),
+        status: Box::new(status),
+    }
+}
+
+/// `Status` of the node at `addr` (host:port).
+pub async fn status(addr: &str) -> Result<NodeStatus> {
+    let mut c = connect(addr, limits::STATUS_TIMEOUT).await?;
+    let reply = c
+        .status(pb::StatusRequest {})
+        .await
+        .map_err(rpc_err(addr))?
+        .into_inner();
+    Ok(node_status(reply))
+}
+
+pub fn node_status(r: pb::StatusResponse) -> NodeStatus {
+    let role = match pb::Role::try_from(r.role).unwrap_or(pb::Role::Unspecified) {
+        pb::Role::Uninitialized => Role::Uninitialized,
+        pb::Role::Leader => Role::Leader,
+        pb::Role::Follower => Role::Follower,
+        pb::Role::Candidate => Role::Candidate,
+        pb::Role::Learner => Role::Learner,
+        pb::Role::Shutdown => Role::Shutdown,
+        pb::Role::Unspecified => Role::Unknown,
+    };
+    NodeStatus {
+        node_id: r.node_id,
+        cluster_id: r.cluster_id,
+        role,
+        term: r.term,
+        leader_id: (r.leader_id != 0).then_some(r.leader_id),
+        commit_index: r.commit_index,
+        applied_index: r.applied_index,
+        membership: r.membership.map(membership),
+        progress: r.progress.iter().map(|p| (p.node_id, p.lag)).collect(),
+        healthy: r.healthy,
+    }
+}
+
+fn membership(m: pb::Membership) -> MembershipView {
+    let info = |m: &pb::Member| MemberInfo {
+        node_id: m.node_id,
+        name: m.name.clone(),
+    };
+    MembershipView {
+        log_index: m.log_index,
+        configs: m.configs.iter().map(|c| c.voter_ids.clone()).collect(),
+        voters: m.voters.iter().map(info).collect(),
+        learners: m.learners.iter().map(info).collect(),
+        joint: m.joint,
+    }
+}
+
+/// The membership record of a pod: addresses are its stable DNS name.
+pub fn member(m: &NewMember, dns: &str, client_port: i32, peer_port: i32) -> pb::Member {
+    pb::Member {
+        node_id: m.node_id,
+        client_addr: format!("{dns}:{client_port}"),
+        peer_addr: format!("{dns}:{peer_port}"),
+        name: m.name.clone(),
+    }
+}
+
+pub async fn initialize(addr: &str, members: Vec<pb::Member>) -> Result<()> {
+    let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
+    c.initialize(pb::InitializeRequest { members })
+        .await
+        .map_err(rpc_err(addr))?;
+    Ok(())
+}
+
+pub async fn add_learner(addr: &str, member: pb::Member) -> Result<()> {
+    let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
+    c.add_learner(pb::AddLearnerRequest {
+        member: Some(member),
+    })
+    .await
+    .map_err(rpc_err(addr))?;
+    Ok(())
+}
+
+pub async fn change_membership(addr: &str, voter_ids: Vec<NodeId>) -> Result<()> {
+    let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
+    c.change_membership(pb::ChangeMembershipRequest {
+        voter_ids,
+        retain: false,
+    })
+    .await
+    .map_err(rpc_err(addr))?;
+    Ok(())
+}
+
+pub async fn remove_member(addr: &str, node_id: NodeId) -> Result<()> {
+    let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
+    c.remove_member(pb::RemoveMemberRequest { node_id })
+        .await
+        .map_err(rpc_err(addr))?;
+    Ok(())
+}
+
+pub async fn transfer_leader(addr: &str, target_node_id: NodeId) -> Result<()> {
+    let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
+    c.transfer_leader(pb::TransferLeaderRequest { target_node_id })
+        .await
+        .map_err(rpc_err(addr))?;
+    Ok(())
+}

@@ -1,0 +1,244 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use super::labels::{component, labels, owned_meta, set_selector};
+use super::{CLIENT_PORT, DATA_DIR, DATA_VOLUME, METRICS_PORT, PEER_PORT, peer_service_name};
+use crate::crd::{RaftCluster, RaftClusterSpec};
+use crate::planner::Set;
+
+/// Stable DNS name of a pod behind the peer Service.
+pub fn pod_dns(pod: &str, cluster: &str, namespace: &str) -> String {
+    format!(
+        "{pod}.{}.{namespace}.svc.cluster.local",
+        peer_service_name(cluster)
+    )
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `RAFT_*` and `OTEL_*` variables from the spec (unset fields keep node defaults).
+fn node_env(spec: &RaftClusterSpec, cluster: &str) -> Vec<EnvVar> {
+    let mut out = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    if let Some(r) = &spec.raft {
+        let vars = [
+            ("RAFT_HEARTBEAT_MS", r.heartbeat_ms.map(u64::from)),
+            (
+                "RAFT_ELECTION_TIMEOUT_MIN_MS",
+                r.election_timeout_min_ms.map(u64::from),
+            ),
+            (
+                "RAFT_ELECTION_TIMEOUT_MAX_MS",
+                r.election_timeout_max_ms.map(u64::from),
+            ),
+            ("RAFT_SNAPSHOT_THRESHOLD", r.snapshot_threshold),
+        ];
+        for (name, value) in vars {
+            if let Some(v) = value {
+                out.push(env(name, v.to_string()));
+            }
+        }
+    }
+    if let Some(t) = &spec.tracing {
+        out.push(env("OTEL_EXPORTER_OTLP_ENDPOINT", t.endpoint.clone()));
+        out.push(env("OTEL_SERVICE_NAME", "raft-node"));
+        out.push(env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!(
+                "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),service.instance.id=$(POD_NAME),raftkv.cluster={cluster}"
+            ),
+        ));
+        out.push(env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"));
+        out.push(env("OTEL_TRACES_SAMPLER_ARG", t.sampling_ratio.to_string()));
+    }
+    out
+}
+
+fn default_anti_affinity(selector: &BTreeMap<String, String>) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector.clone()),
+                            ..Default::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..Default::default()
+                    },
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The voters' (`<name>`) or read replicas' (`<name>-read`) StatefulSet.
+pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32) -> StatefulSet {
+    let cluster = rc.metadata.name.clone().unwrap_or_default();
+    let namespace = rc.metadata.namespace.clone().unwrap_or_default();
+    let spec = &rc.spec;
+    let name = match set {
+        Set::Voters => cluster.clone(),
+        Set::Read => super::read_name(&cluster),
+    };
+    let selector = set_selector(&cluster, set);
+    let advertise = format!(
+        "$(POD_NAME).{}.{namespace}.svc.cluster.local",
+        peer_service_name(&cluster)
+    );
+    let args = vec![
+        "--data-dir".to_string(),
+        DATA_DIR.into(),
+        "--client-addr".into(),
+        format!("0.0.0.0:{CLIENT_PORT}"),
+        "--peer-addr".into(),
+        format!("0.0.0.0:{PEER_PORT}"),
+        "--advertise-client".into(),
+        format!("{advertise}:{CLIENT_PORT}"),
+        "--advertise-peer".into(),
+        format!("{advertise}:{PEER_PORT}"),
+        "--name".into(),
+        "$(POD_NAME)".into(),
+        "--metrics-addr".into(),
+        format!("0.0.0.0:{METRICS_PORT}"),
+    ];
+    let port = |name: &str, port: i32| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "raft-node".into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
+        command: Some(vec!["raft-node".into()]),
+        args: Some(args),
+        env: Some(node_env(spec, &cluster)),
+        ports: Some(vec![
+            port("client", CLIENT_PORT),
+            port("peer", PEER_PORT),
+            port("metrics", METRICS_PORT),
+        ]),
+        readiness_probe: Some(Probe {
+            grpc: Some(GRPCAction {
+                port: CLIENT_PORT,
+                service: None,
+            }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: DATA_DIR.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let affinity = spec.affinity.clone().or_else(|| match set {
+        Set::Voters => Some(default_anti_affinity(&selector)),
+        Set::Read => None,
+    });
+    let mut storage_request = BTreeMap::new();
+    storage_request.insert("storage".to_string(), spec.storage.size.clone());
+    let retention = spec.pvc_retention();
+    StatefulSet {
+        metadata: owned_meta(rc, name, component(set)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas as i32),
+            service_name: Some(peer_service_name(&cluster)),
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                rolling_update: None,
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(retention.when_deleted.as_str().into()),
+                    when_scaled: Some(retention.when_scaled.as_str().into()),
+                },
+            ),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&cluster, component(set))),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    affinity,
+                    tolerations: spec.tolerations.clone(),
+                    node_selector: spec.node_selector.clone(),
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        fs_group: Some(65532),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(DATA_VOLUME.into()),
+                    labels: Some(labels(&cluster, component(set))),
+                    ..Default::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: spec.storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(storage_request),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
