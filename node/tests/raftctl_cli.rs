@@ -114,7 +114,7 @@ fn spawn_node(dir: &Path, i: u16, base: u16) -> Child {
 }
 
 fn print_logs(dir: &Path) {
-    for i in 0..3 {
+    for i in 0..4 {
         if let Ok(s) = std::fs::read_to_string(dir.join(format!("node-{i}.log"))) {
             let tail: Vec<&str> = s.lines().rev().take(30).collect();
             eprintln!(
@@ -139,7 +139,7 @@ impl Drop for LogsOnPanic<'_> {
 fn raftctl_against_a_real_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let _logs = LogsOnPanic(dir.path());
-    let _procs = Procs(
+    let mut procs = Procs(
         (0..3)
             .map(|i| spawn_node(dir.path(), i, CLI_PORT_BASE))
             .collect(),
@@ -316,6 +316,77 @@ fn raftctl_against_a_real_cluster() {
     fails(&all, &["get", "k/0"]);
     let d = json(&ok(&all, &["del", "k/0", "-o", "json"]));
     assert_eq!(d["deleted"], false);
+
+    // --- RAFTCTL_ENDPOINTS replaces --endpoints
+    let out = Command::new(RAFTCTL)
+        .args(["get", "k/1"])
+        .env("RAFTCTL_ENDPOINTS", &all)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "v1\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // --- membership: a fourth node joins as a learner, is promoted, removed
+    procs.0.push(spawn_node(dir.path(), 3, CLI_PORT_BASE));
+    let ep4 = format!("127.0.0.1:{}", CLI_PORT_BASE + 6);
+    wait_until("the fourth node to answer", || {
+        ctl(&ep4, &["status"]).code == 0
+    });
+    let id4 = json(&ok(&ep4, &["status", "-o", "json"]))["members"][0]["id"]
+        .as_u64()
+        .unwrap();
+    let out = ok(&all, &["member", "add-learner", &ep4]);
+    assert!(out.starts_with(&format!("added learner {id4}")), "{out}");
+    let st = json(&ok(&all, &["status", "-o", "json"]));
+    assert_eq!(
+        st["membership"]["learners"],
+        serde_json::json!([id4]),
+        "{st}"
+    );
+    wait_until("the learner to catch up", || {
+        let st = json(&ok(&all, &["status", "-o", "json"]));
+        st["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"].as_u64() == Some(id4) && m["healthy"] == true)
+    });
+    ok(&all, &["member", "promote", "node-3"]);
+    let st = json(&ok(&all, &["status", "-o", "json"]));
+    assert_eq!(
+        st["membership"]["voters"].as_array().unwrap().len(),
+        4,
+        "{st}"
+    );
+    assert!(
+        st["membership"]["voters"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(id4))
+    );
+    let err = fails(&all, &["member", "promote", "424242"]);
+    assert!(err.contains("424242"), "{err}");
+    ok(&all, &["member", "remove", &id4.to_string()]);
+    let st = json(&ok(&all, &["status", "-o", "json"]));
+    assert_eq!(
+        st["membership"]["voters"].as_array().unwrap().len(),
+        3,
+        "{st}"
+    );
+    let old_leader = st["leader_id"].as_u64().unwrap();
+    let out = ok(&all, &["member", "transfer-leader", "-o", "json"]);
+    let t = json(&out);
+    assert_eq!(t["previous_leader_id"].as_u64(), Some(old_leader), "{t}");
+    assert_ne!(t["new_leader_id"].as_u64(), Some(old_leader), "{t}");
+    assert_eq!(
+        ok(&all, &["get", "k/1"]),
+        "v1\n",
+        "reads work after the transfer"
+    );
 
     // --- bench prints its figures
     let b = ok(
