@@ -6,7 +6,6 @@ use raftkv_node::ctl::{self, Cli};
 
 fn main() {
     let cli = Cli::parse();
-    ctl::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -17,7 +16,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(ctl::run(cli)) {
+    // Inside the runtime: the OTLP exporter's channel lives there.
+    let telemetry = runtime.block_on(async { ctl::init_logging(cli.log_format) });
+    let result = runtime.block_on(ctl::run(cli));
+    drop(telemetry); // exports the command's trace before exit
+    if let Err(e) = result {
         eprintln!("Error: {e}");
         std::process::exit(e.exit_code);
     }

@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::semconv::{EVENT_COMMITTED, SPAN_APPLY, SPAN_PROPOSE};
+use super::semconv::{EVENT_COMMITTED, SPAN_APPLY, SPAN_ELECTION, SPAN_PROPOSE};
 use crate::kv::Command;
 use crate::typ::Entry;
 
@@ -228,6 +228,54 @@ pub fn apply_span(index: u64) -> Option<Span> {
     let span = tracing::info_span!(SPAN_APPLY, raft.index = index);
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
     Some(span)
+}
+
+/// How long a `raft.election` span stays open at most (a campaign that
+/// neither wins nor sees a leader within this is ended anyway).
+pub const ELECTION_SPAN_MAX: std::time::Duration = std::time::Duration::from_secs(3);
+
+static ELECTION: Mutex<Option<(u64, Span)>> = Mutex::new(None);
+
+/// The candidate's campaign for `term`: a root `raft.election` span shared by
+/// the Vote requests of that term (the first call opens it). Returns its
+/// context if sampled.
+pub fn election_parent(me: crate::NodeId, term: u64) -> Vec<SpanContext> {
+    let mut g = ELECTION.lock();
+    if let Some((t, span)) = &*g
+        && *t == term
+    {
+        return sampled_context(span).into_iter().collect();
+    }
+    let span =
+        tracing::info_span!(parent: None, SPAN_ELECTION, raft.node_id = me, raft.term = term);
+    let sc = sampled_context(&span);
+    *g = Some((term, span));
+    drop(g);
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            tokio::time::sleep(ELECTION_SPAN_MAX).await;
+            end_election(term, "timeout");
+        });
+    }
+    sc.into_iter().collect()
+}
+
+/// Ends the campaign span of `term` or older (a leader is known, or a later
+/// term started), with its outcome as an event.
+pub fn end_election(term: u64, outcome: &'static str) {
+    let mut g = ELECTION.lock();
+    if let Some((t, span)) = &*g
+        && *t <= term
+    {
+        span.add_event(
+            "raft.election.end",
+            vec![opentelemetry::KeyValue::new(
+                "raft.election.outcome",
+                outcome,
+            )],
+        );
+        *g = None;
+    }
 }
 
 /// Makes `span` a child of the first context and links the others (an

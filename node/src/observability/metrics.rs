@@ -183,6 +183,14 @@ impl NodeMetrics {
                 .get_or_create(&[("role", r)])
                 .set(i64::from(r == role));
         }
+        if let Some(leader) = m.current_leader {
+            let outcome = if leader == m.id {
+                "won"
+            } else {
+                "leader_elected"
+            };
+            super::links::end_election(m.current_term, outcome);
+        }
         let mut last = self.last_leader.lock();
         match *last {
             // The first report sets the baseline; a change of a known leader counts.

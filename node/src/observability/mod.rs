@@ -7,6 +7,7 @@
 //! - [`propagation`]: W3C `traceparent` in gRPC metadata.
 //! - [`rpc`]: client/server spans per the RPC semantic conventions.
 //! - [`links`]: carries a write's trace through openraft's internal tasks.
+//! - [`server_layer`]: the SERVER span of every incoming gRPC call.
 //! - [`metrics`]: the Prometheus registry and the `/metrics` server.
 //! - [`faults`]: fault injection (peer RPC drop/delay, fsync fail/delay).
 //! - [`semconv`]: span names and attribute keys.
@@ -18,4 +19,5 @@ pub mod propagation;
 pub mod rpc;
 pub mod sampler;
 pub mod semconv;
+pub mod server_layer;
 pub mod tracing_setup;

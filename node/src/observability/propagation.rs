@@ -47,6 +47,23 @@ impl Extractor for MetadataExtractor<'_> {
     }
 }
 
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The remote context carried by HTTP/2 headers (a gRPC request's metadata).
+pub fn extract_headers(headers: &http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
 /// Writes `cx`'s span context into `md` (nothing if it has no valid span).
 pub fn inject_context(cx: &Context, md: &mut MetadataMap) {
     if cx.span().span_context().is_valid() {

@@ -1,12 +1,10 @@
 //! Spans for gRPC calls, per the OpenTelemetry RPC semantic conventions (see
 //! [`super::semconv`]): the span name is the fully qualified method, the kind
-//! CLIENT or SERVER, and the status code is recorded when the call ends.
+//! CLIENT (SERVER spans come from [`super::server_layer`]), and the status code is recorded when the call ends.
 
-use tonic::metadata::MetadataMap;
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::propagation;
 use super::semconv::grpc_code_name;
 
 /// A CLIENT span for a call of `method` (`package.Service/Method`) to `server`
@@ -33,42 +31,6 @@ pub fn client_span(method: &'static str, server: &str) -> Span {
     )
 }
 
-/// A SERVER span for an incoming call of `method`, child of the trace context
-/// carried in `md` (if any).
-pub fn server_span(
-    method: &'static str,
-    md: &MetadataMap,
-    remote: Option<std::net::SocketAddr>,
-) -> Span {
-    let span = tracing::info_span!(
-        "rpc.server",
-        otel.name = method,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        rpc.system.name = "grpc",
-        rpc.method = method,
-        rpc.response.status_code = Empty,
-        error.type = Empty,
-        client.address = Empty,
-        raft.node_id = Empty,
-        raft.target_node_id = Empty,
-        raft.term = Empty,
-        raft.index = Empty,
-        raft.entries = Empty,
-        raft.bytes = Empty,
-    );
-    if let Some(a) = remote {
-        span.record("client.address", tracing::field::display(a.ip()));
-    }
-    propagation::set_parent_from(&span, md);
-    span
-}
-
-/// A SERVER span for a tonic request.
-pub fn server_span_for<T>(method: &'static str, req: &tonic::Request<T>) -> Span {
-    server_span(method, req.metadata(), req.remote_addr())
-}
-
 /// Records the outcome of the call on its span.
 pub fn record_code(span: &Span, code: tonic::Code) {
     let name = grpc_code_name(code);
@@ -77,6 +39,17 @@ pub fn record_code(span: &Span, code: tonic::Code) {
         span.record("error.type", name);
         span.record("otel.status_code", "error");
     }
+}
+
+/// Runs `fut` inside `span` and records its outcome there.
+pub async fn traced<T>(
+    span: Span,
+    fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    use tracing::Instrument;
+    let r = fut.instrument(span.clone()).await;
+    record_result(&span, &r);
+    r
 }
 
 /// Records the outcome of a tonic call on its span.

@@ -25,8 +25,11 @@ use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, Should
 use parking_lot::Mutex;
 
 /// Span names that never start a trace (they are only kept as children).
+/// Heartbeats and polls would otherwise use up the rate limit.
 pub const NEVER_ROOT: &[&str] = &[
     crate::observability::semconv::PEER_APPEND_ENTRIES,
+    crate::observability::semconv::PEER_READ_INDEX,
+    crate::observability::semconv::CLUSTER_STATUS,
     crate::observability::semconv::SPAN_APPLY,
     crate::observability::semconv::SPAN_LOG_APPEND,
 ];

@@ -26,6 +26,11 @@ pub const CLIENT_ADDRESS: &str = "client.address";
 pub const PEER_APPEND_ENTRIES: &str = "raftkv.v1.RaftPeer/AppendEntries";
 pub const PEER_VOTE: &str = "raftkv.v1.RaftPeer/Vote";
 pub const PEER_INSTALL_SNAPSHOT: &str = "raftkv.v1.RaftPeer/InstallSnapshot";
+pub const PEER_READ_INDEX: &str = "raftkv.v1.RaftPeer/ReadIndex";
+pub const KV_PUT: &str = "raftkv.v1.KV/Put";
+pub const KV_DELETE: &str = "raftkv.v1.KV/Delete";
+pub const KV_COMPARE_AND_SWAP: &str = "raftkv.v1.KV/CompareAndSwap";
+pub const CLUSTER_STATUS: &str = "raftkv.v1.Cluster/Status";
 
 // --- internal (non-RPC) span names ---------------------------------------------
 /// The leader's `client_write` of one command: proposal until committed and applied.

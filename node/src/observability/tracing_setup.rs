@@ -72,11 +72,17 @@ impl OtelConfig {
 #[derive(Default)]
 pub struct OtelGuard {
     provider: Option<SdkTracerProvider>,
+    summary: String,
 }
 
 impl OtelGuard {
     pub fn is_exporting(&self) -> bool {
         self.provider.is_some()
+    }
+
+    /// Endpoint and sampling, for a log line once logging is up.
+    pub fn summary(&self) -> &str {
+        &self.summary
     }
 
     /// Exports what is buffered now.
@@ -156,16 +162,18 @@ where
         .with_threads(false)
         .with_filter(targets)
         .boxed();
-    tracing::info!(
-        %endpoint,
-        ratio = cfg.sampling.ratio,
-        rate_per_min = ?cfg.sampling.rate_per_min,
-        "exporting traces over OTLP/gRPC"
+    let summary = format!(
+        "endpoint={endpoint} ratio={} rate_per_min={}",
+        cfg.sampling.ratio,
+        cfg.sampling
+            .rate_per_min
+            .map_or("unlimited".to_string(), |r| r.to_string())
     );
     Ok(Some((
         layer,
         OtelGuard {
             provider: Some(provider),
+            summary,
         },
     )))
 }

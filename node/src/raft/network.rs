@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::observability::faults::PeerFaults;
+use crate::observability::{links, metrics, propagation, rpc, semconv};
 use crate::raft::envelope;
 use crate::storage::IdentityStore;
 use crate::typ::{
@@ -32,6 +34,8 @@ pub struct PeerNetwork {
     identity: Arc<IdentityStore>,
     connect_timeout: Duration,
     message_bytes_max: usize,
+    /// Fault injection on outgoing RPCs (off by default).
+    faults: Arc<PeerFaults>,
 }
 
 impl PeerNetwork {
@@ -46,7 +50,14 @@ impl PeerNetwork {
             identity,
             connect_timeout,
             message_bytes_max,
+            faults: Arc::new(PeerFaults::default()),
         }
+    }
+
+    /// Injects `faults` into every outgoing RPC (see `observability::faults`).
+    pub fn with_faults(mut self, faults: PeerFaults) -> Self {
+        self.faults = Arc::new(faults);
+        self
     }
 
     /// A lazily connecting channel to a peer listener.
@@ -104,44 +115,102 @@ enum Method {
     InstallSnapshot,
 }
 
+impl Method {
+    fn rpc_method(self) -> &'static str {
+        match self {
+            Method::AppendEntries => semconv::PEER_APPEND_ENTRIES,
+            Method::Vote => semconv::PEER_VOTE,
+            Method::InstallSnapshot => semconv::PEER_INSTALL_SNAPSHOT,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Method::AppendEntries => "AppendEntries",
+            Method::Vote => "Vote",
+            Method::InstallSnapshot => "InstallSnapshot",
+        }
+    }
+}
+
+/// The metrics label of a failed peer RPC.
+fn error_kind(code: Code) -> &'static str {
+    match code {
+        Code::Unavailable => "unreachable",
+        Code::DeadlineExceeded => "timeout",
+        Code::FailedPrecondition => "refused",
+        _ => "network",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Msg(String);
 
 impl PeerConnection {
+    /// The CLIENT span of one RPC; `parents` are the traced writes it carries
+    /// (AppendEntries), so the span joins their traces.
+    fn span(&self, method: Method, parents: &[opentelemetry::trace::SpanContext]) -> tracing::Span {
+        let span = rpc::client_span(method.rpc_method(), &self.node.peer_addr);
+        span.record("raft.node_id", self.net.me);
+        span.record("raft.target_node_id", self.target);
+        links::adopt(&span, parents);
+        span
+    }
+
     async fn call<Req, Resp, E>(
         &mut self,
         method: Method,
         req: &Req,
         ttl: Duration,
+        span: tracing::Span,
     ) -> Result<Resp, RpcError<E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        use tracing::Instrument;
         let client = match &self.client {
             Ok(c) => c.clone(),
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Msg(e.clone())))),
         };
         let payload =
             envelope::encode(req).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
+        span.record("raft.bytes", payload.len());
+        if self.net.faults.apply(method.rpc_method(), &span).await {
+            // A lost request: the sender learns nothing until its timeout.
+            tokio::time::sleep(ttl).await;
+            metrics::node().peer_rpc_error(method.label(), "injected_drop");
+            rpc::record_code(&span, Code::DeadlineExceeded);
+            return Err(RPCError::Network(NetworkError::new(&Msg(
+                "request dropped by fault injection".into(),
+            ))));
+        }
         let mut request = tonic::Request::new(self.net.envelope(self.target, payload));
         request.set_timeout(ttl);
+        propagation::inject_span(&span, request.metadata_mut());
         let mut client = client;
-        let reply = match method {
-            Method::AppendEntries => client.append_entries(request).await,
-            Method::Vote => client.vote(request).await,
-            Method::InstallSnapshot => client.install_snapshot(request).await,
-        };
+        let reply = async {
+            match method {
+                Method::AppendEntries => client.append_entries(request).await,
+                Method::Vote => client.vote(request).await,
+                Method::InstallSnapshot => client.install_snapshot(request).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        rpc::record_result(&span, &reply);
         let reply = reply.map_err(|status| {
             tracing::debug!(target_node = self.target, ?method, %status, "peer rpc failed");
+            metrics::node().peer_rpc_error(method.label(), error_kind(status.code()));
             status_to_rpc_error(status)
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             envelope::decode(&reply.into_inner().payload)
                 .map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
         result.map_err(|e| {
+            metrics::node().peer_rpc_error(method.label(), "remote");
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,
                 self.node.clone(),
@@ -171,7 +240,16 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError> {
-        self.call(Method::AppendEntries, &rpc, option.hard_ttl())
+        let span = self.span(
+            Method::AppendEntries,
+            &links::parent_for_entries(&rpc.entries),
+        );
+        span.record("raft.term", rpc.vote.leader_id().term);
+        span.record("raft.entries", rpc.entries.len());
+        if let Some(first) = rpc.entries.first() {
+            span.record("raft.index", first.log_id.index);
+        }
+        self.call(Method::AppendEntries, &rpc, option.hard_ttl(), span)
             .await
     }
 
@@ -180,7 +258,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse, RpcError<InstallSnapshotError>> {
-        self.call(Method::InstallSnapshot, &rpc, option.hard_ttl())
+        let span = self.span(Method::InstallSnapshot, &[]);
+        span.record("raft.term", rpc.vote.leader_id().term);
+        span.record("raft.index", rpc.meta.last_log_id.map_or(0, |l| l.index));
+        self.call(Method::InstallSnapshot, &rpc, option.hard_ttl(), span)
             .await
     }
 
@@ -189,6 +270,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RpcError> {
-        self.call(Method::Vote, &rpc, option.hard_ttl()).await
+        let span = self.span(
+            Method::Vote,
+            &links::election_parent(self.net.me, rpc.vote.leader_id().term),
+        );
+        span.record("raft.term", rpc.vote.leader_id().term);
+        self.call(Method::Vote, &rpc, option.hard_ttl(), span).await
     }
 }

@@ -9,6 +9,7 @@ use raftkv_proto::v1::{RaftReply, RaftRequest};
 use tonic::{Request, Response, Status};
 
 use crate::app::Node;
+use crate::observability::{links, metrics, semconv};
 use crate::raft::contact::Contact;
 use crate::raft::envelope;
 use crate::typ::{
@@ -58,7 +59,26 @@ impl RaftPeer for PeerService {
         let rpc: AppendEntriesRequest = envelope::decode(&req.payload)?;
         let (leader, term) = (rpc.vote.leader_id().node_id, rpc.vote.leader_id().term);
         let leader_commit = rpc.leader_commit.map(|l| l.index).unwrap_or(0);
-        let res = self.node.raft.append_entries(rpc).await;
+        // The SERVER span comes from observability::server_layer; entries of a
+        // traced write get a log-append span and are remembered for apply.
+        let span = tracing::Span::current();
+        span.record("raft.node_id", self.node.id);
+        span.record("raft.term", term);
+        span.record("raft.entries", rpc.entries.len());
+        span.record("raft.bytes", req.payload.len());
+        let append = rpc.entries.first().map(|first| {
+            span.record("raft.index", first.log_id.index);
+            links::remember_indexes(&span, rpc.entries.iter().map(|e| e.log_id.index));
+            tracing::info_span!(
+                semconv::SPAN_LOG_APPEND,
+                raft.index = first.log_id.index,
+                raft.entries = rpc.entries.len()
+            )
+        });
+        let res = match append {
+            Some(s) => tracing::Instrument::instrument(self.node.raft.append_entries(rpc), s).await,
+            None => self.node.raft.append_entries(rpc).await,
+        };
         if let Ok(r) = &res
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
@@ -76,6 +96,9 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         self.open(&req)?;
         let rpc: VoteRequest = envelope::decode(&req.payload)?;
+        let span = tracing::Span::current();
+        span.record("raft.node_id", self.node.id);
+        span.record("raft.term", rpc.vote.leader_id().term);
         let res = self.node.raft.vote(rpc).await;
         reply(envelope::encode(&res)?)
     }
@@ -87,7 +110,28 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         self.open(&req)?;
         let rpc: InstallSnapshotRequest = envelope::decode(&req.payload)?;
-        let res = self.node.raft.install_snapshot(rpc).await;
+        let span = tracing::Span::current();
+        span.record("raft.node_id", self.node.id);
+        span.record("raft.term", rpc.vote.leader_id().term);
+        span.record("raft.bytes", req.payload.len());
+        let done = rpc.done;
+        let res = if done {
+            // The last chunk installs the snapshot.
+            let install = tracing::info_span!(
+                semconv::SPAN_SNAPSHOT_INSTALL,
+                raft.index = rpc.meta.last_log_id.map_or(0, |l| l.index),
+                raft.bytes = rpc.offset + rpc.data.len() as u64
+            );
+            let res =
+                tracing::Instrument::instrument(self.node.raft.install_snapshot(rpc), install)
+                    .await;
+            if res.is_ok() {
+                metrics::node().snapshots_installed.inc();
+            }
+            res
+        } else {
+            self.node.raft.install_snapshot(rpc).await
+        };
         reply(envelope::encode(&res)?)
     }
 

@@ -1,0 +1,117 @@
+//! A tower layer in front of the tonic servers: one SERVER span per gRPC call
+//! (RPC semantic conventions; name = `package.Service/Method` from the path),
+//! child of the caller's `traceparent`, entered while the handler runs, with
+//! the gRPC status recorded when the response starts. Handlers add Raft
+//! attributes to it through `tracing::Span::current()`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::propagation::extract_headers;
+use super::rpc::record_code;
+
+/// Calls that get no span at all (probes, polled many times a second).
+pub const UNTRACED_METHODS: &[&str] =
+    &["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"];
+
+/// Adds [`TraceService`] to a tonic `Server::builder().layer(..)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceLayer;
+
+impl<S> tower_layer::Layer<S> for TraceLayer {
+    type Service = TraceService<S>;
+
+    fn layer(&self, inner: S) -> TraceService<S> {
+        TraceService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceService<S> {
+    inner: S,
+}
+
+/// The SERVER span of one call of `method`.
+pub fn server_span(
+    method: &str,
+    headers: &http::HeaderMap,
+    remote: Option<std::net::SocketAddr>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc.server",
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        rpc.system.name = "grpc",
+        rpc.method = method,
+        rpc.response.status_code = Empty,
+        error.type = Empty,
+        client.address = Empty,
+        raft.node_id = Empty,
+        raft.term = Empty,
+        raft.index = Empty,
+        raft.entries = Empty,
+        raft.bytes = Empty,
+    );
+    if let Some(a) = remote {
+        span.record("client.address", tracing::field::display(a.ip()));
+    }
+    let cx = extract_headers(headers);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+    span
+}
+
+impl<S, B, RB> tower_service::Service<http::Request<B>> for TraceService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    RB: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().trim_start_matches('/');
+        if UNTRACED_METHODS.contains(&method) {
+            return Box::pin(self.inner.call(req));
+        }
+        let remote = req
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|i| i.remote_addr());
+        let span = server_span(method, req.headers(), remote);
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        Box::pin(async move {
+            let r = fut.instrument(span.clone()).await;
+            if let Ok(resp) = &r {
+                // A unary error is a trailers-only response: the status is in
+                // the headers. No grpc-status header = OK (sent in trailers).
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                record_code(&span, code);
+            }
+            r
+        })
+    }
+}
