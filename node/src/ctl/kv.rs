@@ -1,6 +1,6 @@
 //! `put`, `get`, `del`, `cas`, `range`.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 use raftkv_proto::v1;
 use serde_json::json;
@@ -33,6 +33,9 @@ pub async fn put(
     let value = match value {
         Some(v) => v.into_bytes(),
         None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading the value from stdin (end with Ctrl-D)");
+            }
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
