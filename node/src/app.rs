@@ -382,6 +382,11 @@ pub async fn start_node_with_options(
     opts: StorageOptions,
 ) -> anyhow::Result<NodeHandle> {
     let raft_config = Arc::new(config.limits.raft_config()?);
+    config.faults.warn_if_on();
+    let mut opts = opts;
+    if config.faults.fsync().is_on() {
+        opts.fsync_faults = config.faults.fsync();
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let storage = storage::open(&config.data_dir, opts)
@@ -394,7 +399,8 @@ pub async fn start_node_with_options(
         identity.clone(),
         Duration::from_secs(2),
         config.limits.grpc_message_bytes_max,
-    );
+    )
+    .with_faults(config.faults.peer());
     let raft = Raft::new(
         id,
         raft_config,
@@ -449,6 +455,7 @@ pub async fn start_node_with_options(
         .max_encoding_message_size(message_max);
     let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService::new(node.clone()));
     let client_server = Server::builder()
+        .layer(crate::observability::server_layer::TraceLayer)
         .add_service(health_service)
         .add_service(kv)
         .add_service(cluster)
@@ -462,12 +469,27 @@ pub async fn start_node_with_options(
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(message_max);
     let peer_server = Server::builder()
+        .layer(crate::observability::server_layer::TraceLayer)
         .add_service(peer)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(peer_listener),
             stopped(shutdown_rx.clone()),
         );
     tasks.spawn(async move { peer_server.await.context("peer server") });
+
+    // Prometheus: Raft gauges follow openraft's metrics; /metrics if asked for.
+    let watched = node.clone();
+    tokio::spawn(crate::observability::metrics::watch_raft(
+        node.raft.metrics(),
+        move |m| watched.commit_index(m),
+    ));
+    if let Some(addr) = node.config.metrics_listen {
+        let (_, server) =
+            crate::observability::metrics::spawn_server(addr, stopped(shutdown_rx.clone()))
+                .await
+                .with_context(|| format!("binding metrics address {addr}"))?;
+        tasks.spawn(async move { server.await?.context("metrics server") });
+    }
 
     Ok(NodeHandle {
         node,

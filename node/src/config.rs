@@ -50,6 +50,9 @@ pub struct NodeArgs {
     /// Largest accepted value, in bytes.
     #[arg(long, env = "RAFT_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
     pub max_value_bytes: usize,
+    /// Fault injection (off by default; see `observability::faults`).
+    #[command(flatten)]
+    pub faults: crate::observability::faults::FaultArgs,
 }
 
 /// Resolved configuration of one node.
@@ -63,6 +66,8 @@ pub struct NodeConfig {
     pub name: String,
     pub metrics_listen: Option<SocketAddr>,
     pub limits: Limits,
+    /// Fault injection; off by default.
+    pub faults: crate::observability::faults::FaultArgs,
 }
 
 /// Bounds and timings. Each one has a reason and a cost; `validate` checks the
@@ -212,6 +217,7 @@ impl NodeArgs {
             name,
             metrics_listen: self.metrics_addr,
             limits,
+            faults: self.faults,
         })
     }
 }

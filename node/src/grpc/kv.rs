@@ -14,6 +14,8 @@ use tonic::{Request, Response, Status};
 use crate::app::Node;
 use crate::grpc::errors;
 use crate::kv::{Command, CommandResult, Expect, KeyValue};
+use crate::observability::links::Proposal;
+use crate::observability::{propagation, rpc, semconv};
 use crate::raft::contact;
 use crate::storage::prefix_end;
 
@@ -72,13 +74,40 @@ impl KvService {
     }
 
     async fn propose(&self, cmd: Command) -> Result<CommandResult, Status> {
-        let resp = self
-            .node
-            .raft
-            .client_write(cmd)
-            .await
-            .map_err(errors::client_write)?;
-        Ok(resp.data)
+        // A `raft.propose` span that replication and apply on every node join
+        // (observability::links), plus the proposal metrics.
+        let proposal = Proposal::start(&cmd);
+        let resp = tracing::Instrument::instrument(
+            self.node.raft.client_write(cmd),
+            proposal.span().clone(),
+        )
+        .await;
+        proposal.finish(
+            resp.as_ref()
+                .ok()
+                .map(|r| (r.log_id.leader_id.term, r.log_id.index)),
+        );
+        Ok(resp.map_err(errors::client_write)?.data)
+    }
+
+    /// Forwards a write to the leader at `addr` in a CLIENT span whose
+    /// context travels in `traceparent`.
+    async fn forward<Req, Resp, F, Fut>(
+        &self,
+        method: &'static str,
+        addr: &str,
+        inner: Req,
+        call: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(KvClient<tonic::transport::Channel>, Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let span = rpc::client_span(method, addr);
+        let mut req = forwarded(inner);
+        propagation::inject_span(&span, req.metadata_mut());
+        let client = self.forward_client(addr)?;
+        rpc::traced(span, call(client, req)).await
     }
 
     /// Consistency barrier before a read; see DESIGN.md "Reads".
@@ -177,8 +206,12 @@ impl Kv for KvService {
             .map_err(errors::input)?;
         if let Some(addr) = self.route_write(&request)? {
             return self
-                .forward_client(&addr)?
-                .put(forwarded(request.into_inner()))
+                .forward(
+                    semconv::KV_PUT,
+                    &addr,
+                    request.into_inner(),
+                    |mut c, r| async move { c.put(r).await },
+                )
                 .await;
         }
         let req = request.into_inner();
@@ -209,8 +242,12 @@ impl Kv for KvService {
             .map_err(errors::input)?;
         if let Some(addr) = self.route_write(&request)? {
             return self
-                .forward_client(&addr)?
-                .delete(forwarded(request.into_inner()))
+                .forward(
+                    semconv::KV_DELETE,
+                    &addr,
+                    request.into_inner(),
+                    |mut c, r| async move { c.delete(r).await },
+                )
                 .await;
         }
         let req = request.into_inner();
@@ -251,8 +288,12 @@ impl Kv for KvService {
         };
         if let Some(addr) = self.route_write(&request)? {
             return self
-                .forward_client(&addr)?
-                .compare_and_swap(forwarded(request.into_inner()))
+                .forward(
+                    semconv::KV_COMPARE_AND_SWAP,
+                    &addr,
+                    request.into_inner(),
+                    |mut c, r| async move { c.compare_and_swap(r).await },
+                )
                 .await;
         }
         let req = request.into_inner();

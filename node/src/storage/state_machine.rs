@@ -187,7 +187,24 @@ impl KvReader {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// In a `raft.snapshot.build` span, counted in the metrics.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        use crate::observability::{metrics, semconv};
+        let span = tracing::info_span!(
+            semconv::SPAN_SNAPSHOT_BUILD,
+            raft.index = tracing::field::Empty
+        );
+        let r = tracing::Instrument::instrument(self.build_snapshot_untraced(), span.clone()).await;
+        if let Ok(s) = &r {
+            span.record("raft.index", s.meta.last_log_id.map_or(0, |l| l.index));
+            metrics::node().snapshots_built.inc();
+        }
+        r
+    }
+}
+
+impl SnapshotBuilder {
+    async fn build_snapshot_untraced(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
         let _io = shared.snapshot_io.lock().await;
         // O(1): the map is persistent; apply goes on with its own copy.
@@ -259,6 +276,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     );
                 }
                 s.last_applied = Some(entry.log_id);
+                // A `raft.apply` span if this entry belongs to a sampled trace.
+                let _traced = crate::observability::links::apply_span(entry.log_id.index)
+                    .map(tracing::Span::entered);
                 let r = match &entry.payload {
                     EntryPayload::Blank => CommandResult::None,
                     EntryPayload::Normal(cmd) => s.kv.apply(cmd),
