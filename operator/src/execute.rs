@@ -133,8 +133,7 @@ pub async fn run_step(
         } => {
             if *delete_pvc {
                 let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-                let _ = pvcs
-                    .delete(&pvc_name(pod), &DeleteParams::default())
+                pvcs.delete(&pvc_name(pod), &DeleteParams::default())
                     .await
                     .map(|_| ())
                     .or_else(ignore_not_found)?;

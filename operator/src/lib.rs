@@ -2,14 +2,18 @@
 //! Raft membership safely. Decisions live in the pure [`planner`]; the controller
 //! only observes, executes one step and writes status.
 
+pub mod app;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod execute;
+pub mod leader;
 pub mod metrics;
 pub mod node_client;
 pub mod observe;
 pub mod planner;
 pub mod resources;
+pub mod server;
 
 /// Every failure of the operator, counted by [`Error::metric_label`].
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,16 @@ pub enum Error {
     Serialization(#[source] serde_json::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    #[error("leader election: {0}")]
+    LeaderElection(String),
+    #[error(
+        "the RaftCluster CRD (raftclusters.raftkv.dev) is not installed: \
+         run `kubectl apply -f crds/raftcluster.yaml` (or `raft-operator crd | kubectl apply -f -`, \
+         or install the Helm chart)"
+    )]
+    CrdNotInstalled,
+    #[error("startup: {0}")]
+    Startup(String),
 }
 
 impl From<kube::Error> for Error {
@@ -54,6 +68,9 @@ impl Error {
             Error::QuorumUnsafe(_) => "quorum_unsafe",
             Error::Serialization(_) => "serialization",
             Error::MissingField(_) => "missing_field",
+            Error::LeaderElection(_) => "leader_election",
+            Error::CrdNotInstalled => "crd_not_installed",
+            Error::Startup(_) => "startup",
         }
     }
 }

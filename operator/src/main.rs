@@ -1,36 +1,21 @@
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use raft_operator::cli::{Cli, Command};
+use raft_operator::{app, crd};
 
-#[derive(Parser)]
-#[command(
-    name = "raft-operator",
-    version,
-    about = "Kubernetes operator for raftkv clusters"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print the RaftCluster CRD as YAML (or write it to each --output file).
-    Crd {
-        /// Write the CRD to this file instead of stdout (repeatable).
-        #[arg(long)]
-        output: Vec<std::path::PathBuf>,
-    },
-}
-
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Crd { output } => {
-            let yaml = raft_operator::crd::crd_yaml();
-            if output.is_empty() {
-                print!("{yaml}");
-            }
-            for path in output {
-                std::fs::write(&path, &yaml)?;
-            }
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some((config, json_logs)) = cli.command.run_config() {
+        app::init_logging(json_logs);
+        app::run(config).await?;
+        return Ok(());
+    }
+    if let Command::Crd { output } = cli.command {
+        if output.is_empty() {
+            print!("{}", crd::crd_yaml());
+        }
+        for path in output {
+            std::fs::write(&path, crd::crd_yaml())?;
         }
     }
     Ok(())

@@ -1,0 +1,108 @@
+//! Startup: client, CRD check, metrics server, optional leader election, controller.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kube::Client;
+use kube::api::{Api, ListParams};
+
+use crate::controller::{self, ControllerConfig, NodeAddressing};
+use crate::crd::RaftCluster;
+use crate::leader::LeaderElector;
+use crate::metrics::Metrics;
+use crate::server::{self, ServerState};
+use crate::{Error, Result};
+
+/// Everything `raft-operator run` needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub watch_namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub leader_election: bool,
+    /// Namespace of the Lease; defaults to the pod's namespace.
+    pub leader_election_namespace: Option<String>,
+    pub lease_name: String,
+    pub node_addressing: NodeAddressing,
+}
+
+/// The pod name in-cluster (`POD_NAME` from the downward API), else host name + pid.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
+/// Fails with an install hint when the RaftCluster CRD is not served.
+pub async fn check_crd(client: &Client, namespace: &Option<String>) -> Result<()> {
+    let api: Api<RaftCluster> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::CrdNotInstalled),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn run(config: RunConfig) -> Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = ServerState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(server::serve(config.metrics_addr, state));
+
+    check_crd(&client, &config.watch_namespace).await?;
+    ready.store(true, Ordering::Relaxed);
+
+    let identity = identity();
+    let controller_config = ControllerConfig {
+        namespace: config.watch_namespace.clone(),
+        node_addressing: config.node_addressing,
+        instance: identity.clone(),
+    };
+    let work = async {
+        if !config.leader_election {
+            metrics.leader.set(1);
+            controller::run(client.clone(), controller_config, metrics.clone()).await;
+            return Ok(());
+        }
+        let ns = config
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::fs::read_to_string(NAMESPACE_FILE).ok())
+            .or_else(|| config.watch_namespace.clone())
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let mut elector =
+            LeaderElector::new(client.clone(), ns.trim(), &config.lease_name, &identity);
+        elector.acquire().await?;
+        metrics.leader.set(1);
+        tokio::select! {
+            () = controller::run(client.clone(), controller_config, metrics.clone()) => Ok(()),
+            lost = elector.hold() => Err(lost),
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        r = server => r.map_err(|e| Error::Startup(e.to_string()))?,
+    }
+}
+
+const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Installs the global `tracing` subscriber (`RUST_LOG`, default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
