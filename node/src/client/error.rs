@@ -26,7 +26,7 @@ pub enum Error {
     },
     /// No answer within the per-attempt timeout. For writes the outcome is
     /// unknown: the write may or may not have been applied.
-    #[error("{endpoint}: no answer within {}{}", humantime::format_duration(*.timeout), attempts_suffix(*.attempts))]
+    #[error("{endpoint}: no answer within {}{}", millis(*.timeout), attempts_suffix(*.attempts))]
     Timeout {
         endpoint: String,
         timeout: Duration,
@@ -35,8 +35,13 @@ pub enum Error {
     /// `cluster_init` found a node it must not initialize (or could not reach one).
     #[error("cluster init refused: {0}")]
     InitRefused(String),
-    #[error("no leader elected within {}: {last}", humantime::format_duration(*.waited))]
+    #[error("no leader elected within {}: {last}", millis(*.waited))]
     NoLeader { waited: Duration, last: String },
+}
+
+/// A duration for people: rounded to milliseconds ("1s 982ms").
+fn millis(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
 }
 
 fn attempts_suffix(attempts: u32) -> String {
@@ -180,5 +185,14 @@ mod tests {
         };
         assert_eq!(e.code(), Code::DeadlineExceeded);
         assert_eq!(e.to_string(), "a:1: no answer within 500ms");
+        let e = Error::Timeout {
+            endpoint: "a:1".into(),
+            timeout: Duration::from_nanos(1_982_465_322),
+            attempts: 4,
+        };
+        assert_eq!(
+            e.to_string(),
+            "a:1: no answer within 1s 982ms, after 4 attempts"
+        );
     }
 }
