@@ -90,7 +90,7 @@ impl ClusterService {
         };
         if req.metadata().contains_key(FORWARDED_HEADER) {
             return Err(errors::unavailable_with_hint(
-                format!("forwarded request reached a non-leader; the leader is {leader:016x}"),
+                format!("forwarded request reached a non-leader; the leader is {leader}"),
                 Some(&info.client_addr),
             ));
         }
@@ -125,7 +125,7 @@ impl ClusterService {
         }
         if !new_voters.contains(&self.node.id) {
             return Err(Status::failed_precondition(format!(
-                "the leader {:016x} is not in the new voter set; transfer leadership first",
+                "the leader {} is not in the new voter set; transfer leadership first",
                 self.node.id
             )));
         }
@@ -134,7 +134,7 @@ impl ClusterService {
         for id in new_voters {
             if membership.get_node(id).is_none() {
                 return Err(Status::failed_precondition(format!(
-                    "node {id:016x} is not a member; add it as a learner first"
+                    "node {id} is not a member; add it as a learner first"
                 )));
             }
             if *id == self.node.id {
@@ -148,7 +148,7 @@ impl ClusterService {
                 .unwrap_or(0);
             if matched + lag_max < last {
                 return Err(Status::failed_precondition(format!(
-                    "node {id:016x} is {} entries behind the leader (limit {lag_max}); wait until it catches up",
+                    "node {id} is {} entries behind the leader (limit {lag_max}); wait until it catches up",
                     last - matched
                 )));
             }
@@ -247,14 +247,14 @@ impl Cluster for ClusterService {
             };
             if members.insert(m.node_id, info).is_some() {
                 return Err(Status::invalid_argument(format!(
-                    "node {:016x} is listed twice",
+                    "node {} is listed twice",
                     m.node_id
                 )));
             }
         }
         if !members.contains_key(&node.id) {
             return Err(Status::invalid_argument(format!(
-                "the members must include the node receiving Initialize ({:016x})",
+                "the members must include the node receiving Initialize ({})",
                 node.id
             )));
         }
@@ -307,7 +307,7 @@ impl Cluster for ClusterService {
         };
         if membership.voter_ids().any(|v| v == member.node_id) {
             return Err(Status::already_exists(format!(
-                "node {:016x} is already a voter",
+                "node {} is already a voter",
                 member.node_id
             )));
         }
@@ -363,11 +363,11 @@ impl Cluster for ClusterService {
         let m = self.node.metrics();
         let membership = m.membership_config.membership();
         if membership.get_node(&id).is_none() {
-            return Err(Status::not_found(format!("node {id:016x} is not a member")));
+            return Err(Status::not_found(format!("node {id} is not a member")));
         }
         if id == self.node.id {
             return Err(Status::failed_precondition(format!(
-                "node {id:016x} is the leader; transfer leadership before removing it"
+                "node {id} is the leader; transfer leadership before removing it"
             )));
         }
         if membership.voter_ids().any(|v| v == id) {

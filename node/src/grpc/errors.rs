@@ -23,7 +23,7 @@ pub fn not_leader(f: &ForwardToLeader<NodeId, NodeInfo>) -> Status {
     match (&f.leader_id, &f.leader_node) {
         (Some(id), Some(node)) => unavailable_with_hint(
             format!(
-                "this node is not the leader; the leader is {id:016x} at {}",
+                "this node is not the leader; the leader is {id} at {}",
                 node.client_addr
             ),
             Some(&node.client_addr),

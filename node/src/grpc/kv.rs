@@ -59,7 +59,7 @@ impl KvService {
         };
         if req.metadata().contains_key(FORWARDED_HEADER) {
             return Err(errors::unavailable_with_hint(
-                format!("forwarded request reached a non-leader; the leader is {leader:016x}"),
+                format!("forwarded request reached a non-leader; the leader is {leader}"),
                 Some(&info.client_addr),
             ));
         }
@@ -149,7 +149,7 @@ impl KvService {
                 return Ok(());
             }
             return Err(Status::failed_precondition(format!(
-                "bounded read refused on leader {:016x}: quorum last acknowledged {:?} ago (max {} ms), applied {} of {} committed",
+                "bounded read refused on leader {}: quorum last acknowledged {:?} ago (max {} ms), applied {} of {} committed",
                 self.node.id,
                 ack,
                 max.as_millis(),
@@ -159,7 +159,7 @@ impl KvService {
         }
         contact::bounded_read_allowed(self.node.contact.last(), applied, Instant::now(), max).map_err(|why| {
             Status::failed_precondition(format!(
-                "bounded read refused on node {:016x}: {why}; use linearizable or stale, or a larger max staleness",
+                "bounded read refused on node {}: {why}; use linearizable or stale, or a larger max staleness",
                 self.node.id
             ))
         })

@@ -63,7 +63,7 @@ pub fn bounded_read_allowed(
     let age = now.saturating_duration_since(c.at);
     if age > max_staleness {
         return Err(format!(
-            "last contact with leader {:016x} was {} ms ago, more than the allowed staleness of {} ms",
+            "last contact with leader {} was {} ms ago, more than the allowed staleness of {} ms",
             c.leader,
             age.as_millis(),
             max_staleness.as_millis()

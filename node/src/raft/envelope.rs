@@ -24,12 +24,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
     #[error(
-        "message for node {target:016x} reached node {me:016x} (the address now belongs to another member)"
+        "message for node {target} reached node {me} (the address now belongs to another member)"
     )]
     WrongNode { target: NodeId, me: NodeId },
     #[error("message from cluster {theirs:?} reached a node of cluster {mine:?}")]
     WrongCluster { theirs: String, mine: String },
-    #[error("message from node {from:016x} carries no cluster ID")]
+    #[error("message from node {from} carries no cluster ID")]
     NoClusterId { from: NodeId },
     #[error("cannot record cluster ID: {0}")]
     Persist(String),
@@ -67,11 +67,7 @@ pub fn check(
             mine,
         }),
         None => {
-            tracing::info!(
-                cluster_id,
-                from = format_args!("{from:016x}"),
-                "joining cluster"
-            );
+            tracing::info!(cluster_id, from, "joining cluster");
             identity
                 .set_cluster_id(cluster_id)
                 .map_err(|e| EnvelopeError::Persist(e.to_string()))

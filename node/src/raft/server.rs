@@ -33,10 +33,7 @@ impl PeerService {
             req.from_node_id,
         )
         .map_err(|e| {
-            tracing::warn!(
-                from = format_args!("{:016x}", req.from_node_id),
-                "refused peer message: {e}"
-            );
+            tracing::warn!(from = req.from_node_id, "refused peer message: {e}");
             Status::from(e)
         })
     }

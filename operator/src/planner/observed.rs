@@ -293,5 +293,5 @@ pub fn pod_name(cluster: &str, set: Set, ordinal: u32) -> String {
 
 /// Node IDs are shown as 16 hex digits, like raft-node's logs.
 pub fn fmt_id(id: NodeId) -> String {
-    format!("{id:016x}")
+    id.to_string()
 }
