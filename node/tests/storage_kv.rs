@@ -292,9 +292,12 @@ proptest! {
     fn kv_store_matches_the_model(cmds in proptest::collection::vec(command(), 1..60),
                                   start in key(), end in proptest::option::of(key()), limit in 0usize..5) {
         let mut store = KvStore::new();
+        let mut owned = KvStore::new();
         let mut model = Model::default();
         for cmd in &cmds {
-            prop_assert_eq!(store.apply(cmd), model.apply(cmd), "command {:?}", cmd);
+            let want = model.apply(cmd);
+            prop_assert_eq!(&store.apply(cmd), &want, "command {:?}", cmd);
+            prop_assert_eq!(&owned.apply_owned(cmd.clone()), &want, "command {:?}", cmd);
             prop_assert_eq!(store.revision(), model.revision);
         }
         prop_assert_eq!(store.range(&start, end.as_deref(), limit), model.range(&start, end.as_deref(), limit));
@@ -304,5 +307,6 @@ proptest! {
             prop_assert_eq!(store.get(k), Some(v.clone()));
         }
         prop_assert_eq!(store.len(), model.map.len());
+        prop_assert_eq!(&owned, &store);
     }
 }

@@ -94,7 +94,7 @@ impl KvStore {
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
         match cmd {
             Command::Put { key, value } => {
-                let kv = self.put(key, value);
+                let kv = self.put(key, Bytes::copy_from_slice(value));
                 CommandResult::Put {
                     kv,
                     revision: self.revision,
@@ -121,7 +121,7 @@ impl KvStore {
                     (Expect::Revision(r), None) => *r == 0,
                 };
                 if holds {
-                    let kv = self.put(key, value);
+                    let kv = self.put(key, Bytes::copy_from_slice(value));
                     CommandResult::Swapped {
                         kv,
                         revision: self.revision,
@@ -137,25 +137,47 @@ impl KvStore {
         }
     }
 
-    fn put(&mut self, key: &[u8], value: &[u8]) -> KeyValue {
+    /// Like [`KvStore::apply`], taking the command by value so a Put's
+    /// value moves into the store without a copy (the state machine's path).
+    pub fn apply_owned(&mut self, cmd: Command) -> CommandResult {
+        match cmd {
+            Command::Put { key, value } => {
+                let kv = self.put(&key, Bytes::from(value));
+                CommandResult::Put {
+                    kv,
+                    revision: self.revision,
+                }
+            }
+            other => self.apply(&other),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: Bytes) -> KeyValue {
         self.revision += 1;
         let revision = self.revision;
-        let stored = match self.map.get(key) {
-            Some(old) => StoredValue {
-                value: Bytes::copy_from_slice(value),
-                create_revision: old.create_revision,
-                mod_revision: revision,
-                version: old.version + 1,
-            },
-            None => StoredValue {
-                value: Bytes::copy_from_slice(value),
-                create_revision: revision,
-                mod_revision: revision,
-                version: 1,
-            },
+        let (key, stored) = match self.map.get_key_value(key) {
+            // Reuse the stored key (a reference count, no allocation).
+            Some((k, old)) => (
+                k.clone(),
+                StoredValue {
+                    value,
+                    create_revision: old.create_revision,
+                    mod_revision: revision,
+                    version: old.version + 1,
+                },
+            ),
+            None => (
+                Bytes::copy_from_slice(key),
+                StoredValue {
+                    value,
+                    create_revision: revision,
+                    mod_revision: revision,
+                    version: 1,
+                },
+            ),
         };
-        let kv = to_key_value(key, &stored);
-        self.map.insert(Bytes::copy_from_slice(key), stored);
+        let kv = to_key_value(&key, &stored);
+        self.map.insert(key, stored);
         kv
     }
 }

@@ -423,7 +423,7 @@ impl LogStore {
     /// Reads entries `[lo, hi)` that exist; cached ones from memory, the
     /// rest from their segments on a blocking thread.
     async fn read_range(&self, lo: u64, hi: u64) -> Result<Vec<Entry>, StorageError> {
-        let mut disk: Vec<(Arc<File>, u64, u32, u64)> = Vec::new();
+        let mut disk: Vec<DiskRead> = Vec::new();
         let cached: Vec<Entry>;
         {
             let ix = self.inner.index.lock();
@@ -442,7 +442,13 @@ impl LogStore {
                         slot.seg
                     )))
                 })?;
-                disk.push((file, slot.off, slot.size, i));
+                disk.push(DiskRead {
+                    file,
+                    seg: slot.seg,
+                    off: slot.off,
+                    size: slot.size,
+                    index: i,
+                });
             }
             let from = (lo.max(cf) - cf) as usize;
             let to = (hi.max(cf) - cf) as usize;
@@ -462,31 +468,41 @@ impl LogStore {
     }
 }
 
-fn read_entries(dir: &Path, disk: &[(Arc<File>, u64, u32, u64)], max: u32) -> Result<Vec<Entry>> {
+/// Where to read one entry that is not cached.
+struct DiskRead {
+    file: Arc<File>,
+    seg: u64,
+    off: u64,
+    size: u32,
+    index: u64,
+}
+
+fn read_entries(dir: &Path, disk: &[DiskRead], max: u32) -> Result<Vec<Entry>> {
     let mut out = Vec::with_capacity(disk.len());
     let mut buf = Vec::new();
-    for (file, off, size, index) in disk {
-        buf.resize(*size as usize, 0);
-        let path = || dir.join(format!("segment of entry {index}"));
-        file.read_exact_at(&mut buf, *off)
+    for d in disk {
+        let path = || dir.join(segment_name(d.seg));
+        buf.resize(d.size as usize, 0);
+        d.file
+            .read_exact_at(&mut buf, d.off)
             .map_err(|e| Error::io("read log entry from", path(), e))?;
         // Pair assertion: the record verifies after the read as it did before the write.
         let (h, payload) =
-            record::parse(&buf, max).map_err(|e| Error::corrupt(path(), *off, e.to_string()))?;
+            record::parse(&buf, max).map_err(|e| Error::corrupt(path(), d.off, e.to_string()))?;
         if h.kind != Kind::Entry {
             return Err(Error::corrupt(
                 path(),
-                *off,
+                d.off,
                 format!("expected an entry record, found {:?}", h.kind),
             ));
         }
         let entry: Entry = postcard::from_bytes(payload)
-            .map_err(|e| Error::corrupt(path(), *off, e.to_string()))?;
-        if entry.log_id.index != *index {
+            .map_err(|e| Error::corrupt(path(), d.off, e.to_string()))?;
+        if entry.log_id.index != d.index {
             return Err(Error::corrupt(
                 path(),
-                *off,
-                format!("expected entry {index}, found {}", entry.log_id),
+                d.off,
+                format!("expected entry {}, found {}", d.index, entry.log_id),
             ));
         }
         out.push(entry);
@@ -581,6 +597,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut first = u64::MAX;
         {
             let mut ix = self.inner.index.lock();
+            // Check before changing anything: the entries are contiguous and
+            // do not leave a hole after the log.
+            let mut expect = None;
+            for (e, _) in &items {
+                let idx = e.log_id.index;
+                if expect.is_some_and(|x| x != idx)
+                    || (expect.is_none() && !ix.slots.is_empty() && idx > ix.end())
+                {
+                    return Err(err::write_logs(&Error::Invariant(format!(
+                        "append of entry {idx} leaves a hole (log ends before {})",
+                        expect.unwrap_or(ix.end())
+                    ))));
+                }
+                expect = Some(idx + 1);
+            }
             // Entries already covered by the purge (hence by a snapshot) are
             // dropped; they can only be a prefix of a contiguous batch.
             let mut skip_bytes = 0usize;

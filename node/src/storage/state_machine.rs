@@ -279,11 +279,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 // A `raft.apply` span if this entry belongs to a sampled trace.
                 let _traced = crate::observability::links::apply_span(entry.log_id.index)
                     .map(tracing::Span::entered);
-                let r = match &entry.payload {
+                let r = match entry.payload {
                     EntryPayload::Blank => CommandResult::None,
-                    EntryPayload::Normal(cmd) => s.kv.apply(cmd),
+                    EntryPayload::Normal(cmd) => s.kv.apply_owned(cmd),
                     EntryPayload::Membership(m) => {
-                        s.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        s.last_membership = StoredMembership::new(Some(entry.log_id), m);
                         CommandResult::None
                     }
                 };
