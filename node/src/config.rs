@@ -50,9 +50,6 @@ pub struct NodeArgs {
     /// Largest accepted value, in bytes.
     #[arg(long, env = "RAFT_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
     pub max_value_bytes: usize,
-    /// Fault injection (off by default; see `observability::faults`).
-    #[command(flatten)]
-    pub faults: crate::observability::faults::FaultArgs,
 }
 
 /// Resolved configuration of one node.
@@ -217,7 +214,9 @@ impl NodeArgs {
             name,
             metrics_listen: self.metrics_addr,
             limits,
-            faults: self.faults,
+            // Set by the binary from its own flags (a flatten nested in
+            // `Option<NodeArgs>` would make clap drop NodeArgs).
+            faults: Default::default(),
         })
     }
 }

@@ -16,6 +16,9 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     node: Option<NodeArgs>,
+    /// Fault injection for tests (off by default).
+    #[command(flatten)]
+    faults: raftkv_node::observability::faults::FaultArgs,
     /// Log format: text (default on a terminal) or json.
     #[arg(long, global = true, env = "RAFT_LOG_FORMAT")]
     log_format: Option<raftkv_node::telemetry::LogFormat>,
@@ -34,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
     match (cli.command, cli.node) {
         (Some(Command::Local(args)), _) => raftkv_node::local::run(args).await,
         (None, Some(args)) => {
-            let mut handle = raftkv_node::app::start_node(args.resolve()?).await?;
+            let mut config = args.resolve()?;
+            config.faults = cli.faults;
+            let mut handle = raftkv_node::app::start_node(config).await?;
             tokio::select! {
                 r = handle.wait() => r,
                 _ = raftkv_node::telemetry::shutdown_signal() => {
