@@ -331,3 +331,21 @@ async fn entries_are_readable_when_append_returns_and_beyond_the_cache() {
     assert!(stats.fsyncs > 0);
     assert!(stats.log_batches > 0);
 }
+
+#[tokio::test]
+async fn a_member_whose_log_is_gone_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.identity.set_cluster_id("cluster-a").unwrap();
+    }
+    // Reopening with the log intact is fine.
+    drop(open(dir.path()));
+    fs::remove_dir_all(dir.path().join("log")).unwrap();
+    let e = storage::open(dir.path(), StorageOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::StateLost { .. }), "{e}");
+    assert!(
+        e.to_string().contains("must not vote under its old ID"),
+        "{e}"
+    );
+}

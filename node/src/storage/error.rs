@@ -33,6 +33,13 @@ pub enum Error {
         dir.display()
     )]
     IdentityMissing { dir: PathBuf },
+    #[error(
+        "data directory {} has the identity of a member of cluster {cluster_id:?} but no Raft log; \
+         refusing to start (the node lost its state and must not vote under its old ID: \
+         remove it from the cluster and start it with an empty data directory)",
+        dir.display()
+    )]
+    StateLost { dir: PathBuf, cluster_id: String },
     #[error("data directory belongs to cluster {have:?}, refusing to join cluster {want:?}")]
     ClusterIdMismatch { have: String, want: String },
     #[error("invalid cluster id {0:?}: must be 1..=128 printable ASCII characters")]

@@ -176,7 +176,13 @@ fn lock_dir(dir: &Path) -> Result<File> {
 
 /// Whether `dir` holds any log segment or snapshot file.
 fn holds_raft_data(dir: &Path) -> Result<bool> {
-    for sub in [LOG_DIR, SNAPSHOT_DIR] {
+    holds_files(dir, &[LOG_DIR, SNAPSHOT_DIR])
+}
+
+/// Whether any of the subdirectories `subs` of `dir` holds a `.seg` or
+/// `.snap` file.
+pub(crate) fn holds_files(dir: &Path, subs: &[&str]) -> Result<bool> {
+    for sub in subs {
         let d = dir.join(sub);
         let rd = match fs::read_dir(&d) {
             Ok(rd) => rd,

@@ -65,6 +65,17 @@ pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, OpenError> {
         );
     }
     let identity = IdentityStore::open(dir)?;
+    // The first open writes a log segment, and the active segment is never
+    // deleted: an identity that belongs to a cluster but has no log lost its
+    // Raft state (DESIGN.md invariant 1: it must never vote under its old ID).
+    if let Some(cluster_id) = identity.cluster_id()
+        && !identity::holds_files(dir, &[LOG_DIR])?
+    {
+        return Err(Error::StateLost {
+            dir: dir.to_path_buf(),
+            cluster_id,
+        });
+    }
     let log = LogStore::open(&dir.join(LOG_DIR), &opts)?;
     let state_machine = StateMachineStore::open(&dir.join(SNAPSHOT_DIR), &opts)?;
     let (purged, last_log, committed) = log.recovered_state();
