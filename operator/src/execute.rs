@@ -3,7 +3,7 @@
 //! is safe to repeat.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -164,7 +164,13 @@ pub async fn publish(rc: &RaftCluster, ctx: &Context, ev: &PlannedEvent) -> Resu
         reason: ev.reason.clone(),
         note: Some(ev.note.clone()),
         action: ev.action.clone(),
-        secondary: None,
+        secondary: ev.related.as_ref().map(|(kind, name)| ObjectReference {
+            api_version: Some(if *kind == "Pod" { "v1" } else { "apps/v1" }.into()),
+            kind: Some((*kind).into()),
+            name: Some(name.clone()),
+            namespace: rc.namespace(),
+            ..Default::default()
+        }),
     };
     ctx.recorder.publish(&event, &rc.object_ref(&())).await?;
     Ok(())

@@ -25,7 +25,7 @@ pub fn decide(view: &ClusterView) -> Outcome {
         return bootstrap(view);
     }
     let Some((_, leader)) = view.leader else {
-        return Outcome::Blocked(
+        return Outcome::Wait(
             Intent::Recover,
             "no leader: waiting for an election (a quorum of voters must be up)".into(),
         );
@@ -391,15 +391,15 @@ fn rolling_update(view: &ClusterView) -> Option<Outcome> {
     let voters = obs.voters_sts.as_ref()?;
     let revision = voters.update_revision.as_deref()?;
     let voter_pods: Vec<&PodState> = obs.pods.iter().filter(|p| p.set == Set::Voters).collect();
-    if voter_pods.iter().any(|p| p.terminating) {
-        return Some(Outcome::Wait(
-            Intent::Update,
-            "a voter pod is terminating".into(),
-        ));
-    }
     let outdated = |p: &&PodState| p.revision.as_deref().is_some_and(|r| r != revision);
     let mut stale: Vec<&PodState> = voter_pods.iter().copied().filter(outdated).collect();
     if !stale.is_empty() {
+        if voter_pods.iter().any(|p| p.terminating) {
+            return Some(Outcome::Wait(
+                Intent::Update,
+                "a voter pod is terminating".into(),
+            ));
+        }
         let leader_id = view.leader_id();
         let is_leader = |p: &PodState| {
             p.node

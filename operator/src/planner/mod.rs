@@ -133,7 +133,7 @@ impl Intent {
             Intent::ReadReplicas => "ReadReplicasBlocked",
             Intent::AutoReplace => "AutoReplaceBlocked",
             Intent::Update => "UpdateBlocked",
-            Intent::Recover => "NoQuorum",
+            Intent::Recover => "NoLeader",
         }
     }
 }
@@ -147,6 +147,9 @@ pub struct PlannedEvent {
     pub action: String,
     pub note: String,
     pub warning: bool,
+    /// The object the action concerned (the Event's `related`): (kind, name).
+    /// It also keeps kube's Event aggregation from folding distinct actions together.
+    pub related: Option<(&'static str, String)>,
 }
 
 /// The result of planning one reconcile.

@@ -85,6 +85,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
                 action: "Plan".into(),
                 note: msg.clone(),
                 warning: true,
+                related: None,
             };
             (Some(ev), Some((reason, msg.clone())), None)
         }
@@ -228,6 +229,33 @@ fn step_message(step: &Step) -> String {
     }
 }
 
+fn related(view: &ClusterView, step: &Step) -> Option<(&'static str, String)> {
+    let pod_of_id = |id: &u64| {
+        view.membership
+            .and_then(|m| m.name_of(*id))
+            .map(str::to_string)
+            .or_else(|| view.pod_of(*id).map(|p| p.name.clone()))
+    };
+    let pod = match step {
+        Step::Initialize { pod, .. } => Some(pod.clone()),
+        Step::AddLearner { member } => Some(member.name.clone()),
+        Step::ChangeMembership { added, removed, .. } => {
+            added.iter().chain(removed).find_map(pod_of_id)
+        }
+        Step::RemoveLearner { name, .. } => Some(name.clone()),
+        Step::TransferLeader { target, .. } => pod_of_id(target),
+        Step::DeletePod { pod, .. } => Some(pod.clone()),
+        Step::ScaleStatefulSet { set, .. } => {
+            let name = match set {
+                Set::Voters => view.obs.name.clone(),
+                Set::Read => format!("{}-read", view.obs.name),
+            };
+            return Some(("StatefulSet", name));
+        }
+    };
+    pod.map(|p| ("Pod", p))
+}
+
 fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
     let name_of = |id: u64| {
         view.membership
@@ -332,5 +360,6 @@ fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
         action: action.into(),
         note,
         warning: false,
+        related: related(view, step),
     }
 }
