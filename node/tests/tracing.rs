@@ -1,0 +1,465 @@
+//! Traces across real `raft-node` processes, exported over OTLP/gRPC to a
+//! receiver inside this test process (`opentelemetry-proto`'s tonic server).
+//!
+//! Each test starts its own receiver and 3-node cluster (ports from
+//! `PORT_BASE`), drives writes through `raftctl` or a plain gRPC client, and
+//! checks what the nodes exported: one trace per write across nodes with
+//! intact parent links, forwarding in the same trace, ratio 0, the rate
+//! limit, and injected faults as span events.
+
+#[path = "cluster/util.rs"]
+mod util;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use parking_lot::Mutex;
+use raftkv_proto::v1 as pb;
+use util::{TestCluster, WAIT, wait_for};
+
+const PORT_BASE: u16 = 26000;
+const RAFTCTL_BIN: &str = env!("CARGO_BIN_EXE_raftctl");
+
+const KIND_SERVER: i32 = 2;
+const KIND_CLIENT: i32 = 3;
+
+/// One exported span, flattened.
+#[derive(Debug, Clone)]
+struct Got {
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+    name: String,
+    kind: i32,
+    service: String,
+    attrs: HashMap<String, String>,
+    events: Vec<(String, HashMap<String, String>)>,
+}
+
+fn flatten(kvs: &[KeyValue]) -> HashMap<String, String> {
+    kvs.iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.clone(),
+                Some(Value::IntValue(i)) => i.to_string(),
+                Some(Value::DoubleValue(d)) => d.to_string(),
+                Some(Value::BoolValue(b)) => b.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+/// The OTLP trace receiver.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Got>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut out = self.spans.lock();
+        for rs in request.into_inner().resource_spans {
+            let resource = flatten(&rs.resource.map(|r| r.attributes).unwrap_or_default());
+            let service = resource.get("service.name").cloned().unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    out.push(Got {
+                        trace_id: s.trace_id,
+                        span_id: s.span_id,
+                        parent: s.parent_span_id,
+                        name: s.name,
+                        kind: s.kind,
+                        service: service.clone(),
+                        attrs: flatten(&s.attributes),
+                        events: s
+                            .events
+                            .iter()
+                            .map(|e| (e.name.clone(), flatten(&e.attributes)))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let r = Receiver::default();
+        let svc = TraceServiceServer::new(r.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        (r, addr)
+    }
+
+    fn all(&self) -> Vec<Got> {
+        self.spans.lock().clone()
+    }
+
+    fn trace(&self, trace_id: &[u8]) -> Vec<Got> {
+        self.all()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
+    }
+}
+
+/// Environment that points a process at the receiver, exporting fast.
+fn otel_env(addr: SocketAddr, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+            format!("http://{addr}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
+        ("OTEL_SERVICE_NAME".to_string(), "raft-node".to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// Runs `raftctl` with tracing on (its own root span, sampled).
+fn raftctl(addr: SocketAddr, endpoints: &str, args: &[&str]) {
+    let out = Command::new(RAFTCTL_BIN)
+        .args(["--endpoints", endpoints])
+        .args(args)
+        .envs(otel_env(addr, &[("RAFTKV_TRACE_RATE_PER_MIN", "0")]))
+        .env("OTEL_SERVICE_NAME", "raftctl")
+        .output()
+        .expect("run raftctl");
+    assert!(
+        out.status.success(),
+        "raftctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits for the trace rooted at raftctl's `raftctl put` span whose KV/Put
+/// carries `key`... by the root span: raftctl exports one root per command.
+async fn wait_trace_with(r: &Receiver, what: &str, pred: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+    wait_for(what, WAIT, || async {
+        let all = r.all();
+        let mut by_trace: HashMap<Vec<u8>, Vec<Got>> = HashMap::new();
+        for s in all {
+            by_trace.entry(s.trace_id.clone()).or_default().push(s);
+        }
+        by_trace.into_values().find(|t| pred(t))
+    })
+    .await
+}
+
+fn names(t: &[Got]) -> Vec<String> {
+    let mut n: Vec<String> = t.iter().map(|s| s.name.clone()).collect();
+    n.sort();
+    n
+}
+
+/// Every span but the root has its parent in the trace; exactly one root.
+fn links_intact(t: &[Got]) -> bool {
+    let ids: HashSet<&[u8]> = t.iter().map(|s| s.span_id.as_slice()).collect();
+    let roots = t.iter().filter(|s| s.parent.is_empty()).count();
+    roots == 1
+        && t.iter()
+            .all(|s| s.parent.is_empty() || ids.contains(s.parent.as_slice()))
+}
+
+fn node_ids(t: &[Got]) -> HashSet<String> {
+    t.iter()
+        .filter_map(|s| s.attrs.get("raft.node_id").cloned())
+        .collect()
+}
+
+async fn three_nodes(base: u16, env: Vec<(String, String)>) -> (TestCluster, usize) {
+    let c = TestCluster::start_with_env(3, base, env).await;
+    c.init(&[0, 1, 2]).await;
+    let leader = c.wait_leader(&[0, 1, 2]).await;
+    (c, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_is_one_trace_across_leader_and_followers() {
+    let (r, addr) = Receiver::start().await;
+    let (c, leader) = three_nodes(
+        PORT_BASE,
+        otel_env(addr, &[("RAFTKV_TRACE_RATE_PER_MIN", "0")]),
+    )
+    .await;
+    tracing::info!("--- put through raftctl against the leader");
+    let ep = c.nodes[leader].client_addr.clone();
+    raftctl(addr, &ep, &["put", "traced-key", "v1"]);
+    let leader_id = c.status(leader).await.node_id.to_string();
+    let want = [
+        "raftctl put",
+        "raftkv.v1.KV/Put",
+        "raft.propose",
+        "raftkv.v1.RaftPeer/AppendEntries",
+        "raft.log.append",
+        "raft.apply",
+    ];
+    let t = wait_trace_with(&r, "a complete trace of the put", |t| {
+        let n = names(t);
+        want.iter().all(|w| n.iter().any(|x| x == w))
+            // an AppendEntries client span on the leader and a server span on a follower
+            && t.iter().any(|s| s.name == want[3] && s.kind == KIND_CLIENT)
+            && t.iter().any(|s| s.name == want[3] && s.kind == KIND_SERVER)
+            && links_intact(t)
+            && node_ids(t).len() >= 2
+    })
+    .await;
+    let ids = node_ids(&t);
+    assert!(
+        ids.contains(&leader_id),
+        "leader {leader_id} not in {ids:?}"
+    );
+    assert!(ids.len() >= 2, "spans from only {ids:?}");
+    let root = t.iter().find(|s| s.parent.is_empty()).unwrap();
+    assert_eq!(root.name, "raftctl put");
+    assert_eq!(root.service, "raftctl");
+    let put = t
+        .iter()
+        .find(|s| s.name == "raftkv.v1.KV/Put" && s.kind == KIND_SERVER)
+        .unwrap();
+    assert_eq!(
+        put.attrs.get("rpc.system.name").map(String::as_str),
+        Some("grpc")
+    );
+    assert_eq!(
+        put.attrs.get("rpc.method").map(String::as_str),
+        Some("raftkv.v1.KV/Put")
+    );
+    assert_eq!(
+        put.attrs
+            .get("rpc.response.status_code")
+            .map(String::as_str),
+        Some("OK")
+    );
+    let append = t
+        .iter()
+        .find(|s| s.name == want[3] && s.kind == KIND_SERVER)
+        .unwrap();
+    for a in ["raft.term", "raft.entries", "raft.index", "raft.node_id"] {
+        assert!(append.attrs.contains_key(a), "{a} missing on {append:?}");
+    }
+    // The follower's apply of this entry is in the trace too (it happens on
+    // the next AppendEntries that carries the new commit index).
+    wait_trace_with(&r, "a follower's raft.apply in the put's trace", |x| {
+        x[0].trace_id == t[0].trace_id && x.iter().filter(|s| s.name == "raft.apply").count() >= 2
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_by_a_follower_stays_in_one_trace() {
+    let (r, addr) = Receiver::start().await;
+    let (c, leader) = three_nodes(
+        PORT_BASE + 20,
+        otel_env(addr, &[("RAFTKV_TRACE_RATE_PER_MIN", "0")]),
+    )
+    .await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    tracing::info!("--- put through a follower (forwarded to the leader)");
+    raftctl(
+        addr,
+        &c.nodes[follower].client_addr,
+        &["put", "fwd-key", "v"],
+    );
+    let t = wait_trace_with(&r, "the forwarded put's trace", |t| {
+        let puts_served = t
+            .iter()
+            .filter(|s| s.name == "raftkv.v1.KV/Put" && s.kind == KIND_SERVER)
+            .count();
+        let forward = t.iter().any(|s| {
+            s.name == "raftkv.v1.KV/Put" && s.kind == KIND_CLIENT && s.service == "raft-node"
+        });
+        puts_served >= 2
+            && forward
+            && t.iter().any(|s| s.name == "raft.propose")
+            && t.iter()
+                .any(|s| s.name == "raftkv.v1.RaftPeer/AppendEntries")
+            && links_intact(t)
+    })
+    .await;
+    assert_eq!(t.iter().filter(|s| s.parent.is_empty()).count(), 1);
+}
+
+/// Puts straight to the leader with no trace context: the node decides.
+async fn direct_puts(c: &TestCluster, leader: usize, n: usize, prefix: &str) {
+    let mut kv = c.kv(leader);
+    for i in 0..n {
+        kv.put(pb::PutRequest {
+            key: format!("{prefix}-{i}").into_bytes(),
+            value: b"v".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+}
+
+fn traces_rooted_at(r: &Receiver, name: &str) -> HashSet<Vec<u8>> {
+    r.all()
+        .into_iter()
+        .filter(|s| s.parent.is_empty() && s.name == name)
+        .map(|s| s.trace_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratio_zero_exports_no_traces_but_children_follow_a_sampled_parent() {
+    let (r, addr) = Receiver::start().await;
+    let (c, leader) = three_nodes(
+        PORT_BASE + 40,
+        otel_env(
+            addr,
+            &[
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0"),
+                ("RAFTKV_TRACE_RATE_PER_MIN", "0"),
+            ],
+        ),
+    )
+    .await;
+    tracing::info!("--- 20 puts with no trace context: the nodes sample none");
+    direct_puts(&c, leader, 20, "ratio0").await;
+    tracing::info!("--- control: a put under raftctl's sampled root is exported");
+    raftctl(addr, &c.nodes[leader].client_addr, &["put", "control", "v"]);
+    wait_trace_with(&r, "the control trace", |t| {
+        t.iter().any(|s| s.name == "raftctl put")
+            && t.iter()
+                .any(|s| s.name == "raft.propose" && s.service == "raft-node")
+    })
+    .await;
+    // Exports are ordered per process; give the batch processors one more
+    // period so anything sampled earlier would be here.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let roots: Vec<String> = r
+        .all()
+        .into_iter()
+        .filter(|s| s.parent.is_empty())
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(roots, vec!["raftctl put".to_string()], "unexpected roots");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_over_a_burst() {
+    let (r, addr) = Receiver::start().await;
+    let (c, leader) = three_nodes(
+        PORT_BASE + 60,
+        otel_env(addr, &[("RAFTKV_TRACE_RATE_PER_MIN", "5")]),
+    )
+    .await;
+    tracing::info!("--- a burst of 40 puts with no trace context");
+    let start = Instant::now();
+    direct_puts(&c, leader, 40, "burst").await;
+    let burst = start.elapsed();
+    raftctl(addr, &c.nodes[leader].client_addr, &["put", "control", "v"]);
+    wait_trace_with(&r, "the control trace", |t| {
+        t.iter().any(|s| s.name == "raftctl put") && t.iter().any(|s| s.name == "raft.propose")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let puts = traces_rooted_at(&r, "raftkv.v1.KV/Put");
+    // 5 tokens at start (Initialize and election spans may have taken some)
+    // plus the refill during the burst (5/min).
+    let refill = (burst.as_secs_f64() * 5.0 / 60.0).ceil() as usize;
+    assert!(
+        !puts.is_empty(),
+        "the limit must still let some traces through"
+    );
+    assert!(
+        puts.len() <= 5 + refill,
+        "{} put traces in a {burst:?} burst with 5/min",
+        puts.len()
+    );
+    // The kept traces are whole: each one has its replication spans.
+    for id in &puts {
+        let t = r.trace(id);
+        assert!(links_intact(&t), "broken links in {:?}", names(&t));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_peer_rpc_drop_is_an_event_on_the_span() {
+    let (r, addr) = Receiver::start().await;
+    let (c, leader) = three_nodes(
+        PORT_BASE + 80,
+        otel_env(
+            addr,
+            &[
+                ("RAFTKV_TRACE_RATE_PER_MIN", "0"),
+                ("RAFTKV_FAULT_PEER_DROP_PCT", "20"),
+            ],
+        ),
+    )
+    .await;
+    let log = std::fs::read_to_string(&c.nodes[0].log).unwrap_or_default();
+    assert!(
+        log.contains("FAULT INJECTION ON"),
+        "no start-up warning in:\n{log}"
+    );
+    tracing::info!("--- puts until a traced AppendEntries was dropped");
+    let mut kv = c.kv(leader);
+    let deadline = Instant::now() + WAIT;
+    let mut i = 0;
+    let dropped = loop {
+        let hit = r.all().into_iter().find(|s| {
+            s.events.iter().any(|(n, a)| {
+                n == "fault.injected"
+                    && a.get("fault.kind").map(String::as_str) == Some("peer_rpc_drop")
+            })
+        });
+        if let Some(s) = hit {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no drop event after {i} puts");
+        let _ = kv
+            .put(pb::PutRequest {
+                key: format!("drop-{i}").into_bytes(),
+                value: b"v".to_vec(),
+            })
+            .await;
+        i += 1;
+    };
+    assert_eq!(dropped.name, "raftkv.v1.RaftPeer/AppendEntries");
+    assert_eq!(dropped.kind, KIND_CLIENT);
+    assert_eq!(
+        dropped
+            .attrs
+            .get("rpc.response.status_code")
+            .map(String::as_str),
+        Some("DEADLINE_EXCEEDED")
+    );
+    // It belongs to a write's trace.
+    let t = r.trace(&dropped.trace_id);
+    assert!(
+        t.iter().any(|s| s.name == "raft.propose"),
+        "{:?}",
+        names(&t)
+    );
+}
