@@ -287,6 +287,26 @@ impl Collector for StorageCollector {
             None,
             c.metric_type(),
         )?)?;
+        let counts = storage::fsync_histogram();
+        let mut buckets: Vec<(f64, u64)> = storage::FSYNC_BUCKET_BOUNDS_NANOS
+            .iter()
+            .zip(counts)
+            .map(|(b, n)| (secs(*b), n))
+            .collect();
+        buckets.push((f64::INFINITY, counts[counts.len() - 1]));
+        encoder
+            .encode_descriptor(
+                "storage_fsync_duration",
+                "fsync latency",
+                Some(&prometheus_client::registry::Unit::Seconds),
+                prometheus_client::metrics::MetricType::Histogram,
+            )?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                secs(s.fsync_nanos_total),
+                counts.iter().sum(),
+                &buckets,
+                None,
+            )?;
         let g = ConstGauge::new(secs(s.fsync_nanos_max));
         g.encode(encoder.encode_descriptor(
             "storage_fsync_max_seconds",
@@ -407,6 +427,15 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("raftkv_storage_fsyncs_total"), "{t}");
+        assert!(
+            t.contains("raftkv_storage_fsync_duration_seconds_bucket{le=\"5.0e-5\"}")
+                || t.contains("raftkv_storage_fsync_duration_seconds_bucket{le=\"0.00005\"}"),
+            "{t}"
+        );
+        assert!(
+            t.contains("raftkv_storage_fsync_duration_seconds_count"),
+            "{t}"
+        );
         assert!(t.ends_with("# EOF\n"), "{t}");
     }
 

@@ -29,7 +29,9 @@ pub use identity::IdentityStore;
 pub use log::LogStore;
 pub use options::{FsyncFaults, StorageOptions};
 pub use state_machine::{AppliedState, KvReader, SnapshotBuilder, StateMachineStore};
-pub use stats::{StorageStats, StorageStatsSnapshot, stats};
+pub use stats::{
+    FSYNC_BUCKET_BOUNDS_NANOS, StorageStats, StorageStatsSnapshot, fsync_histogram, stats,
+};
 
 pub use crate::kv::prefix_end;
 use crate::typ::LogId;

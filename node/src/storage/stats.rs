@@ -72,6 +72,27 @@ impl StorageStats {
     }
 }
 
+/// Upper bounds of the fsync latency histogram buckets, in nanoseconds:
+/// 50 µs doubling to ~3.3 s; a last, unbounded bucket follows.
+pub const FSYNC_BUCKET_BOUNDS_NANOS: [u64; 17] = {
+    let mut b = [0u64; 17];
+    let mut i = 0;
+    while i < 17 {
+        b[i] = 50_000 << i;
+        i += 1;
+    }
+    b
+};
+
+/// Per-bucket fsync counts (not cumulative); index 17 is above the last bound.
+static FSYNC_BUCKETS: [AtomicU64; 18] = [const { AtomicU64::new(0) }; 18];
+
+/// fsync latency counts per bucket of [`FSYNC_BUCKET_BOUNDS_NANOS`] (plus
+/// the overflow bucket), for the metrics exporter.
+pub fn fsync_histogram() -> [u64; 18] {
+    std::array::from_fn(|i| FSYNC_BUCKETS[i].load(Relaxed))
+}
+
 /// How a file is synced: `data` = fdatasync (contents, size), otherwise fsync.
 pub(crate) fn sync_file(file: &File, data_only: bool, faults: &FsyncFaults) -> io::Result<()> {
     if faults.is_on() {
@@ -95,6 +116,8 @@ pub(crate) fn sync_file(file: &File, data_only: bool, faults: &FsyncFaults) -> i
     STATS.fsyncs.fetch_add(1, Relaxed);
     STATS.fsync_nanos_total.fetch_add(nanos, Relaxed);
     STATS.fsync_nanos_max.fetch_max(nanos, Relaxed);
+    let bucket = FSYNC_BUCKET_BOUNDS_NANOS.partition_point(|b| *b < nanos);
+    FSYNC_BUCKETS[bucket].fetch_add(1, Relaxed);
     if r.is_err() {
         STATS.fsync_failures.fetch_add(1, Relaxed);
     }
