@@ -82,10 +82,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
             LeaderElector::new(client.clone(), ns.trim(), &config.lease_name, &identity);
         elector.acquire().await?;
         metrics.leader.set(1);
-        tokio::select! {
+        let outcome = tokio::select! {
             () = controller::run(client.clone(), controller_config, metrics.clone()) => Ok(()),
             lost = elector.hold() => Err(lost),
+        };
+        if outcome.is_ok() {
+            elector.release().await;
         }
+        outcome
     };
     tokio::select! {
         r = work => r,

@@ -14,6 +14,7 @@ pub mod observe;
 pub mod planner;
 pub mod resources;
 pub mod server;
+pub mod telemetry;
 
 /// Every failure of the operator, counted by [`Error::metric_label`].
 #[derive(Debug, thiserror::Error)]
