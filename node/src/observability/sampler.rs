@@ -1,3 +1,6 @@
+//! (Also compiled into the operator through `#[path]`: keep paths relative,
+//! `super::semconv` only.)
+//!
 //! Trace sampling: parent-based, with a trace-ID ratio AND a per-process rate
 //! limit on new traces for root spans.
 //!
@@ -27,11 +30,11 @@ use parking_lot::Mutex;
 /// Span names that never start a trace (they are only kept as children).
 /// Heartbeats and polls would otherwise use up the rate limit.
 pub const NEVER_ROOT: &[&str] = &[
-    crate::observability::semconv::PEER_APPEND_ENTRIES,
-    crate::observability::semconv::PEER_READ_INDEX,
-    crate::observability::semconv::CLUSTER_STATUS,
-    crate::observability::semconv::SPAN_APPLY,
-    crate::observability::semconv::SPAN_LOG_APPEND,
+    super::semconv::PEER_APPEND_ENTRIES,
+    super::semconv::PEER_READ_INDEX,
+    super::semconv::CLUSTER_STATUS,
+    super::semconv::SPAN_APPLY,
+    super::semconv::SPAN_LOG_APPEND,
 ];
 
 /// Default `RAFTKV_TRACE_RATE_PER_MIN`.
@@ -434,7 +437,7 @@ mod tests {
         let clock = Arc::new(ManualClock::default());
         let s = RootSampler::new(cfg(1.0, Some(1)), clock);
         assert_eq!(
-            root(&s, crate::observability::semconv::PEER_APPEND_ENTRIES, 1),
+            root(&s, super::super::semconv::PEER_APPEND_ENTRIES, 1),
             SamplingDecision::Drop
         );
         assert_eq!(
@@ -472,7 +475,7 @@ mod tests {
             let d = sampler.should_sample(
                 Some(&sampled),
                 TraceId::from(7u128),
-                crate::observability::semconv::PEER_APPEND_ENTRIES,
+                super::super::semconv::PEER_APPEND_ENTRIES,
                 &SpanKind::Client,
                 &[],
                 &[],

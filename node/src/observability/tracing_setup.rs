@@ -1,3 +1,5 @@
+//! (Also compiled into the operator through `#[path]`: only `super::sampler`.)
+//!
 //! The OpenTelemetry pipeline: a `tracing` layer that exports sampled spans
 //! over OTLP/gRPC (tonic), configured by the standard environment variables.
 //!
