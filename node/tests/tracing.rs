@@ -463,3 +463,88 @@ async fn an_injected_peer_rpc_drop_is_an_event_on_the_span() {
         names(&t)
     );
 }
+
+/// The overhead figure of issue 5: `raftctl bench put --clients 64` on a
+/// local 3-node cluster (`raft-node local`) with tracing off, exporting at
+/// ratio 1.0 (no rate limit) to this process's receiver, and at the default
+/// rate limit. Slow and machine-dependent, so not part of the suite:
+///
+/// `RAFTKV_BIN_DIR=<target>/release cargo test -p raftkv-node --test tracing -- --ignored --nocapture overhead`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (30 s of load), run by hand for the overhead figure"]
+async fn overhead_of_tracing_on_bench_put() {
+    use std::io::BufRead;
+    let bin = |name: &str, built: &str| match std::env::var("RAFTKV_BIN_DIR") {
+        Ok(dir) => format!("{dir}/{name}"),
+        Err(_) => built.to_string(),
+    };
+    let (node_bin, ctl_bin) = (
+        bin("raft-node", util::NODE_BIN),
+        bin("raftctl", RAFTCTL_BIN),
+    );
+    let duration = std::env::var("RAFTKV_BENCH_DURATION").unwrap_or_else(|_| "10s".into());
+    let (r, addr) = Receiver::start().await;
+    let endpoint = format!("http://{addr}");
+    let modes: [(&str, Vec<(&str, &str)>); 3] = [
+        ("tracing off", vec![]),
+        (
+            "ratio 1.0, no rate limit",
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("RAFTKV_TRACE_RATE_PER_MIN", "0"),
+            ],
+        ),
+        (
+            "default (ratio 1.0, 20 traces/min)",
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+        ),
+    ];
+    let mut report = Vec::new();
+    for (i, (mode, env)) in modes.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = PORT_BASE + 100 + 20 * i as u16;
+        let mut local = Command::new(&node_bin)
+            .args(["local", "--nodes", "3", "--fresh", "--no-restart"])
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(["--base-port", &base.to_string()])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("raft-node local");
+        let stdout = local.stdout.take().unwrap();
+        let endpoints = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let eps = lines.by_ref().map_while(Result::ok).find_map(|l| {
+                l.strip_prefix("export RAFTCTL_ENDPOINTS=")
+                    .map(str::to_string)
+            });
+            // Keep draining so the cluster never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            eps
+        })
+        .await
+        .unwrap()
+        .expect("raft-node local never printed its endpoints");
+        let before = r.all().len();
+        let out = Command::new(&ctl_bin)
+            .args(["--endpoints", &endpoints, "bench", "put", "--clients", "64"])
+            .args(["--duration", &duration])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .output()
+            .expect("raftctl bench");
+        // SAFETY: signalling a child we spawned, by its pid.
+        unsafe { libc::kill(local.id() as i32, libc::SIGTERM) };
+        let _ = local.wait();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let spans = r.all().len() - before;
+        report.push(format!("=== {mode}: {spans} spans exported\n{text}"));
+    }
+    println!("{}", report.join("\n"));
+}
