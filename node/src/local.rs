@@ -12,7 +12,7 @@
 //! 7000, 7002, 7004 (raftctl's default endpoints).
 
 use std::ffi::OsString;
-use std::io::{BufRead, Seek, SeekFrom};
+use std::io::{BufRead, IsTerminal, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -184,6 +184,9 @@ impl LocalNode {
                 cmd.stdout(f.try_clone()?).stderr(f);
             }
             None => {
+                if !std::io::stdout().is_terminal() {
+                    cmd.env("NO_COLOR", "1");
+                }
                 cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             }
         }
