@@ -6,7 +6,7 @@ use raft_operator::{app, crd};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some((config, json_logs)) = cli.command.run_config() {
-        app::init_logging(json_logs);
+        let _telemetry = raft_operator::telemetry::init(json_logs);
         app::run(config).await?;
         return Ok(());
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::cluster_client::ClusterClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::planner::{MemberInfo, MembershipView, NewMember, NodeId, NodeStatus, Role};
@@ -22,7 +23,11 @@ pub mod limits {
     pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
-async fn connect(addr: &str, timeout: Duration) -> Result<ClusterClient<Channel>> {
+/// Every request carries the reconcile's W3C `traceparent`.
+type Client = ClusterClient<InterceptedService<Channel, Interceptor>>;
+type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+async fn connect(addr: &str, timeout: Duration) -> Result<Client> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::NodeConnect {
             target: addr.into(),
@@ -34,7 +39,8 @@ async fn connect(addr: &str, timeout: Duration) -> Result<ClusterClient<Channel>
         target: addr.into(),
         message: e.to_string(),
     })?;
-    Ok(ClusterClient::new(channel))
+    let interceptor: Interceptor = crate::telemetry::interceptor;
+    Ok(ClusterClient::with_interceptor(channel, interceptor))
 }
 
 fn rpc_err(addr: &str) -> impl Fn(tonic::Status) -> Error + '_ {

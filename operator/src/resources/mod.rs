@@ -34,3 +34,6 @@ pub fn read_name(cluster: &str) -> String {
 pub fn pvc_name(pod: &str) -> String {
     format!("{DATA_VOLUME}-{pod}")
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! The owned objects carry what the nodes and the planner rely on.
+
+use kube::core::ObjectMeta;
+
+use super::*;
+use crate::crd::{RaftCluster, RaftClusterSpec, RaftTimings, TracingSpec};
+use crate::planner::Set;
+
+fn cluster() -> RaftCluster {
+    let spec: RaftClusterSpec = serde_json::from_value(serde_json::json!({
+        "replicas": 3,
+        "image": "raftkv/raft-node:dev",
+        "imagePullPolicy": "IfNotPresent",
+    }))
+    .unwrap();
+    let mut rc = RaftCluster::new("demo", spec);
+    rc.metadata = ObjectMeta {
+        name: Some("demo".into()),
+        namespace: Some("ns1".into()),
+        uid: Some("u-1".into()),
+        ..Default::default()
+    };
+    rc
+}
+
+#[test]
+fn voters_statefulset_is_parallel_on_delete_with_stable_dns_args() {
+    let sts = statefulset(&cluster(), Set::Voters, 3);
+    let spec = sts.spec.unwrap();
+    assert_eq!(sts.metadata.name.as_deref(), Some("demo"));
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("demo-peer"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(
+        spec.update_strategy.unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    let retention = spec.persistent_volume_claim_retention_policy.unwrap();
+    assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+    assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
+    let pvc = &spec.volume_claim_templates.unwrap()[0];
+    assert_eq!(pvc.metadata.name.as_deref(), Some("data"));
+    let pod = spec.template.spec.unwrap();
+    let c = &pod.containers[0];
+    let args = c.args.clone().unwrap().join(" ");
+    assert!(args.contains("--advertise-client $(POD_NAME).demo-peer.ns1.svc.cluster.local:7000"));
+    assert!(args.contains("--advertise-peer $(POD_NAME).demo-peer.ns1.svc.cluster.local:7001"));
+    assert!(args.contains("--name $(POD_NAME)"));
+    assert!(args.contains("--data-dir /var/lib/raftkv"));
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .grpc
+            .as_ref()
+            .unwrap()
+            .port,
+        7000
+    );
+    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert!(
+        pod.affinity.unwrap().pod_anti_affinity.is_some(),
+        "voters spread by default"
+    );
+    // The role label is the operator's, never the template's.
+    let labels = spec.template.metadata.unwrap().labels.unwrap();
+    assert!(!labels.contains_key(crate::crd::ROLE_LABEL));
+    assert_eq!(labels["app.kubernetes.io/component"], "voter");
+    let owner = &sts.metadata.owner_references.unwrap()[0];
+    assert_eq!(owner.kind, "RaftCluster");
+    assert_eq!(owner.controller, Some(true));
+}
+
+#[test]
+fn raft_timings_and_tracing_become_environment_variables() {
+    let mut rc = cluster();
+    rc.spec.raft = Some(RaftTimings {
+        heartbeat_ms: Some(50),
+        election_timeout_min_ms: Some(300),
+        election_timeout_max_ms: None,
+        snapshot_threshold: Some(1000),
+    });
+    rc.spec.tracing = Some(TracingSpec {
+        endpoint: "http://otel:4317".into(),
+        sampling_ratio: 0.25,
+    });
+    let sts = statefulset(&rc, Set::Read, 2);
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    let env: Vec<(String, Option<String>)> = pod.containers[0]
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.clone())
+    };
+    assert_eq!(get("RAFT_HEARTBEAT_MS").as_deref(), Some("50"));
+    assert_eq!(get("RAFT_ELECTION_TIMEOUT_MIN_MS").as_deref(), Some("300"));
+    assert_eq!(
+        get("RAFT_ELECTION_TIMEOUT_MAX_MS"),
+        None,
+        "unset keeps node default"
+    );
+    assert_eq!(get("RAFT_SNAPSHOT_THRESHOLD").as_deref(), Some("1000"));
+    assert_eq!(
+        get("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+        Some("http://otel:4317")
+    );
+    assert_eq!(
+        get("OTEL_TRACES_SAMPLER").as_deref(),
+        Some("parentbased_traceidratio")
+    );
+    assert_eq!(get("OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("0.25"));
+    assert!(
+        get("OTEL_RESOURCE_ATTRIBUTES")
+            .unwrap()
+            .contains("k8s.pod.name=$(POD_NAME)")
+    );
+    assert!(
+        pod.affinity.is_none(),
+        "read replicas are not spread by default"
+    );
+}
+
+#[test]
+fn services_and_pdb_select_the_right_pods() {
+    let rc = cluster();
+    let peer = peer_service(&rc).spec.unwrap();
+    assert_eq!(peer.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(peer.publish_not_ready_addresses, Some(true));
+    assert!(
+        !peer
+            .selector
+            .unwrap()
+            .contains_key("app.kubernetes.io/component")
+    );
+    let client = client_service(&rc);
+    assert_eq!(client.metadata.name.as_deref(), Some("demo"));
+    assert_eq!(
+        client.spec.unwrap().selector.unwrap()["app.kubernetes.io/component"],
+        "voter"
+    );
+    assert_eq!(
+        read_service(&rc).metadata.name.as_deref(),
+        Some("demo-read")
+    );
+    let pdb = pod_disruption_budget(&rc).spec.unwrap();
+    assert_eq!(
+        pdb.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+}
+
+#[test]
+fn the_voter_selector_in_status_matches_the_pod_labels() {
+    let sts = statefulset(&cluster(), Set::Voters, 3);
+    let labels = sts.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    for pair in crate::crd::voter_selector("demo").split(',') {
+        let (k, v) = pair.split_once('=').unwrap();
+        assert_eq!(labels.get(k).map(String::as_str), Some(v), "{k}");
+    }
+}
