@@ -24,6 +24,8 @@ Exit codes:
   1  the command failed (one line on stderr: `Error: ...`), e.g. key not found,
      compare-and-swap mismatch, no node reachable, request refused
   2  invalid command line
+`status` exits 0 when at least one node answered (unreachable members are rows
+with role `unreachable` and a warning on stderr); `leader_id` 0 means no leader.
 
 Examples:
   export RAFTCTL_ENDPOINTS=127.0.0.1:7000,127.0.0.1:7002,127.0.0.1:7004

@@ -247,9 +247,15 @@ pub fn render_json(view: &StatusView) -> Value {
             "learners": m.learners.iter().map(|v| v.node_id).collect::<Vec<_>>(),
         })
     });
+    let leader_addr = view
+        .rows
+        .iter()
+        .find(|r| view.leader_id != 0 && r.id == Some(view.leader_id))
+        .map(|r| r.client_addr.clone());
     json!({
         "cluster_id": view.cluster_id,
         "leader_id": view.leader_id,
+        "leader_addr": leader_addr,
         "membership": membership,
         "members": members,
     })
@@ -427,6 +433,7 @@ mod tests {
     fn json_has_leader_and_member_fields() {
         let doc = render_json(&build_view(&sample()));
         assert_eq!(doc["leader_id"], 1);
+        assert_eq!(doc["leader_addr"], "127.0.0.1:7002");
         let m = &doc["members"][1];
         for field in [
             "id",
