@@ -132,7 +132,7 @@ pub struct Proposal {
 
 impl Proposal {
     pub fn start(cmd: &Command) -> Self {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             SPAN_PROPOSE,
             raft.node_id = tracing::field::Empty,
             raft.index = tracing::field::Empty,
@@ -225,7 +225,7 @@ pub fn remember_indexes(span: &Span, indexes: impl IntoIterator<Item = u64>) {
 /// trace (and forgets the index). `None` costs one atomic load.
 pub fn apply_span(index: u64) -> Option<Span> {
     let sc = remove(Key::Index(index))?;
-    let span = tracing::info_span!(SPAN_APPLY, raft.index = index);
+    let span = tracing::debug_span!(SPAN_APPLY, raft.index = index);
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
     Some(span)
 }
@@ -247,7 +247,7 @@ pub fn election_parent(me: crate::NodeId, term: u64) -> Vec<SpanContext> {
         return sampled_context(span).into_iter().collect();
     }
     let span =
-        tracing::info_span!(parent: None, SPAN_ELECTION, raft.node_id = me, raft.term = term);
+        tracing::debug_span!(parent: None, SPAN_ELECTION, raft.node_id = me, raft.term = term);
     let sc = sampled_context(&span);
     *g = Some((term, span));
     drop(g);

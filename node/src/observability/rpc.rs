@@ -11,7 +11,7 @@ use super::semconv::grpc_code_name;
 /// (`host:port`). Its parent is the current span unless set otherwise.
 pub fn client_span(method: &'static str, server: &str) -> Span {
     let (host, port) = split_host_port(server);
-    tracing::info_span!(
+    tracing::debug_span!(
         "rpc.client",
         otel.name = method,
         otel.kind = "client",

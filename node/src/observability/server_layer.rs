@@ -43,7 +43,7 @@ pub fn server_span(
     headers: &http::HeaderMap,
     remote: Option<std::net::SocketAddr>,
 ) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "rpc.server",
         otel.name = method,
         otel.kind = "server",
@@ -59,6 +59,9 @@ pub fn server_span(
         raft.entries = Empty,
         raft.bytes = Empty,
     );
+    if span.is_disabled() {
+        return span;
+    }
     if let Some(a) = remote {
         span.record("client.address", tracing::field::display(a.ip()));
     }
@@ -94,6 +97,9 @@ where
             .get::<tonic::transport::server::TcpConnectInfo>()
             .and_then(|i| i.remote_addr());
         let span = server_span(method, req.headers(), remote);
+        if span.is_disabled() {
+            return Box::pin(self.inner.call(req));
+        }
         let fut = {
             let _entered = span.enter();
             self.inner.call(req)

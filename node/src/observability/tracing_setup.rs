@@ -28,7 +28,9 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::sampler::{MonotonicClock, SamplingConfig};
 
-/// `tracing` targets whose spans are exported (at INFO and above).
+/// `tracing` targets whose spans are exported (DEBUG and above). The trace
+/// spans are DEBUG spans: with no OpenTelemetry layer (and logs at INFO) they
+/// are disabled at their callsite and cost nothing.
 pub const EXPORTED_TARGETS: &[&str] = &["raftkv_node", "raft_operator", "raftctl", "raft_node"];
 
 /// What [`OtelConfig::from_env`] found.
@@ -156,7 +158,7 @@ where
     let tracer = provider.tracer("raftkv");
     let mut targets = Targets::new();
     for t in EXPORTED_TARGETS {
-        targets = targets.with_target(*t, tracing::Level::INFO);
+        targets = targets.with_target(*t, tracing::Level::DEBUG);
     }
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)

@@ -66,7 +66,7 @@ impl RaftPeer for PeerService {
         let append = rpc.entries.first().map(|first| {
             span.record("raft.index", first.log_id.index);
             links::remember_indexes(&span, rpc.entries.iter().map(|e| e.log_id.index));
-            tracing::info_span!(
+            tracing::debug_span!(
                 semconv::SPAN_LOG_APPEND,
                 raft.index = first.log_id.index,
                 raft.entries = rpc.entries.len()
@@ -114,7 +114,7 @@ impl RaftPeer for PeerService {
         let done = rpc.done;
         let res = if done {
             // The last chunk installs the snapshot.
-            let install = tracing::info_span!(
+            let install = tracing::debug_span!(
                 semconv::SPAN_SNAPSHOT_INSTALL,
                 raft.index = rpc.meta.last_log_id.map_or(0, |l| l.index),
                 raft.bytes = rpc.offset + rpc.data.len() as u64

@@ -190,7 +190,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// In a `raft.snapshot.build` span, counted in the metrics.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         use crate::observability::{metrics, semconv};
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             semconv::SPAN_SNAPSHOT_BUILD,
             raft.index = tracing::field::Empty
         );
