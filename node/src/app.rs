@@ -23,6 +23,7 @@ use crate::raft::contact::LeaderContact;
 use crate::raft::envelope;
 use crate::raft::network::PeerNetwork;
 use crate::raft::server::PeerService;
+use crate::read_batch::ReadIndexBatcher;
 use crate::storage::{self, IdentityStore, KvReader, StorageOptions};
 use crate::typ::{Raft, RaftMetrics};
 use crate::{NodeId, NodeInfo};
@@ -39,6 +40,8 @@ pub struct Node {
     /// Set on the leader while it hands leadership off: new writes are refused
     /// (UNAVAILABLE, retryable) so the target can catch up completely.
     transferring: AtomicBool,
+    /// Coalesces concurrent linearizable reads into one confirmation.
+    read_batcher: ReadIndexBatcher,
     /// Channels to other nodes' client listeners, for forwarding.
     client_channels: Mutex<HashMap<String, Channel>>,
 }
@@ -178,9 +181,15 @@ impl Node {
         }
     }
 
-    /// ReadIndex: the index this node must apply before a linearizable read.
-    /// On the leader, confirmed with a quorum; elsewhere, asked of the leader.
+    /// ReadIndex: the index this node must apply before a linearizable read,
+    /// confirmed after this call started (batched with concurrent reads).
     pub async fn read_index(&self) -> Result<u64, Status> {
+        self.read_batcher.read_index().await
+    }
+
+    /// One confirmation: on the leader, a quorum round; elsewhere, asked of
+    /// the leader.
+    async fn confirm_read_index(&self) -> Result<u64, Status> {
         let m = self.metrics();
         if m.state.is_leader() {
             let (read, _applied) = self.raft.get_read_log_id().await.map_err(|e| match e {
@@ -437,6 +446,7 @@ pub async fn start_node_with_options(
         contact: LeaderContact::default(),
         net,
         transferring: AtomicBool::new(false),
+        read_batcher: ReadIndexBatcher::default(),
         client_channels: Mutex::new(HashMap::new()),
     });
 
@@ -445,6 +455,15 @@ pub async fn start_node_with_options(
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = JoinSet::new();
+
+    let reads = node.clone();
+    let read_stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move {
+        let timeout = reads.config.limits.read_wait_max;
+        let fetch = || reads.confirm_read_index();
+        reads.read_batcher.run(fetch, timeout, read_stop).await;
+        Ok(())
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tasks.spawn(crate::health::run(

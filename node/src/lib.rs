@@ -19,6 +19,7 @@ pub mod kv;
 pub mod local;
 pub mod observability;
 pub mod raft;
+pub mod read_batch;
 pub mod storage;
 pub mod telemetry;
 pub mod typ;
