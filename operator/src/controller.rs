@@ -10,8 +10,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::utils::Predicate;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::crd::RaftCluster;
@@ -75,7 +76,19 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
         "app.kubernetes.io/name={APP_NAME},app.kubernetes.io/managed-by={MANAGED_BY}"
     ));
     let pods = watcher::Config::default().labels(&format!("app.kubernetes.io/name={APP_NAME}"));
-    Controller::new(api::<RaftCluster>(&client, ns), watcher::Config::default())
+    // Reconcile on spec (generation) and annotation (pause) changes only: the
+    // operator's own status writes change every member's applied index and must
+    // not trigger the next reconcile. Pods, owned objects and requeues still do.
+    let (reader, writer) = reflector::store();
+    let clusters = watcher(api::<RaftCluster>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    Controller::for_stream(clusters, reader)
         .owns(api::<StatefulSet>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned.clone())
         .owns(api::<PodDisruptionBudget>(&client, ns), owned)
