@@ -32,6 +32,10 @@ struct IdentityFile {
 /// The persisted identity of this node. Cheap to clone; all clones share one
 /// state, and every method takes `&self`.
 #[derive(Debug, Clone)]
+/// Largest node ID handed out: 2^53 - 1, the largest integer every JSON
+/// consumer represents exactly.
+pub const NODE_ID_MAX: u64 = (1 << 53) - 1;
+
 pub struct IdentityStore {
     inner: Arc<Inner>,
 }
@@ -79,7 +83,9 @@ impl IdentityStore {
                     });
                 }
                 let node_id = loop {
-                    let id: u64 = rand::random();
+                    // 53 bits: exact in JSON numbers (jq, JavaScript, float64
+                    // parsers) while collisions stay out of reach.
+                    let id: u64 = rand::random::<u64>() & NODE_ID_MAX;
                     if id != 0 {
                         break id;
                     }
@@ -105,7 +111,8 @@ impl IdentityStore {
         })
     }
 
-    /// This node's Raft ID (random, non-zero, created with the data directory).
+    /// This node's Raft ID (random, non-zero, at most [`NODE_ID_MAX`], created
+    /// with the data directory).
     pub fn node_id(&self) -> u64 {
         self.inner.node_id
     }
@@ -211,6 +218,7 @@ mod tests {
         let id = {
             let s = IdentityStore::open(dir.path()).unwrap();
             assert_ne!(s.node_id(), 0);
+            assert!(s.node_id() <= NODE_ID_MAX, "IDs stay exact in JSON");
             assert_eq!(s.cluster_id(), None);
             s.set_cluster_id("c-1").unwrap();
             s.set_cluster_id("c-1").unwrap();
