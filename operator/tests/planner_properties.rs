@@ -57,7 +57,7 @@ fn facts(obs: &Observed) -> Facts {
                     .map(|p| p.1)
             };
             let member = matches!(n.role, Role::Leader | Role::Follower | Role::Learner);
-            if !pod.terminating && member && lag.is_some_and(|lag| lag <= 64) {
+            if !pod.terminating && member && n.healthy && lag.is_some_and(|lag| lag <= 64) {
                 healthy.insert(n.node_id);
             }
         }

@@ -230,7 +230,8 @@ impl<'a> ClusterView<'a> {
             .map(|(_, lag)| *lag)
     }
 
-    /// Reachable, reporting this ID, a member in the node's own view, and caught up.
+    /// Reachable, reporting this ID, a member in the node's own view, in recent contact
+    /// with the leader, and caught up.
     pub fn is_healthy(&self, id: NodeId) -> bool {
         let Some(pod) = self.pod_of(id) else {
             return false;
@@ -241,8 +242,12 @@ impl<'a> ClusterView<'a> {
         if pod.terminating {
             return false;
         }
+        // Autopilot's two thresholds: the node's own `healthy` (a member that heard
+        // from the leader recently and applied nearly all it knows is committed) and
+        // the trailing log as the leader sees it.
         let member_role = matches!(node.role, Role::Leader | Role::Follower | Role::Learner);
         member_role
+            && node.healthy
             && self
                 .lag(id)
                 .is_some_and(|lag| lag <= limits::CAUGHT_UP_LAG_MAX)

@@ -143,7 +143,7 @@ impl Sim {
                     applied_index: self.log_index.saturating_sub(p.lag),
                     membership: p.joined.then(|| membership.clone()),
                     progress,
-                    healthy: p.lag == 0,
+                    healthy: p.joined && p.lag <= super::limits::CAUGHT_UP_LAG_MAX,
                 }
             });
             pods.push(PodState {

@@ -353,3 +353,16 @@ fn status_reports_members_leader_and_counts() {
         .unwrap();
     assert_eq!(available.status, "True");
 }
+
+#[test]
+fn a_learner_out_of_contact_with_the_leader_is_not_promoted() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.replicas = 4;
+    sim.settle(2); // scale + learner
+    let mut obs = sim.observe();
+    let pod = obs.pods.iter_mut().find(|p| p.name == "demo-3").unwrap();
+    pod.node.as_mut().unwrap().healthy = false; // lag 0 but no recent leader contact
+    let plan = plan(&obs);
+    assert!(plan.step.is_none(), "{plan:?}");
+    assert!(sim.step().step.is_some(), "promoted once healthy again");
+}
