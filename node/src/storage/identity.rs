@@ -29,13 +29,13 @@ struct IdentityFile {
     cluster_id: Option<String>,
 }
 
-/// The persisted identity of this node. Cheap to clone; all clones share one
-/// state, and every method takes `&self`.
-#[derive(Debug, Clone)]
 /// Largest node ID handed out: 2^53 - 1, the largest integer every JSON
 /// consumer represents exactly.
 pub const NODE_ID_MAX: u64 = (1 << 53) - 1;
 
+/// The persisted identity of this node. Cheap to clone; all clones share one
+/// state, and every method takes `&self`.
+#[derive(Debug, Clone)]
 pub struct IdentityStore {
     inner: Arc<Inner>,
 }
