@@ -107,8 +107,12 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
         .await;
 }
 
-#[tracing::instrument(skip(rc, ctx), fields(cluster = %rc.name_any(), namespace = rc.namespace()))]
+#[tracing::instrument(
+    skip(rc, ctx),
+    fields(cluster = %rc.name_any(), namespace = rc.namespace(), trace_id = tracing::field::Empty)
+)]
 async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
+    record_trace_id();
     let _timer = ctx.metrics.reconcile_started();
     if rc.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove what we own; the
@@ -162,6 +166,17 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         limits::REQUEUE_IDLE_SECS
     };
     Ok(Action::requeue(Duration::from_secs(secs)))
+}
+
+/// Puts the OpenTelemetry trace ID (when tracing is on) into the reconcile's logs.
+fn record_trace_id() {
+    use opentelemetry::trace::{TraceContextExt, TraceId};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::Span::current();
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
 }
 
 fn error_policy(_rc: Arc<RaftCluster>, error: &Error, ctx: Arc<Context>) -> Action {
