@@ -112,8 +112,6 @@ membership_event_count() {
     '[.items[] | select(.involvedObject.kind == "RaftCluster" and .involvedObject.name == $n and
       (.reason == "MemberPromoted" or .reason == "MemberRemoved" or .reason == "MemberReplaced")) | (.count // 1)] | add // 0'
 }
-# hex_id DECIMAL_ID: node IDs as the operator's Event notes print them (16 hex digits).
-hex_id() { printf '%016x' "$1"; }
 
 # --- raftctl in the client pod -----------------------------------------------------------
 
@@ -122,7 +120,7 @@ cexec() { kubectl -n "$E2E_NS" exec "$CLIENT_POD" -- "$@"; }
 # csh SCRIPT: run a busybox shell script in the client pod (busybox applets on PATH).
 csh() { kubectl -n "$E2E_NS" exec "$CLIENT_POD" -- /usr/local/bin/busybox sh -c "export PATH=/tmp/bin:/usr/local/bin; $1"; }
 
-client_endpoint() { echo "${RC}-client.${E2E_NS}.svc:${CLIENT_PORT}"; }
+client_endpoint() { echo "${RC}.${E2E_NS}.svc:${CLIENT_PORT}"; }
 read_endpoint() { echo "${RC}-read.${E2E_NS}.svc:${CLIENT_PORT}"; }
 # rctl ARGS...: raftctl against the client Service.
 rctl() { cexec raftctl --endpoints "$(client_endpoint)" "$@"; }

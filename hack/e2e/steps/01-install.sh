@@ -31,7 +31,7 @@ e2e_step_1() {
   check "helm install ${RELEASE} into ${OPERATOR_NS} (2 replicas, leader election)"
   helm install "$RELEASE" charts/raft-operator --namespace "$OPERATOR_NS" --create-namespace \
     --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
-    --set leaderElection.leaseName="$OPERATOR_LEASE" --set logging.level="info,raft_operator=debug" \
+    --set leaderElection.leaseName="$OPERATOR_LEASE" --set logging.level="info\\,raft_operator=debug" \
     --wait --timeout 180s
   check "the CRD is established"
   kubectl wait --for=condition=Established crd/raftclusters.raftkv.dev --timeout=60s >/dev/null

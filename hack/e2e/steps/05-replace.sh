@@ -36,11 +36,12 @@ e2e_step_5() {
   k delete pod "$victim" --wait=false
   wait_for "${victim} back with a new node ID, old ${old} swapped out, 3 voters, Available" 300 replaced "$victim" "$old"
   ok "${victim} is node $(node_id_of "$victim"); voters $(voter_ids)"
-  check "a MemberReplaced Event names the old ID $(hex_id "$old") and the new one"
-  local ev
-  ev=$(events_with_reason MemberReplaced | grep -- "$(hex_id "$old")" | tail -n 1)
-  [[ -n $ev ]] || fail "no MemberReplaced Event naming $(hex_id "$old"); reasons: $(event_reasons)"
-  [[ $ev == *"$(hex_id "$(node_id_of "$victim")")"* ]] || fail "MemberReplaced Event does not name the new ID: ${ev}"
+  check "a MemberReplaced Event names the old ID ${old} (removed) and the new one (added)"
+  local ev new
+  new=$(node_id_of "$victim")
+  ev=$(events_with_reason MemberReplaced | grep -F -- "$old" | tail -n 1 || true)
+  [[ -n $ev ]] || fail "no MemberReplaced Event naming ${old}; reasons: $(event_reasons)"
+  [[ $ev == *"removed [${old}"* && $ev == *"added [${new}"* ]] || fail "MemberReplaced Event does not say added ${new}, removed ${old}: ${ev}"
   ok "Event: ${ev}"
   check "every member has all ${KEYS} keys (stale reads, served locally by each member)"
   for pod in "${RC}-0" "${RC}-1" "${RC}-2"; do
