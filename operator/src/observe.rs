@@ -145,6 +145,10 @@ fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
             .or(pod.metadata.creation_timestamp.as_ref())
             .map(|t| t.0.as_millisecond())
     };
+    let ready_since_ms = ready_cond
+        .filter(|_| ready)
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0.as_millisecond());
     let labels = pod.metadata.labels.as_ref();
     PodState {
         name,
@@ -152,6 +156,7 @@ fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
         ordinal,
         ready,
         not_ready_since_ms,
+        ready_since_ms,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         revision: labels.and_then(|l| l.get("controller-revision-hash").cloned()),
         role_label: labels.and_then(|l| l.get(ROLE_LABEL).cloned()),

@@ -219,6 +219,29 @@ fn voter_changes(view: &ClusterView) -> Option<Outcome> {
             ),
         ));
     }
+    let now = view.obs.now_ms;
+    let stable_for = |name: &str| {
+        view.pod_named(name)
+            .filter(|p| p.ready)
+            .and_then(|p| p.ready_since_ms)
+            .map(|since| now - since)
+    };
+    if let Some(new) = adds.iter().find(|a| {
+        stable_for(&a.name).is_none_or(|ms| ms < super::limits::PROMOTION_STABILIZATION_MS)
+    }) {
+        let ready = stable_for(&new.name).map_or("not ready".to_string(), |ms| {
+            format!("ready for {} ms", ms.max(0))
+        });
+        return Some(Outcome::Wait(
+            intent,
+            format!(
+                "learner {} ({}) caught up, stabilizing ({ready}, promoted after {} ms)",
+                fmt_id(new.node_id),
+                new.name,
+                super::limits::PROMOTION_STABILIZATION_MS
+            ),
+        ));
+    }
     // Hand leadership off before the leader leaves.
     if removes.contains(&leader.node_id) {
         let staying: Vec<NodeId> = voters

@@ -24,6 +24,11 @@ pub mod limits {
     /// Small enough that promoting it does not stall commits, large enough that a
     /// member under steady write load still counts as caught up.
     pub const CAUGHT_UP_LAG_MAX: u64 = 64;
+    /// A caught-up learner is promoted only after its pod has been Ready (the node's
+    /// own health check: a member in contact with the leader and caught up) this
+    /// long, like autopilot's server stabilization time. Costs this much per scale-out
+    /// or replacement; saves promoting a node that flaps.
+    pub const PROMOTION_STABILIZATION_MS: i64 = 10_000;
     /// Requeue while something is in progress (seconds).
     pub const REQUEUE_BUSY_SECS: u64 = 3;
     /// Requeue when everything is settled (seconds).

@@ -72,6 +72,8 @@ pub struct PodState {
     pub ready: bool,
     /// The pod's Ready condition has been false since (Unix ms), if not ready.
     pub not_ready_since_ms: Option<i64>,
+    /// The pod's Ready condition has been true since (Unix ms), if ready.
+    pub ready_since_ms: Option<i64>,
     pub terminating: bool,
     /// `controller-revision-hash` label.
     pub revision: Option<String>,

@@ -156,6 +156,9 @@ impl Sim {
                 } else {
                     Some(p.ready_since_down.unwrap_or(self.now_ms))
                 },
+                // Ready long enough to be promoted unless a test says otherwise.
+                ready_since_ms: (p.up && p.joined && p.lag == 0)
+                    .then_some(self.now_ms - super::limits::PROMOTION_STABILIZATION_MS),
                 terminating: false,
                 revision: Some(p.revision.clone()),
                 role_label: p.role_label.clone(),

@@ -366,3 +366,26 @@ fn a_learner_out_of_contact_with_the_leader_is_not_promoted() {
     assert!(plan.step.is_none(), "{plan:?}");
     assert!(sim.step().step.is_some(), "promoted once healthy again");
 }
+
+#[test]
+fn a_caught_up_learner_is_promoted_only_after_the_stabilization_time() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.replicas = 4;
+    sim.settle(2); // scale + learner
+    let mut obs = sim.observe();
+    let pod = obs.pods.iter_mut().find(|p| p.name == "demo-3").unwrap();
+    pod.ready_since_ms = Some(obs.now_ms - limits::PROMOTION_STABILIZATION_MS + 1);
+    let plan = plan(&obs);
+    assert!(plan.step.is_none(), "{plan:?}");
+    let progressing = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing");
+    assert!(progressing.unwrap().message.contains("stabilizing"));
+    obs.now_ms += 1;
+    assert!(matches!(
+        super::plan(&obs).step,
+        Some(Step::ChangeMembership { .. })
+    ));
+}
