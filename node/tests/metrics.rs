@@ -1,0 +1,100 @@
+//! `/metrics` of a real `raft-node` process: the Raft gauges, proposals and
+//! the fsync histogram move as the node works.
+
+#[path = "cluster/util.rs"]
+mod util;
+
+use raftkv_proto::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use util::{TestCluster, WAIT, wait_for};
+
+const PORT_BASE: u16 = 26300;
+
+async fn scrape(addr: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    body.starts_with("HTTP/1.1 200").then_some(body)
+}
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_leader_reports_role_term_proposals_and_fsyncs() {
+    let metrics_addr = format!("127.0.0.1:{}", PORT_BASE + 10);
+    let c = TestCluster::start_with_env(
+        1,
+        PORT_BASE,
+        vec![("RAFT_METRICS_ADDR".into(), metrics_addr.clone())],
+    )
+    .await;
+    c.init(&[0]).await;
+    tracing::info!("--- 5 puts");
+    let mut kv = c.kv(0);
+    for i in 0..5 {
+        kv.put(pb::PutRequest {
+            key: format!("m-{i}").into_bytes(),
+            value: b"v".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+    let status = c.status(0).await;
+    let text = wait_for("metrics that show the puts", WAIT, || async {
+        let t = scrape(&metrics_addr).await?;
+        let applied = value(&t, "raftkv_raft_applied_index")?;
+        (applied >= status.applied_index as f64).then_some(t)
+    })
+    .await;
+    assert_eq!(
+        value(&text, r#"raftkv_raft_role{role="leader"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, r#"raftkv_raft_role{role="follower"}"#),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "raftkv_raft_term"),
+        Some(status.term as f64),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, r#"raftkv_raft_proposals_total{result="ok"}"#),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "raftkv_raft_proposal_duration_seconds_count"),
+        Some(5.0),
+        "{text}"
+    );
+    let fsyncs = value(&text, "raftkv_storage_fsync_duration_seconds_count").unwrap();
+    assert!(
+        fsyncs >= 5.0,
+        "{fsyncs} fsyncs for 5 acknowledged writes:\n{text}"
+    );
+    // Read at one scrape from two sets of atomics: at most one fsync apart.
+    let total = value(&text, "raftkv_storage_fsyncs_total").unwrap();
+    assert!(
+        (total - fsyncs).abs() <= 1.0,
+        "histogram {fsyncs} vs total {total}"
+    );
+    assert!(
+        value(&text, "raftkv_raft_commit_index").unwrap() >= 6.0,
+        "{text}"
+    );
+}
