@@ -24,7 +24,11 @@ pub struct NodeInfo {
 
 impl fmt::Display for NodeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}(client={}, peer={})", self.name, self.client_addr, self.peer_addr)
+        write!(
+            f,
+            "{}(client={}, peer={})",
+            self.name, self.client_addr, self.peer_addr
+        )
     }
 }
 

@@ -79,7 +79,9 @@ pub enum CommandResult {
 impl Command {
     pub fn key(&self) -> &[u8] {
         match self {
-            Command::Put { key, .. } | Command::Delete { key } | Command::CompareAndSwap { key, .. } => key,
+            Command::Put { key, .. }
+            | Command::Delete { key }
+            | Command::CompareAndSwap { key, .. } => key,
         }
     }
 }

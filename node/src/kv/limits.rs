@@ -38,14 +38,20 @@ impl KvLimits {
             return Err(InputError::EmptyKey);
         }
         if key.len() > self.key_bytes_max {
-            return Err(InputError::KeyTooLarge { len: key.len(), max: self.key_bytes_max });
+            return Err(InputError::KeyTooLarge {
+                len: key.len(),
+                max: self.key_bytes_max,
+            });
         }
         Ok(())
     }
 
     pub fn check_value(&self, value: &[u8]) -> Result<(), InputError> {
         if value.len() > self.value_bytes_max {
-            return Err(InputError::ValueTooLarge { len: value.len(), max: self.value_bytes_max });
+            return Err(InputError::ValueTooLarge {
+                len: value.len(),
+                max: self.value_bytes_max,
+            });
         }
         Ok(())
     }
@@ -60,7 +66,13 @@ mod tests {
         let l = KvLimits::default();
         assert_eq!(l.check_key(b""), Err(InputError::EmptyKey));
         assert!(l.check_key(&vec![b'k'; 4096]).is_ok());
-        assert_eq!(l.check_key(&vec![b'k'; 4097]), Err(InputError::KeyTooLarge { len: 4097, max: 4096 }));
+        assert_eq!(
+            l.check_key(&vec![b'k'; 4097]),
+            Err(InputError::KeyTooLarge {
+                len: 4097,
+                max: 4096
+            })
+        );
         assert!(l.check_value(&vec![0; 1 << 20]).is_ok());
         assert!(l.check_value(&vec![0; (1 << 20) + 1]).is_err());
     }
