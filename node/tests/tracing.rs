@@ -428,11 +428,14 @@ async fn an_injected_peer_rpc_drop_is_an_event_on_the_span() {
     let deadline = Instant::now() + WAIT;
     let mut i = 0;
     let dropped = loop {
+        // (Vote requests of the first election may be dropped too; look for
+        // the AppendEntries of a write.)
         let hit = r.all().into_iter().find(|s| {
-            s.events.iter().any(|(n, a)| {
-                n == "fault.injected"
-                    && a.get("fault.kind").map(String::as_str) == Some("peer_rpc_drop")
-            })
+            s.name == "raftkv.v1.RaftPeer/AppendEntries"
+                && s.events.iter().any(|(n, a)| {
+                    n == "fault.injected"
+                        && a.get("fault.kind").map(String::as_str) == Some("peer_rpc_drop")
+                })
         });
         if let Some(s) = hit {
             break s;
@@ -547,4 +550,45 @@ async fn overhead_of_tracing_on_bench_put() {
         report.push(format!("=== {mode}: {spans} spans exported\n{text}"));
     }
     println!("{}", report.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_election_and_a_snapshot_build_are_traced() {
+    let (r, addr) = Receiver::start().await;
+    let (c, leader) = three_nodes(
+        PORT_BASE + 90,
+        otel_env(
+            addr,
+            &[
+                ("RAFTKV_TRACE_RATE_PER_MIN", "0"),
+                ("RAFT_SNAPSHOT_THRESHOLD", "20"),
+            ],
+        ),
+    )
+    .await;
+    tracing::info!("--- the first election is one trace across nodes");
+    let t = wait_trace_with(&r, "the election's trace", |t| {
+        t.iter()
+            .any(|s| s.name == "raft.election" && s.parent.is_empty())
+            && t.iter()
+                .any(|s| s.name == "raftkv.v1.RaftPeer/Vote" && s.kind == KIND_CLIENT)
+            && t.iter()
+                .any(|s| s.name == "raftkv.v1.RaftPeer/Vote" && s.kind == KIND_SERVER)
+            && links_intact(t)
+    })
+    .await;
+    assert!(
+        node_ids(&t).len() >= 2,
+        "election spans from {:?}",
+        node_ids(&t)
+    );
+    tracing::info!("--- 30 puts build a snapshot (threshold 20)");
+    direct_puts(&c, leader, 30, "snap").await;
+    let built = wait_for("a raft.snapshot.build span", WAIT, || async {
+        r.all()
+            .into_iter()
+            .find(|s| s.name == "raft.snapshot.build")
+    })
+    .await;
+    assert!(built.attrs.contains_key("raft.index"), "{built:?}");
 }
