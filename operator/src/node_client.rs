@@ -153,3 +153,54 @@ pub async fn transfer_leader(addr: &str, target_node_id: NodeId) -> Result<()> {
         .map_err(rpc_err(addr))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reply_becomes_the_planners_view() {
+        let reply = pb::StatusResponse {
+            node_id: 7,
+            cluster_id: "c1".into(),
+            role: pb::Role::Leader as i32,
+            term: 3,
+            leader_id: 7,
+            commit_index: 10,
+            applied_index: 9,
+            membership: Some(pb::Membership {
+                log_index: 4,
+                configs: vec![pb::VoterConfig {
+                    voter_ids: vec![7, 8],
+                }],
+                voters: vec![pb::Member {
+                    node_id: 7,
+                    name: "demo-0".into(),
+                    ..Default::default()
+                }],
+                learners: vec![],
+                joint: false,
+            }),
+            progress: vec![pb::PeerProgress {
+                node_id: 8,
+                matched_index: 8,
+                lag: 2,
+            }],
+            healthy: true,
+            ..Default::default()
+        };
+        let s = node_status(reply);
+        assert_eq!(s.role, Role::Leader);
+        assert_eq!(s.leader_id, Some(7));
+        assert_eq!(s.progress, vec![(8, 2)]);
+        let m = s.membership.unwrap();
+        assert_eq!(m.configs, vec![vec![7, 8]]);
+        assert_eq!(m.name_of(7), Some("demo-0"));
+        let none = node_status(pb::StatusResponse {
+            role: pb::Role::Uninitialized as i32,
+            ..Default::default()
+        });
+        assert_eq!(none.role, Role::Uninitialized);
+        assert_eq!(none.leader_id, None, "0 means no leader");
+    }
+}
