@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "raftkv.dev";
 /// Annotation that stops every action on a cluster (status still updates).
 pub const PAUSED_ANNOTATION: &str = "raftkv.dev/paused";
+/// Annotation copied onto the pods' template: changing it rolls every pod (one at a
+/// time, leader last), like `kubectl rollout restart`. Any value, e.g. a timestamp.
+pub const RESTARTED_AT_ANNOTATION: &str = "raftkv.dev/restartedAt";
 /// Pod label kept current by the operator: `leader`, `follower` or `learner`.
 pub const ROLE_LABEL: &str = "raftkv.dev/role";
 

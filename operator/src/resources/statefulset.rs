@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::labels::{component, labels, owned_meta, set_selector};
 use super::{CLIENT_PORT, DATA_DIR, DATA_VOLUME, METRICS_PORT, PEER_PORT, peer_service_name};
-use crate::crd::{RaftCluster, RaftClusterSpec};
+use crate::crd::{RESTARTED_AT_ANNOTATION, RaftCluster, RaftClusterSpec};
 use crate::planner::Set;
 
 /// Stable DNS name of a pod behind the peer Service.
@@ -107,6 +107,19 @@ fn default_anti_affinity(selector: &BTreeMap<String, String>) -> Affinity {
         }),
         ..Default::default()
     }
+}
+
+/// `raftkv.dev/restartedAt` from the RaftCluster, if set.
+fn restarted_at(rc: &RaftCluster) -> Option<BTreeMap<String, String>> {
+    let value = rc
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(RESTARTED_AT_ANNOTATION)?;
+    Some(BTreeMap::from([(
+        RESTARTED_AT_ANNOTATION.to_string(),
+        value.clone(),
+    )]))
 }
 
 /// The voters' (`<name>`) or read replicas' (`<name>-read`) StatefulSet.
@@ -205,6 +218,7 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(&cluster, component(set))),
+                    annotations: restarted_at(rc),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

@@ -164,3 +164,20 @@ fn the_voter_selector_in_status_matches_the_pod_labels() {
         assert_eq!(labels.get(k).map(String::as_str), Some(v), "{k}");
     }
 }
+
+#[test]
+fn restarted_at_annotation_changes_the_pod_template() {
+    let mut rc = cluster();
+    let before = statefulset(&rc, Set::Voters, 3).spec.unwrap().template;
+    assert!(before.metadata.unwrap().annotations.is_none());
+    rc.metadata.annotations = Some(
+        [(
+            crate::crd::RESTARTED_AT_ANNOTATION.to_string(),
+            "1".to_string(),
+        )]
+        .into(),
+    );
+    let after = statefulset(&rc, Set::Read, 3).spec.unwrap().template;
+    let annotations = after.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations[crate::crd::RESTARTED_AT_ANNOTATION], "1");
+}
