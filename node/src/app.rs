@@ -405,6 +405,7 @@ pub async fn start_node_with_options(
         .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
     let identity = Arc::new(storage.identity);
     let id = identity.node_id();
+    crate::observability::set_node_id(id);
     let reader = storage.state_machine.reader();
     let net = PeerNetwork::new(
         id,

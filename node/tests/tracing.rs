@@ -592,3 +592,40 @@ async fn an_election_and_a_snapshot_build_are_traced() {
     .await;
     assert!(built.attrs.contains_key("raft.index"), "{built:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_is_one_trace_from_the_request_to_the_commit() {
+    let (r, addr) = Receiver::start().await;
+    let (mut c, leader) = three_nodes(
+        PORT_BASE + 95,
+        otel_env(addr, &[("RAFTKV_TRACE_RATE_PER_MIN", "0")]),
+    )
+    .await;
+    let learner = c.add_node().await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    tracing::info!("--- add a learner through a follower");
+    raftctl(
+        addr,
+        &c.nodes[follower].client_addr,
+        &[
+            "member",
+            "add-learner",
+            &c.nodes[learner].client_addr.clone(),
+        ],
+    );
+    let t = wait_trace_with(&r, "the membership change's trace", |t| {
+        t.iter().any(|s| s.name == "raftctl member")
+            && t.iter().any(|s| s.name == "raft.membership")
+            && t.iter()
+                .any(|s| s.name == "raftkv.v1.RaftPeer/AppendEntries" && s.kind == KIND_SERVER)
+            && node_ids(t).len() >= 3
+            && links_intact(t)
+    })
+    .await;
+    let m = t.iter().find(|s| s.name == "raft.membership").unwrap();
+    assert_eq!(
+        m.attrs.get("raft.membership.change").map(String::as_str),
+        Some("add_learner")
+    );
+    assert!(m.events.iter().any(|(n, _)| n == "raft.committed"), "{m:?}");
+}

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Node;
 use crate::grpc::errors;
+use crate::observability::links::membership_change;
 use crate::typ::{RaftMetrics, StoredMembership};
 use crate::{NodeId, NodeInfo};
 
@@ -296,6 +297,7 @@ impl Cluster for ClusterService {
                 FORWARDED_HEADER,
                 tonic::metadata::MetadataValue::from_static("1"),
             );
+            crate::observability::propagation::inject(r.metadata_mut());
             return leader.add_learner(r).await;
         }
         let m = self.node.metrics();
@@ -314,11 +316,12 @@ impl Cluster for ClusterService {
         if membership.get_node(&member.node_id) == Some(&info) {
             return Ok(Response::new(self.membership_response()));
         }
-        self.node
-            .raft
-            .add_learner(member.node_id, info, false)
-            .await
-            .map_err(errors::client_write)?;
+        membership_change(
+            "add_learner",
+            self.node.raft.add_learner(member.node_id, info, false),
+        )
+        .await
+        .map_err(errors::client_write)?;
         Ok(Response::new(self.membership_response()))
     }
 
@@ -332,6 +335,7 @@ impl Cluster for ClusterService {
                 FORWARDED_HEADER,
                 tonic::metadata::MetadataValue::from_static("1"),
             );
+            crate::observability::propagation::inject(r.metadata_mut());
             return leader.change_membership(r).await;
         }
         let req = request.into_inner();
@@ -339,11 +343,12 @@ impl Cluster for ClusterService {
         let m = self.node.metrics();
         self.check_voter_change(&m, &new_voters)?;
         tracing::info!(voters = ?new_voters, retain = req.retain, "changing membership (joint consensus)");
-        self.node
-            .raft
-            .change_membership(new_voters, req.retain)
-            .await
-            .map_err(errors::client_write)?;
+        membership_change(
+            "change_voters",
+            self.node.raft.change_membership(new_voters, req.retain),
+        )
+        .await
+        .map_err(errors::client_write)?;
         Ok(Response::new(self.membership_response()))
     }
 
@@ -357,6 +362,7 @@ impl Cluster for ClusterService {
                 FORWARDED_HEADER,
                 tonic::metadata::MetadataValue::from_static("1"),
             );
+            crate::observability::propagation::inject(r.metadata_mut());
             return leader.remove_member(r).await;
         }
         let id = request.into_inner().node_id;
@@ -373,18 +379,20 @@ impl Cluster for ClusterService {
         if membership.voter_ids().any(|v| v == id) {
             let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
             self.check_voter_change(&m, &voters)?;
-            self.node
-                .raft
-                .change_membership(voters, false)
-                .await
-                .map_err(errors::client_write)?;
+            membership_change(
+                "remove_voter",
+                self.node.raft.change_membership(voters, false),
+            )
+            .await
+            .map_err(errors::client_write)?;
         } else {
             let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-            self.node
-                .raft
-                .change_membership(change, false)
-                .await
-                .map_err(errors::client_write)?;
+            membership_change(
+                "remove_learner",
+                self.node.raft.change_membership(change, false),
+            )
+            .await
+            .map_err(errors::client_write)?;
         }
         Ok(Response::new(self.membership_response()))
     }
@@ -399,6 +407,7 @@ impl Cluster for ClusterService {
                 FORWARDED_HEADER,
                 tonic::metadata::MetadataValue::from_static("1"),
             );
+            crate::observability::propagation::inject(r.metadata_mut());
             return leader.transfer_leader(r).await;
         }
         let target = request.into_inner().target_node_id;

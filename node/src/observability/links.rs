@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::semconv::{EVENT_COMMITTED, SPAN_APPLY, SPAN_ELECTION, SPAN_PROPOSE};
+use super::semconv::{EVENT_COMMITTED, SPAN_APPLY, SPAN_ELECTION, SPAN_MEMBERSHIP, SPAN_PROPOSE};
 use crate::kv::Command;
 use crate::typ::Entry;
 
@@ -41,6 +41,8 @@ pub const TRACED_ENTRIES_MAX: usize = 4096;
 enum Key {
     Command(u64),
     Index(u64),
+    /// The membership change in progress (one at a time).
+    Membership,
 }
 
 #[derive(Default)]
@@ -146,6 +148,9 @@ impl Proposal {
         });
         if key.is_some() {
             span.record("raft.bytes", command_bytes(cmd));
+            if let Some(id) = super::node_id() {
+                span.record("raft.node_id", id);
+            }
         }
         Proposal {
             span,
@@ -194,13 +199,14 @@ pub fn parent_for_entries(entries: &[Entry]) -> Vec<SpanContext> {
     let mut found: Vec<SpanContext> = Vec::new();
     for e in entries {
         let index = e.log_id.index;
-        let sc = get(Key::Index(index)).or_else(|| match &e.payload {
-            openraft::EntryPayload::Normal(cmd) => {
-                let sc = get(Key::Command(command_key(cmd)))?;
-                insert(Key::Index(index), sc.clone());
-                Some(sc)
-            }
-            _ => None,
+        let sc = get(Key::Index(index)).or_else(|| {
+            let sc = match &e.payload {
+                openraft::EntryPayload::Normal(cmd) => get(Key::Command(command_key(cmd)))?,
+                openraft::EntryPayload::Membership(_) => get(Key::Membership)?,
+                openraft::EntryPayload::Blank => return None,
+            };
+            insert(Key::Index(index), sc.clone());
+            Some(sc)
         });
         if let Some(sc) = sc
             && !found.iter().any(|f| f.span_id() == sc.span_id())
@@ -225,9 +231,47 @@ pub fn remember_indexes(span: &Span, indexes: impl IntoIterator<Item = u64>) {
 /// trace (and forgets the index). `None` costs one atomic load.
 pub fn apply_span(index: u64) -> Option<Span> {
     let sc = remove(Key::Index(index))?;
-    let span = tracing::debug_span!(SPAN_APPLY, raft.index = index);
+    let span = tracing::debug_span!(
+        SPAN_APPLY,
+        raft.index = index,
+        raft.node_id = super::node_id()
+    );
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
     Some(span)
+}
+
+/// A membership change on the leader (`kind`: add_learner, change_voters,
+/// ...): a `raft.membership` span around openraft's call, which returns once
+/// the joint and the final configuration are committed. Its entries join the
+/// span's trace on every node (like a proposal's).
+pub async fn membership_change<E>(
+    kind: &'static str,
+    fut: impl std::future::Future<Output = Result<crate::typ::ClientWriteResponse, E>>,
+) -> Result<crate::typ::ClientWriteResponse, E> {
+    use tracing::Instrument;
+    let span = tracing::debug_span!(
+        SPAN_MEMBERSHIP,
+        raft.membership.change = kind,
+        raft.index = tracing::field::Empty
+    );
+    let traced = sampled_context(&span)
+        .map(|sc| insert(Key::Membership, sc))
+        .is_some();
+    let r = fut.instrument(span.clone()).await;
+    if traced {
+        remove(Key::Membership);
+    }
+    if let Ok(resp) = &r {
+        span.record("raft.index", resp.log_id.index);
+        span.add_event(
+            EVENT_COMMITTED,
+            vec![opentelemetry::KeyValue::new(
+                "raft.index",
+                resp.log_id.index as i64,
+            )],
+        );
+    }
+    r
 }
 
 /// How long a `raft.election` span stays open at most (a campaign that

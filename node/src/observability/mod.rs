@@ -21,3 +21,16 @@ pub mod sampler;
 pub mod semconv;
 pub mod server_layer;
 pub mod tracing_setup;
+
+static NODE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets this process's Raft node ID, recorded as `raft.node_id` on its server,
+/// proposal and apply spans (called once storage has opened).
+pub fn set_node_id(id: crate::NodeId) {
+    NODE_ID.store(id, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's Raft node ID, once known.
+pub fn node_id() -> Option<crate::NodeId> {
+    Some(NODE_ID.load(std::sync::atomic::Ordering::Relaxed)).filter(|id| *id != 0)
+}

@@ -41,6 +41,8 @@ pub const SPAN_LOG_APPEND: &str = "raft.log.append";
 pub const SPAN_APPLY: &str = "raft.apply";
 pub const SPAN_SNAPSHOT_BUILD: &str = "raft.snapshot.build";
 pub const SPAN_SNAPSHOT_INSTALL: &str = "raft.snapshot.install";
+/// A membership change on the leader, until joint and final configs commit.
+pub const SPAN_MEMBERSHIP: &str = "raft.membership";
 /// A candidate's campaign (parent of its Vote requests).
 pub const SPAN_ELECTION: &str = "raft.election";
 

@@ -65,6 +65,9 @@ pub fn server_span(
     if let Some(a) = remote {
         span.record("client.address", tracing::field::display(a.ip()));
     }
+    if let Some(id) = super::node_id() {
+        span.record("raft.node_id", id);
+    }
     let cx = extract_headers(headers);
     if cx.span().span_context().is_valid() {
         let _ = span.set_parent(cx);
