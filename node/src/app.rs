@@ -207,6 +207,7 @@ impl Node {
         let mut client = self.net.client(&info.peer_addr).map_err(Status::internal)?;
         let mut req = tonic::Request::new(self.net.envelope(leader, Vec::new()));
         req.set_timeout(self.config.limits.peer_rpc_timeout);
+        crate::observability::propagation::inject(req.metadata_mut());
         let reply = client.read_index(req).await.map_err(|s| {
             errors::unavailable_with_hint(
                 format!(
@@ -304,6 +305,7 @@ impl Node {
                 .envelope(target, envelope::encode(&m.current_term)?),
         );
         req.set_timeout(self.config.limits.peer_rpc_timeout);
+        crate::observability::propagation::inject(req.metadata_mut());
         client.timeout_now(req).await.map_err(|s| {
             Status::unavailable(format!(
                 "node {target} refused to campaign: {}",
