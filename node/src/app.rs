@@ -37,6 +37,9 @@ pub struct Node {
     pub config: Arc<NodeConfig>,
     pub contact: LeaderContact,
     pub net: PeerNetwork,
+    /// A handle on the Raft log (shared with openraft) for the pre-vote's
+    /// last-log comparison.
+    pub log: crate::storage::LogStore,
     /// Set on the leader while it hands leadership off: new writes are refused
     /// (UNAVAILABLE, retryable) so the target can catch up completely.
     transferring: AtomicBool,
@@ -293,9 +296,9 @@ impl Node {
             }
         }
         // Stop heartbeats so the other followers' leader leases expire and they
-        // will vote; keep this node from campaigning again meanwhile.
+        // will vote. (openraft never campaigns on its own here: elections go
+        // through the pre-vote in raft::election, which skips a transferring node.)
         self.raft.runtime_config().heartbeat(false);
-        self.raft.runtime_config().elect(false);
         let mut client = self
             .net
             .client(&target_info.peer_addr)
@@ -348,7 +351,6 @@ impl Drop for TransferGuard<'_> {
     fn drop(&mut self) {
         self.node.transferring.store(false, Ordering::Release);
         self.node.raft.runtime_config().heartbeat(true);
-        self.node.raft.runtime_config().elect(true);
     }
 }
 
@@ -420,7 +422,7 @@ pub async fn start_node_with_options(
         id,
         raft_config,
         net.clone(),
-        storage.log,
+        storage.log.clone(),
         storage.state_machine,
     )
     .await
@@ -448,6 +450,7 @@ pub async fn start_node_with_options(
         config: Arc::new(config),
         contact: LeaderContact::default(),
         net,
+        log: storage.log,
         transferring: AtomicBool::new(false),
         read_batcher: ReadIndexBatcher::default(),
         client_channels: Mutex::new(HashMap::new()),
@@ -465,6 +468,13 @@ pub async fn start_node_with_options(
         let timeout = reads.config.limits.read_wait_max;
         let fetch = || reads.confirm_read_index();
         reads.read_batcher.run(fetch, timeout, read_stop).await;
+        Ok(())
+    });
+
+    let elections = node.clone();
+    let election_stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move {
+        crate::raft::election::run(elections, election_stop).await;
         Ok(())
     });
 

@@ -178,6 +178,9 @@ impl Limits {
             max_in_snapshot_log_to_keep: 1_000,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             install_snapshot_timeout: 10_000,
+            // Elections start only after a pre-vote (raft::election);
+            // openraft's own timer would campaign without one.
+            enable_elect: false,
             ..Default::default()
         };
         c.validate().map_err(|e| ConfigError(e.to_string()))

@@ -4,6 +4,7 @@
 //! its last contact with a leader ([`contact`]).
 
 pub mod contact;
+pub mod election;
 pub mod envelope;
 pub mod network;
 pub mod server;

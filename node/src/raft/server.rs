@@ -189,4 +189,13 @@ impl RaftPeer for PeerService {
         });
         reply(Vec::new())
     }
+
+    async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        self.open(&req)?;
+        let pre: crate::raft::election::PreVoteRequest = envelope::decode(&req.payload)?;
+        let granted = crate::raft::election::grant(&self.node, &pre).await;
+        tracing::debug!(from = req.from_node_id, granted, "pre-vote");
+        reply(envelope::encode(&granted)?)
+    }
 }

@@ -104,3 +104,54 @@ async fn leadership_moves_to_the_chosen_voter() {
         .await
         .expect("writes work after the transfer");
 }
+
+/// A follower that can reach the others but that the leader cannot reach (a
+/// restarted pod whose new address is not in DNS yet) must not unseat the
+/// leader: its pre-votes are refused, so it never raises the term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_the_leader_cannot_reach_does_not_unseat_it() {
+    let mut c = TestCluster::start(3, PORT_BASE + 40).await;
+    c.init(&[0, 1, 2]).await;
+    let leader = c.wait_leader(&[0, 1, 2]).await;
+    put(&mut c.kv(leader), "k", "v").await.unwrap();
+    let before = c.status(leader).await;
+    let f = (leader + 1) % 3;
+
+    tracing::info!("--- restart follower {f} on a peer port the membership does not know");
+    let known_peer = c.nodes[f].peer_addr.clone();
+    c.kill(f);
+    c.nodes[f].peer_addr = format!("127.0.0.1:{}", PORT_BASE + 40 + 30);
+    c.spawn(f).await;
+    // Watch for ten election timeouts: the leader and the term must hold.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let s = c.status(leader).await;
+        assert_eq!(s.role, pb::Role::Leader as i32, "the leader was unseated");
+        assert_eq!(
+            s.term, before.term,
+            "the term moved while the follower was cut off"
+        );
+        let fs = c.status(f).await;
+        assert!(
+            fs.term <= before.term,
+            "the cut-off follower raised its term to {}",
+            fs.term
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    tracing::info!("--- back on its known address it simply catches up");
+    c.kill(f);
+    c.nodes[f].peer_addr = known_peer;
+    c.spawn(f).await;
+    put(&mut c.kv(leader), "k2", "v2").await.unwrap();
+    let target = c.status(leader).await.commit_index;
+    wait_for("the follower to catch up", WAIT, || async {
+        let s = status_of(&c.nodes[f].client_addr).await.ok()?;
+        (s.applied_index >= target).then_some(())
+    })
+    .await;
+    let after = c.status(leader).await;
+    assert_eq!(after.term, before.term);
+    assert_eq!(after.node_id, before.node_id);
+}

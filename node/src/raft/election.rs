@@ -1,0 +1,174 @@
+//! Elections with a pre-vote (Raft thesis §9.6), driven by this node instead
+//! of openraft's own election timer (which is turned off: `enable_elect =
+//! false`; openraft 0.9 has no pre-vote).
+//!
+//! Without a pre-vote, a follower that cannot hear the leader — a restarted
+//! pod whose DNS name other nodes cannot resolve yet, a one-way partition —
+//! campaigns, raises its term, and when connectivity returns its higher term
+//! makes the healthy leader step down: a spurious election on every rolling
+//! restart. Here a voter that has not heard from a leader for a randomized
+//! election timeout first asks the other voters whether they would vote for
+//! it; it campaigns (through openraft, `trigger().elect()`) only when a
+//! majority of every active configuration says yes. Refusing a pre-vote never
+//! affects safety, only when an election may start.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::app::Node;
+use crate::raft::envelope;
+use openraft::storage::RaftLogStorage;
+
+use crate::NodeId;
+use crate::typ::{LogId, RaftMetrics};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    /// The candidate's last log id: a voter only supports a candidate whose log
+    /// is at least as up to date as its own (the same rule as the real vote).
+    pub last_log_id: Option<LogId>,
+}
+
+/// Receiver side. Grant only if this node has no live leader — it is not the
+/// leader itself and has not heard from one within the leader lease (the
+/// election timeout max, after which openraft would grant the real vote) —
+/// and the candidate's log is at least as up to date as ours (the rule of
+/// the real vote).
+pub async fn grant(node: &Node, req: &PreVoteRequest) -> bool {
+    let m = node.metrics();
+    if m.state.is_leader() {
+        return false;
+    }
+    let lease = Duration::from_millis(node.config.limits.election_timeout_ms_max);
+    if node
+        .contact
+        .age(Instant::now())
+        .is_some_and(|age| age < lease)
+    {
+        return false;
+    }
+    match last_log_id(node).await {
+        Some(mine) => req.last_log_id.as_ref() >= mine.as_ref(),
+        None => false,
+    }
+}
+
+/// The last log id in this node's log (`None` inside: an empty log; outer
+/// `None`: the log could not be read).
+async fn last_log_id(node: &Node) -> Option<Option<LogId>> {
+    let mut log = node.log.clone();
+    log.get_log_state().await.ok().map(|s| s.last_log_id)
+}
+
+/// Runs until `stop`: wait for a randomized election timeout without leader
+/// contact, pre-vote, campaign on a majority.
+pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    let started = Instant::now();
+    let limits = node.config.limits.clone();
+    let retry_after_refusal = Duration::from_millis(limits.heartbeat_interval_ms);
+    let mut timeout = random_timeout(
+        limits.election_timeout_ms_min,
+        limits.election_timeout_ms_max,
+    );
+    loop {
+        let now = Instant::now();
+        let last_heard = node
+            .contact
+            .last()
+            .map(|c| c.at)
+            .unwrap_or(started)
+            .max(started);
+        let quiet = now.saturating_duration_since(last_heard);
+        let wait = if quiet >= timeout {
+            Duration::ZERO
+        } else {
+            timeout - quiet
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut stop => return,
+            }
+            continue;
+        }
+        let m = node.metrics();
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == node.id);
+        if m.state.is_leader() || !voter || node.is_transferring() {
+            // Nothing to do; look again after a timeout.
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {}
+                _ = &mut stop => return,
+            }
+            continue;
+        }
+        if pre_vote(&node, &m).await {
+            tracing::info!(term = m.current_term, "pre-vote won, campaigning");
+            let _ = node.raft.trigger().elect().await;
+            timeout = random_timeout(
+                limits.election_timeout_ms_min,
+                limits.election_timeout_ms_max,
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {}
+                _ = &mut stop => return,
+            }
+        } else {
+            // A refused pre-vote costs nothing; ask again soon (the voters'
+            // leases on a dead leader run out at slightly different times).
+            tokio::select! {
+                _ = tokio::time::sleep(retry_after_refusal) => {}
+                _ = &mut stop => return,
+            }
+        }
+    }
+}
+
+fn random_timeout(min_ms: u64, max_ms: u64) -> Duration {
+    Duration::from_millis(rand::rng().random_range(min_ms..=max_ms))
+}
+
+/// Ask every other voter; true when the granted voters (with this node) form
+/// a majority of every active configuration.
+async fn pre_vote(node: &Arc<Node>, m: &RaftMetrics) -> bool {
+    let membership = m.membership_config.membership();
+    let Some(last_log_id) = last_log_id(node).await else {
+        return false;
+    };
+    let req = PreVoteRequest { last_log_id };
+    let Ok(payload) = envelope::encode(&req) else {
+        return false;
+    };
+    let timeout = Duration::from_millis(node.config.limits.election_timeout_ms_min);
+    let asks = membership.voter_ids().filter(|v| *v != node.id).map(|id| {
+        let peer = membership
+            .get_node(&id)
+            .map(|n| n.peer_addr.clone())
+            .unwrap_or_default();
+        let payload = payload.clone();
+        async move {
+            let mut client = node.net.client(&peer).ok()?;
+            let mut r = tonic::Request::new(node.net.envelope(id, payload));
+            r.set_timeout(timeout);
+            let reply = client.pre_vote(r).await.ok()?;
+            envelope::decode::<bool>(&reply.into_inner().payload)
+                .ok()?
+                .then_some(id)
+        }
+    });
+    let mut granted: BTreeSet<NodeId> = join_all(asks).await.into_iter().flatten().collect();
+    granted.insert(node.id);
+    membership
+        .get_joint_config()
+        .iter()
+        .all(|config| 2 * config.iter().filter(|v| granted.contains(v)).count() > config.len())
+}
