@@ -75,6 +75,14 @@ pub fn server_span(
     span
 }
 
+/// Whether a call of `method` with these headers could be sampled at all: it
+/// carries a trace context, or it is allowed to start a trace. Heartbeats and
+/// polls without context get no span (they could only be dropped).
+fn may_be_traced(method: &str, headers: &http::HeaderMap) -> bool {
+    !super::sampler::NEVER_ROOT.contains(&method)
+        || headers.contains_key(super::propagation::TRACEPARENT)
+}
+
 impl<S, B, RB> tower_service::Service<http::Request<B>> for TraceService<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
@@ -92,7 +100,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().trim_start_matches('/');
-        if UNTRACED_METHODS.contains(&method) {
+        if UNTRACED_METHODS.contains(&method) || !may_be_traced(method, req.headers()) {
             return Box::pin(self.inner.call(req));
         }
         let remote = req

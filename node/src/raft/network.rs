@@ -151,6 +151,11 @@ impl PeerConnection {
     /// The CLIENT span of one RPC; `parents` are the traced writes it carries
     /// (AppendEntries), so the span joins their traces.
     fn span(&self, method: Method, parents: &[opentelemetry::trace::SpanContext]) -> tracing::Span {
+        // An AppendEntries that carries no traced write can only be dropped
+        // by the sampler (it never starts a trace): skip the span.
+        if matches!(method, Method::AppendEntries) && parents.is_empty() {
+            return tracing::Span::none();
+        }
         let span = rpc::client_span(method.rpc_method(), &self.node.peer_addr);
         span.record("raft.node_id", self.net.me);
         span.record("raft.target_node_id", self.target);
@@ -179,10 +184,11 @@ impl PeerConnection {
             envelope::encode(req).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
         span.record("raft.bytes", payload.len());
         if self.net.faults.apply(method.rpc_method(), &span).await {
-            // A lost request: the sender learns nothing until its timeout.
-            tokio::time::sleep(ttl).await;
+            // A lost request: the sender learns nothing until its timeout
+            // (recorded first: openraft may give up on the call before it).
             metrics::node().peer_rpc_error(method.label(), "injected_drop");
             rpc::record_code(&span, Code::DeadlineExceeded);
+            tokio::time::sleep(ttl).await;
             return Err(RPCError::Network(NetworkError::new(&Msg(
                 "request dropped by fault injection".into(),
             ))));
