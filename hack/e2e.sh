@@ -39,6 +39,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv/target}"
 : "${E2E_SKIP_BUILD:=0}"
 : "${E2E_USE_CURRENT_CONTEXT:=0}"
 LOCAL_CLUSTER=1
+CORDONED_NODE=""
 [[ $E2E_USE_CURRENT_CONTEXT == 1 ]] && LOCAL_CLUSTER=0
 
 need() {
@@ -72,7 +73,11 @@ finish() {
       say "(no API server reachable: no Kubernetes diagnostics)"
     fi
   fi
-  # Background helpers (the writer's log follower) are ours: stop them by PID.
+  # Step 4 cordons the leader's node for a while: never leave it cordoned.
+  if [[ -n ${CORDONED_NODE:-} ]]; then
+    kubectl uncordon "$CORDONED_NODE" >/dev/null 2>&1 || say "warning: could not uncordon ${CORDONED_NODE}"
+  fi
+  # Background helpers are ours: stop them by PID.
   local pid
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
   if ((LOCAL_CLUSTER)) && [[ $KEEP_CLUSTER != 1 ]]; then
