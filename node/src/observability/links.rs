@@ -134,13 +134,19 @@ pub struct Proposal {
 
 impl Proposal {
     pub fn start(cmd: &Command) -> Self {
-        let span = tracing::debug_span!(
-            SPAN_PROPOSE,
-            raft.node_id = tracing::field::Empty,
-            raft.index = tracing::field::Empty,
-            raft.term = tracing::field::Empty,
-            raft.bytes = tracing::field::Empty,
-        );
+        // Only inside a request's span (the server layer skips requests the
+        // sampler would drop; a proposal must not start a trace of its own).
+        let span = if tracing::Span::current().is_none() {
+            Span::none()
+        } else {
+            tracing::debug_span!(
+                SPAN_PROPOSE,
+                raft.node_id = tracing::field::Empty,
+                raft.index = tracing::field::Empty,
+                raft.term = tracing::field::Empty,
+                raft.bytes = tracing::field::Empty,
+            )
+        };
         let key = sampled_context(&span).map(|sc| {
             let k = command_key(cmd);
             insert(Key::Command(k), sc);

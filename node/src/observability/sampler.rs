@@ -98,6 +98,17 @@ impl TokenBucket {
         Self::new(rate_per_min, Duration::from_secs(60), now)
     }
 
+    /// Whether [`TokenBucket::try_take`] at `now` would succeed (takes nothing).
+    pub fn has_token(&self, now: Duration) -> bool {
+        let elapsed = now.saturating_sub(self.last).as_nanos();
+        let full = self.capacity * self.period_nanos;
+        let credit = self
+            .credit
+            .saturating_add(elapsed.saturating_mul(self.capacity))
+            .min(full);
+        credit >= self.period_nanos
+    }
+
     /// Takes one token if there is one. A `now` earlier than the last call
     /// (a clock that went back) refills nothing.
     pub fn try_take(&mut self, now: Duration) -> bool {
@@ -202,9 +213,26 @@ impl SamplingConfig {
         })
     }
 
-    /// The SDK sampler: parent-based around a [`RootSampler`].
+    /// The SDK sampler: parent-based around a [`RootSampler`]. Also makes
+    /// that root sampler the process's [`root_may_sample`] gate.
     pub fn sampler(&self, clock: Arc<dyn Clock>) -> Sampler {
-        Sampler::ParentBased(Box::new(RootSampler::new(*self, clock)))
+        let root = RootSampler::new(*self, clock);
+        let _ = GATE.set(root.clone());
+        Sampler::ParentBased(Box::new(root))
+    }
+}
+
+static GATE: std::sync::OnceLock<RootSampler> = std::sync::OnceLock::new();
+
+/// A cheap pre-check before creating the root span of a would-be trace: false
+/// when the installed sampler would certainly drop it (ratio 0, or no token in
+/// the bucket right now), so the caller can skip the span and its children.
+/// Takes no token (the sampler does, when the span starts). True when no
+/// sampler is installed.
+pub fn root_may_sample() -> bool {
+    match GATE.get() {
+        None => true,
+        Some(s) => s.may_sample(),
     }
 }
 
@@ -234,6 +262,15 @@ impl RootSampler {
             bucket,
             clock,
         }
+    }
+
+    /// See [`root_may_sample`].
+    pub fn may_sample(&self) -> bool {
+        self.ratio_bound > 0
+            && self
+                .bucket
+                .as_ref()
+                .is_none_or(|b| b.lock().has_token(self.clock.now()))
     }
 
     /// The pure part of the decision (rules 1 and 2 of the module docs).
@@ -326,6 +363,33 @@ mod tests {
         assert!(b.try_take(Duration::from_millis(3_000)));
         assert!(!b.try_take(Duration::from_millis(3_001)));
         assert_eq!(take_all(&mut b, Duration::from_secs(30)), 9);
+    }
+
+    #[test]
+    fn has_token_predicts_try_take_without_taking() {
+        let mut b = TokenBucket::per_minute(2, Duration::ZERO);
+        for _ in 0..2 {
+            assert!(b.has_token(Duration::ZERO));
+            assert!(b.has_token(Duration::ZERO), "peeking takes nothing");
+            assert!(b.try_take(Duration::ZERO));
+        }
+        assert!(!b.has_token(Duration::ZERO));
+        assert!(!b.has_token(Duration::from_millis(29_999)));
+        assert!(b.has_token(Duration::from_secs(30)));
+        assert!(b.try_take(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn the_gate_says_no_when_the_sampler_would_drop_a_root() {
+        let clock = Arc::new(ManualClock::default());
+        let s = RootSampler::new(cfg(1.0, Some(1)), clock.clone());
+        assert!(s.may_sample());
+        assert_eq!(root(&s, "r", 1), SamplingDecision::RecordAndSample);
+        assert!(!s.may_sample());
+        clock.advance(MIN);
+        assert!(s.may_sample());
+        assert!(!RootSampler::new(cfg(0.0, None), clock.clone()).may_sample());
+        assert!(RootSampler::new(cfg(0.5, None), clock).may_sample());
     }
 
     #[test]

@@ -78,9 +78,12 @@ pub fn server_span(
 /// Whether a call of `method` with these headers could be sampled at all: it
 /// carries a trace context, or it is allowed to start a trace. Heartbeats and
 /// polls without context get no span (they could only be dropped).
+/// A call without context that may start a trace is skipped too when the
+/// sampler would drop it anyway (ratio 0, rate limit reached): at the default
+/// rate limit most requests then cost no span at all.
 fn may_be_traced(method: &str, headers: &http::HeaderMap) -> bool {
-    !super::sampler::NEVER_ROOT.contains(&method)
-        || headers.contains_key(super::propagation::TRACEPARENT)
+    headers.contains_key(super::propagation::TRACEPARENT)
+        || (!super::sampler::NEVER_ROOT.contains(&method) && super::sampler::root_may_sample())
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for TraceService<S>
