@@ -11,7 +11,8 @@
 #                                     docker build --target raft-operator -t raftkv/raft-operator:dev .
 #                                     kind load docker-image raftkv/raft-node:dev raftkv/raft-operator:dev --name raftkv
 #
-# Environment: NAMESPACE (of the RaftCluster, default "default"), OPERATOR_NS (raftkv-system).
+# Environment: NAMESPACE (of the RaftCluster, default "default"), OPERATOR_NS (raftkv-system),
+# SKIP_BUILD=1 (local cluster: reuse the images already imported).
 set -euo pipefail
 
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -77,7 +78,9 @@ else
   step "local Kubernetes (hack/local-cluster.sh up)" hack/local-cluster.sh up
   eval "$(hack/local-cluster.sh env)"
   export KUBECONFIG PATH
-  step "build raft-node, raftctl, raft-operator and import their images" build_and_load
+  if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    step "build raft-node, raftctl, raft-operator and import their images" build_and_load
+  fi
 fi
 step "helm upgrade --install raft-operator" install_operator
 step "kubectl apply -f examples/raftcluster.yaml and wait until Available" apply_example
