@@ -43,6 +43,9 @@ pub struct Node {
     /// Set on the leader while it hands leadership off: new writes are refused
     /// (UNAVAILABLE, retryable) so the target can catch up completely.
     transferring: AtomicBool,
+    /// Set on a leader-transfer target while it campaigns: it then refuses
+    /// pre-votes, so a third voter cannot win the race the transfer started.
+    transfer_campaign: AtomicBool,
     /// Coalesces concurrent linearizable reads into one confirmation.
     read_batcher: ReadIndexBatcher,
     /// Channels to other nodes' client listeners, for forwarding.
@@ -81,6 +84,16 @@ impl Node {
 
     pub fn is_transferring(&self) -> bool {
         self.transferring.load(Ordering::Acquire)
+    }
+
+    /// This node campaigns as a leader-transfer target until the guard drops.
+    pub fn start_transfer_campaign(&self) -> CampaignGuard<'_> {
+        self.transfer_campaign.store(true, Ordering::Release);
+        CampaignGuard { node: self }
+    }
+
+    pub fn in_transfer_campaign(&self) -> bool {
+        self.transfer_campaign.load(Ordering::Acquire)
     }
 
     /// A channel to another node's client listener (cached).
@@ -335,6 +348,16 @@ impl Node {
     }
 }
 
+pub struct CampaignGuard<'a> {
+    node: &'a Node,
+}
+
+impl Drop for CampaignGuard<'_> {
+    fn drop(&mut self) {
+        self.node.transfer_campaign.store(false, Ordering::Release);
+    }
+}
+
 /// Restores normal leader behaviour when a transfer ends, however it ends.
 struct TransferGuard<'a> {
     node: &'a Node,
@@ -452,6 +475,7 @@ pub async fn start_node_with_options(
         net,
         log: storage.log,
         transferring: AtomicBool::new(false),
+        transfer_campaign: AtomicBool::new(false),
         read_batcher: ReadIndexBatcher::default(),
         client_channels: Mutex::new(HashMap::new()),
     });

@@ -36,13 +36,13 @@ pub struct NodeArgs {
     #[arg(long, env = "RAFT_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Leader heartbeat interval.
-    #[arg(long, env = "RAFT_HEARTBEAT_MS", default_value_t = 100)]
+    #[arg(long, env = "RAFT_HEARTBEAT_MS", default_value_t = 50)]
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized election timeout.
-    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MIN_MS", default_value_t = 400)]
+    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MIN_MS", default_value_t = 200)]
     pub election_timeout_min_ms: u64,
     /// Upper bound of the randomized election timeout (also the leader lease).
-    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MAX_MS", default_value_t = 800)]
+    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MAX_MS", default_value_t = 400)]
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and compact the log behind it) every this many applied entries.
     #[arg(long, env = "RAFT_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
@@ -106,9 +106,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            heartbeat_interval_ms: 100,
-            election_timeout_ms_min: 400,
-            election_timeout_ms_max: 800,
+            heartbeat_interval_ms: 50,
+            election_timeout_ms_min: 200,
+            election_timeout_ms_max: 400,
             snapshot_threshold_entries: 20_000,
             batch_entries_max: 128,
             kv: KvLimits::default(),

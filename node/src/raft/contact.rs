@@ -21,6 +21,10 @@ pub struct Contact {
 #[derive(Debug, Default)]
 pub struct LeaderContact {
     last: Mutex<Option<Contact>>,
+    /// When this node last granted a vote: a candidate it voted for may be
+    /// about to lead, so it refuses pre-votes for a lease as openraft refuses
+    /// real votes.
+    voted_at: Mutex<Option<Instant>>,
 }
 
 impl LeaderContact {
@@ -39,6 +43,17 @@ impl LeaderContact {
             return;
         }
         *last = Some(c);
+    }
+
+    pub fn voted(&self, at: Instant) {
+        *self.voted_at.lock() = Some(at);
+    }
+
+    /// Time since this node last heard from a leader or granted a vote.
+    pub fn quiet_for(&self, now: Instant) -> Option<Duration> {
+        let heard = self.last().map(|c| c.at);
+        let voted = *self.voted_at.lock();
+        heard.max(voted).map(|t| now.saturating_duration_since(t))
     }
 
     pub fn last(&self) -> Option<Contact> {

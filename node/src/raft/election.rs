@@ -35,20 +35,22 @@ pub struct PreVoteRequest {
 }
 
 /// Receiver side. Grant only if this node has no live leader — it is not the
-/// leader itself and has not heard from one within the leader lease (the
-/// election timeout max, after which openraft would grant the real vote) —
+/// leader itself (nor a leader-transfer target campaigning on the leader's
+/// behalf) and has neither heard from one nor granted a vote within the
+/// leader lease (the election timeout max; openraft refuses real votes
+/// within it too) —
 /// and the candidate's log is at least as up to date as ours (the rule of
 /// the real vote).
 pub async fn grant(node: &Node, req: &PreVoteRequest) -> bool {
     let m = node.metrics();
-    if m.state.is_leader() {
+    if m.state.is_leader() || node.in_transfer_campaign() {
         return false;
     }
     let lease = Duration::from_millis(node.config.limits.election_timeout_ms_max);
     if node
         .contact
-        .age(Instant::now())
-        .is_some_and(|age| age < lease)
+        .quiet_for(Instant::now())
+        .is_some_and(|quiet| quiet < lease)
     {
         return false;
     }

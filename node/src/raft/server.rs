@@ -97,6 +97,11 @@ impl RaftPeer for PeerService {
         span.record("raft.node_id", self.node.id);
         span.record("raft.term", rpc.vote.leader_id().term);
         let res = self.node.raft.vote(rpc).await;
+        if let Ok(r) = &res
+            && r.vote_granted
+        {
+            self.node.contact.voted(Instant::now());
+        }
         reply(envelope::encode(&res)?)
     }
 
@@ -171,6 +176,7 @@ impl RaftPeer for PeerService {
             // Retry at heartbeat pace: the first attempts may be refused while
             // the other followers' leases on the old leader run out.
             let retry = Duration::from_millis(limits.heartbeat_interval_ms);
+            let _campaign = node.start_transfer_campaign();
             while Instant::now() < deadline {
                 let m = node.metrics();
                 if m.current_term > old_term

@@ -115,6 +115,15 @@ async fn three_to_five_to_three_voters_under_writes() {
         "removed voters are not kept as learners"
     );
 
+    wait_for(
+        "the writer to keep writing after the changes",
+        WAIT,
+        || async {
+            let s = status_of(&c.nodes[leader].client_addr).await.ok()?;
+            (s.revision >= 60).then_some(())
+        },
+    )
+    .await;
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();
     assert!(
