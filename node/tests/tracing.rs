@@ -517,19 +517,46 @@ async fn overhead_of_tracing_on_bench_put() {
             .spawn()
             .expect("raft-node local");
         let stdout = local.stdout.take().unwrap();
-        let endpoints = tokio::task::spawn_blocking(move || {
+        let (endpoints, pids) = tokio::task::spawn_blocking(move || {
             let mut lines = std::io::BufReader::new(stdout).lines();
-            let eps = lines.by_ref().map_while(Result::ok).find_map(|l| {
-                l.strip_prefix("export RAFTCTL_ENDPOINTS=")
-                    .map(str::to_string)
-            });
+            let mut pids = Vec::new();
+            let mut eps = None;
+            for l in lines.by_ref().map_while(Result::ok) {
+                // The ready table: NAME PID CLIENT PEER LOG.
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                if let [_, pid, client, ..] = cols.as_slice()
+                    && client.contains(':')
+                    && let Ok(pid) = pid.parse::<u32>()
+                {
+                    pids.push(pid);
+                }
+                if let Some(e) = l.strip_prefix("export RAFTCTL_ENDPOINTS=") {
+                    eps = Some(e.to_string());
+                    break;
+                }
+            }
             // Keep draining so the cluster never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            eps
+            (
+                eps.expect("raft-node local never printed its endpoints"),
+                pids,
+            )
         })
         .await
-        .unwrap()
-        .expect("raft-node local never printed its endpoints");
+        .unwrap();
+        assert_eq!(pids.len(), 3, "node pids from raft-node local: {pids:?}");
+        // CPU time of the three nodes (utime + stime, clock ticks of 10 ms).
+        let cpu_ticks = || -> u64 {
+            pids.iter()
+                .map(|p| {
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+                    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+                    let f: Vec<&str> = after_comm.split_whitespace().collect();
+                    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+                })
+                .sum()
+        };
+        let cpu_before = cpu_ticks();
         let before = r.all().len();
         let out = Command::new(&ctl_bin)
             .args(["--endpoints", &endpoints, "bench", "put", "--clients", "64"])
@@ -537,6 +564,7 @@ async fn overhead_of_tracing_on_bench_put() {
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .output()
             .expect("raftctl bench");
+        let cpu_ms = (cpu_ticks() - cpu_before) * 10;
         // SAFETY: signalling a child we spawned, by its pid.
         unsafe { libc::kill(local.id() as i32, libc::SIGTERM) };
         let _ = local.wait();
@@ -547,7 +575,21 @@ async fn overhead_of_tracing_on_bench_put() {
             String::from_utf8_lossy(&out.stderr)
         );
         let spans = r.all().len() - before;
-        report.push(format!("=== {mode}: {spans} spans exported\n{text}"));
+        let ok: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("requests")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(f64::NAN);
+        report.push(format!(
+            "=== {mode}: {spans} spans exported; nodes' CPU {cpu_ms} ms = {:.0} us per write\n{text}",
+            cpu_ms as f64 * 1000.0 / ok
+        ));
     }
     println!("{}", report.join("\n"));
 }
