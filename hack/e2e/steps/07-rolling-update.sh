@@ -27,7 +27,7 @@ e2e_step_7() {
   check "each voter pod was restarted once, the old leader ${leader} last"
   order=$(k get pods -o json | jq -r --arg rc "$RC" \
     '.items[] | select(.metadata.name | test("^" + $rc + "-[0-9]+$")) | "\(.metadata.creationTimestamp) \(.metadata.name)"' | sort)
-  say "$(sed 's/^/    created /' <<<"$order")"
+  while read -r ts p; do say "    ${p} created ${ts}"; done <<<"$order"
   while read -r ts p; do
     [[ $ts > "$t0" || $ts == "$t0" ]] || fail "${p} was not restarted (created ${ts}, update began ${t0})"
   done <<<"$order"

@@ -15,6 +15,12 @@ helm_objects_left() {
   } 2>/dev/null
 }
 
+ephemeral_available() {
+  local RC=ephemeral # rc_json reads $RC (dynamic scope)
+  cluster_available
+}
+has_pvc_for() { k get pvc -o name | grep -q -- "-$1-[0-9]*\$"; }
+no_pvc_for() { ! has_pvc_for "$1"; }
 no_helm_objects_left() { [[ -z $(helm_objects_left) ]]; }
 
 e2e_step_8() {
@@ -28,6 +34,23 @@ e2e_step_8() {
   [[ $(k get pvc -o name | sort) == "$pvcs" ]] || fail "PVCs changed: $(k get pvc -o name | tr '\n' ' '), want ${pvcs}"
   ok "PVCs kept"
   k delete pvc --all --wait=true --timeout=120s >/dev/null
+
+  check "a 1-voter cluster with pvcRetentionPolicy.whenDeleted: Delete loses its PVC with it"
+  k apply -f - <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: ephemeral}
+spec:
+  replicas: 1
+  image: ${NODE_IMAGE}
+  storage: {size: 64Mi}
+  pvcRetentionPolicy: {whenDeleted: Delete}
+EOF
+  wait_for "RaftCluster ephemeral Available" 180 ephemeral_available
+  has_pvc_for ephemeral || fail "ephemeral has no PVC: $(k get pvc -o name | tr '\n' ' ')"
+  k delete raftcluster ephemeral --wait=true --timeout=120s
+  wait_for "the PVC of ephemeral deleted with it" 120 no_pvc_for ephemeral
+  ok "PVC deleted with the cluster (whenDeleted: Delete)"
 
   check "helm uninstall ${RELEASE}"
   helm uninstall "$RELEASE" -n "$OPERATOR_NS" --wait --timeout 120s
