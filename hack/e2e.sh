@@ -18,6 +18,7 @@
 #   6 readReplicas 2: learners serve stale and linearizable reads via the read Service; back to 0
 #   7 rolling image update: followers first, leader last
 #   8 delete the RaftCluster and helm uninstall: owned objects gone, PVCs per retention policy
+#   9 the chart with watchNamespace: a Role instead of a ClusterRole, only that namespace managed
 #
 # On failure it dumps the RaftCluster, Events, pod logs and operator logs. The local cluster is
 # always taken down at the end (trap), unless KEEP_CLUSTER=1.
@@ -35,7 +36,7 @@ done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv/target}"
 : "${KEEP_CLUSTER:=0}"
-: "${E2E_STEPS:=1 2 3 4 5 6 7 8}"
+: "${E2E_STEPS:=1 2 3 4 5 6 7 8 9}"
 : "${E2E_SKIP_BUILD:=0}"
 : "${E2E_USE_CURRENT_CONTEXT:=0}"
 LOCAL_CLUSTER=1

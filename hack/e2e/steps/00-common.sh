@@ -11,6 +11,7 @@ e2e_step_title() {
     6) echo "readReplicas 2: learners serve reads through the read Service; back to 0" ;;
     7) echo "rolling image update: followers first, leader last" ;;
     8) echo "delete the RaftCluster, helm uninstall: owned objects gone, PVCs per policy" ;;
+    9) echo "chart with watchNamespace: namespaced RBAC, only that namespace managed" ;;
     *) echo "?" ;;
   esac
 }
@@ -32,14 +33,18 @@ remove_raftclusters() {
 # e2e_reset: no leftovers of an earlier run (KEEP_CLUSTER=1 reruns), then the test
 # namespace with the client pod.
 e2e_reset() {
-  if helm status "$RELEASE" -n "$OPERATOR_NS" >/dev/null 2>&1; then
-    remove_raftclusters "$E2E_NS"
-    say "  uninstalling leftover release ${OPERATOR_NS}/${RELEASE}"
-    helm uninstall "$RELEASE" -n "$OPERATOR_NS" --wait >/dev/null
-  fi
+  local rel
+  for rel in "${OPERATOR_NS}/${RELEASE}" raftkv-e2e-ops/scoped; do
+    if helm status "${rel#*/}" -n "${rel%/*}" >/dev/null 2>&1; then
+      remove_raftclusters "$E2E_NS"
+      say "  uninstalling leftover release ${rel}"
+      helm uninstall "${rel#*/}" -n "${rel%/*}" --wait >/dev/null
+    fi
+  done
   remove_raftclusters "$E2E_NS"
+  remove_raftclusters raftkv-e2e-ops
   local ns
-  for ns in "$E2E_NS" "$OPERATOR_NS"; do
+  for ns in "$E2E_NS" "$OPERATOR_NS" raftkv-e2e-ops; do
     if kubectl get namespace "$ns" >/dev/null 2>&1; then
       say "  deleting leftover namespace ${ns}"
       kubectl delete namespace "$ns" --wait=true --timeout=180s >/dev/null

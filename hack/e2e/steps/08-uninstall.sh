@@ -16,7 +16,8 @@ helm_objects_left() {
 }
 
 ephemeral_available() {
-  local RC=ephemeral # rc_json reads $RC (dynamic scope)
+  # shellcheck disable=SC2034 # rc_json reads $RC (dynamic scope)
+  local RC=ephemeral
   cluster_available
 }
 has_pvc_for() { k get pvc -o name | grep -q -- "-$1-[0-9]*\$"; }
@@ -51,6 +52,12 @@ EOF
   k delete raftcluster ephemeral --wait=true --timeout=120s
   wait_for "the PVC of ephemeral deleted with it" 120 no_pvc_for ephemeral
   ok "PVC deleted with the cluster (whenDeleted: Delete)"
+
+  check "the operator never hit an RBAC refusal (least-privilege rules are enough)"
+  local denied
+  denied=$(kubectl -n "$OPERATOR_NS" logs -l "app.kubernetes.io/instance=${RELEASE}" --tail=-1 --prefix 2>&1 | grep -i 'forbidden' | head -n 5 || true)
+  [[ -z $denied ]] || fail "RBAC refusals in the operator logs: ${denied}"
+  ok "no 'forbidden' in the operator logs"
 
   check "helm uninstall ${RELEASE}"
   helm uninstall "$RELEASE" -n "$OPERATOR_NS" --wait --timeout 120s
