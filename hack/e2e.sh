@@ -19,6 +19,8 @@
 #   7 rolling image update: followers first, leader last
 #   8 delete the RaftCluster and helm uninstall: owned objects gone, PVCs per retention policy
 #   9 the chart with watchNamespace: a Role instead of a ClusterRole, only that namespace managed
+#  10 the pause annotation stops every action; autoReplace replaces a member that stays
+#     unavailable (runs between 7 and 8; hack/e2e/steps/10-pause-autoreplace.sh)
 #
 # On failure it dumps the RaftCluster, Events, pod logs and operator logs. The local cluster is
 # always taken down at the end (trap), unless KEEP_CLUSTER=1.
@@ -36,7 +38,12 @@ done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv/target}"
 : "${KEEP_CLUSTER:=0}"
-: "${E2E_STEPS:=1 2 3 4 5 6 7 8 9}"
+# Step 10 (pause + autoReplace) runs on the demo cluster, so before step 8 deletes it.
+if [[ -z ${E2E_STEPS:-} ]]; then
+  E2E_STEPS="1 2 3 4 5 6 7"
+  if declare -F e2e_step_10 >/dev/null; then E2E_STEPS+=" 10"; fi
+  E2E_STEPS+=" 8 9"
+fi
 : "${E2E_SKIP_BUILD:=0}"
 : "${E2E_USE_CURRENT_CONTEXT:=0}"
 LOCAL_CLUSTER=1
