@@ -69,6 +69,17 @@ preflight() {
   fi
 }
 
+# One suite at a time per machine: two runs share the cluster, namespaces and Helm release
+# and would tear each other's clusters down.
+E2E_LOCK="${RAFTKV_CACHE_DIR:-$HOME/.cache/raftkv}/e2e.lock"
+mkdir -p "$(dirname "$E2E_LOCK")"
+exec 9>"$E2E_LOCK"
+if ! flock -n 9; then
+  say "another hack/e2e.sh holds ${E2E_LOCK} (pid $(cat "${E2E_LOCK}.pid" 2>/dev/null || echo '?')): wait for it to finish"
+  exit 1
+fi
+echo $$ >"${E2E_LOCK}.pid"
+
 E2E_RC=0
 finish() {
   E2E_RC=$?
