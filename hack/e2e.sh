@@ -101,7 +101,7 @@ finish() {
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
   if ((LOCAL_CLUSTER)) && [[ $KEEP_CLUSTER != 1 ]]; then
     say "==> local cluster down"
-    hack/local-cluster.sh down || say "warning: hack/local-cluster.sh down failed"
+    hack/local-cluster.sh down 9>&- || say "warning: hack/local-cluster.sh down failed"
   elif ((LOCAL_CLUSTER)); then
     say "KEEP_CLUSTER=1: cluster left running. $(hack/local-cluster.sh env | tr '\n' ';')"
   fi
@@ -113,8 +113,9 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
+# The cluster's daemons outlive this script: they must not inherit the lock (fd 9).
 cluster_up() {
-  hack/local-cluster.sh up
+  hack/local-cluster.sh up 9>&-
 }
 
 use_cluster_env() {
