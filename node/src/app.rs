@@ -52,6 +52,10 @@ pub struct Node {
     client_channels: Mutex<HashMap<String, Channel>>,
 }
 
+/// Longest a stopping leader spends handing off leadership (well inside
+/// Kubernetes' default 30 s termination grace period).
+const STEP_DOWN_MAX: Duration = Duration::from_secs(5);
+
 /// At most this many cached forwarding channels (one per distinct leader address).
 const CLIENT_CHANNELS_MAX: usize = 64;
 
@@ -387,6 +391,7 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Stop serving, then stop Raft.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.step_down().await;
         let _ = self.shutdown.send(true);
         while let Some(r) = self.tasks.join_next().await {
             r??;
@@ -397,6 +402,34 @@ impl NodeHandle {
             .await
             .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
         Ok(())
+    }
+
+    /// A leader that is stopping (SIGTERM: a pod being deleted or rolled)
+    /// hands leadership to the most caught-up voter first, so the cluster
+    /// does not wait out an election timeout — and a pod that comes back fast
+    /// does not resume leading at the same term. Best effort: a failed
+    /// hand-off only means the others elect a leader as after a crash.
+    async fn step_down(&self) {
+        let node = &self.node;
+        let m = node.metrics();
+        let others = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v != node.id);
+        if !m.state.is_leader() || !others {
+            return;
+        }
+        match tokio::time::timeout(STEP_DOWN_MAX, node.transfer_leader(0)).await {
+            Ok(Ok((_, to, term))) => {
+                tracing::info!(to, term, "handed leadership off before stopping")
+            }
+            Ok(Err(e)) => tracing::warn!(
+                "leadership hand-off before stopping failed: {}",
+                e.message()
+            ),
+            Err(_) => tracing::warn!("leadership hand-off before stopping timed out"),
+        }
     }
 
     /// Run until a server fails (or forever).

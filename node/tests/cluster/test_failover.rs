@@ -155,3 +155,42 @@ async fn a_follower_the_leader_cannot_reach_does_not_unseat_it() {
     assert_eq!(after.term, before.term);
     assert_eq!(after.node_id, before.node_id);
 }
+
+/// A leader that receives SIGTERM (a pod being deleted) hands leadership off
+/// before it exits, so the others do not wait out an election timeout and a
+/// quickly restarted pod does not resume leading at the same term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_terminated_leader_hands_off_before_exiting() {
+    let mut c = TestCluster::start(3, PORT_BASE + 80).await;
+    c.init(&[0, 1, 2]).await;
+    let leader = c.wait_leader(&[0, 1, 2]).await;
+    put(&mut c.kv(leader), "k", "v").await.unwrap();
+    let before = c.status(leader).await;
+
+    tracing::info!("--- SIGTERM the leader {leader}");
+    assert!(c.terminate(leader), "the leader exits cleanly");
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    // Already handed off by the time the process exited: no election wait.
+    let mut new_leader = None;
+    for &i in &others {
+        let s = c.status(i).await;
+        if s.role == pb::Role::Leader as i32 {
+            new_leader = Some((i, s));
+        }
+    }
+    let (i, s) = new_leader.expect("a new leader was in place when the old one exited");
+    assert!(s.term > before.term);
+    put(&mut c.kv(i), "after", "1")
+        .await
+        .expect("the new leader takes writes");
+
+    tracing::info!("--- restarted, the old leader follows");
+    c.spawn(leader).await;
+    put(&mut c.kv(i), "after2", "1").await.unwrap();
+    let target = c.status(i).await.commit_index;
+    wait_for("the old leader to catch up as a follower", WAIT, || async {
+        let s = status_of(&c.nodes[leader].client_addr).await.ok()?;
+        (s.applied_index >= target && s.role == pb::Role::Follower as i32).then_some(())
+    })
+    .await;
+}

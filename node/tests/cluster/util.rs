@@ -158,6 +158,16 @@ impl TestCluster {
         }
     }
 
+    /// SIGTERM node `i` (what Kubernetes sends a pod it deletes) and wait for
+    /// it to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self, i: usize) -> bool {
+        let mut c = self.nodes[i].child.take().expect("node is running");
+        // SAFETY: plain kill(2) on a child we own and have not reaped.
+        let rc = unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM node {i}");
+        c.wait().expect("wait for node").success()
+    }
+
     /// Kill node `i` and delete its data directory (a lost volume).
     pub fn wipe(&mut self, i: usize) {
         self.kill(i);
