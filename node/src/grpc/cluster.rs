@@ -292,13 +292,7 @@ impl Cluster for ClusterService {
             ));
         }
         if let Some(mut leader) = self.route(&request)? {
-            let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(
-                FORWARDED_HEADER,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            crate::observability::propagation::inject(r.metadata_mut());
-            return leader.add_learner(r).await;
+            return leader.add_learner(to_leader(request.into_inner())).await;
         }
         let m = self.node.metrics();
         let membership = m.membership_config.membership();
@@ -330,13 +324,9 @@ impl Cluster for ClusterService {
         request: Request<pb::ChangeMembershipRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         if let Some(mut leader) = self.route(&request)? {
-            let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(
-                FORWARDED_HEADER,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            crate::observability::propagation::inject(r.metadata_mut());
-            return leader.change_membership(r).await;
+            return leader
+                .change_membership(to_leader(request.into_inner()))
+                .await;
         }
         let req = request.into_inner();
         let new_voters: BTreeSet<NodeId> = req.voter_ids.iter().copied().collect();
@@ -357,13 +347,7 @@ impl Cluster for ClusterService {
         request: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         if let Some(mut leader) = self.route(&request)? {
-            let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(
-                FORWARDED_HEADER,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            crate::observability::propagation::inject(r.metadata_mut());
-            return leader.remove_member(r).await;
+            return leader.remove_member(to_leader(request.into_inner())).await;
         }
         let id = request.into_inner().node_id;
         let m = self.node.metrics();
@@ -402,13 +386,9 @@ impl Cluster for ClusterService {
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         if let Some(mut leader) = self.route(&request)? {
-            let mut r = Request::new(request.into_inner());
-            r.metadata_mut().insert(
-                FORWARDED_HEADER,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            crate::observability::propagation::inject(r.metadata_mut());
-            return leader.transfer_leader(r).await;
+            return leader
+                .transfer_leader(to_leader(request.into_inner()))
+                .await;
         }
         let target = request.into_inner().target_node_id;
         let (previous, new, term) = self.node.transfer_leader(target).await?;
@@ -445,6 +425,13 @@ impl Cluster for ClusterService {
             snapshot_index: snap,
         }))
     }
+}
+
+/// A forwarded admin call, carrying the caller's trace context.
+fn to_leader<T>(inner: T) -> Request<T> {
+    let mut r = crate::grpc::forwarded(inner);
+    crate::observability::propagation::inject(r.metadata_mut());
+    r
 }
 
 /// A random cluster ID (128 bits, hex), created once at initialization.

@@ -12,7 +12,7 @@ use raftkv_proto::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
 use crate::app::Node;
-use crate::grpc::errors;
+use crate::grpc::{errors, forwarded};
 use crate::kv::{Command, CommandResult, Expect, KeyValue};
 use crate::observability::links::Proposal;
 use crate::observability::{propagation, rpc, semconv};
@@ -174,15 +174,6 @@ pub fn to_pb(kv: KeyValue) -> pb::KeyValue {
         mod_revision: kv.mod_revision,
         version: kv.version,
     }
-}
-
-fn forwarded<T>(inner: T) -> Request<T> {
-    let mut r = Request::new(inner);
-    r.metadata_mut().insert(
-        FORWARDED_HEADER,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    r
 }
 
 fn unexpected(r: CommandResult) -> Status {
