@@ -171,7 +171,10 @@ pub struct Plan {
     pub labels: Vec<(String, String)>,
     pub status: RaftClusterStatus,
     pub event: Option<PlannedEvent>,
-    /// Something is in progress: look again soon.
+    /// Something is in progress, or a member is not healthy: look again soon. A member
+    /// coming back (a restarted pod whose name resolves again, a wiped pod that now
+    /// answers) raises no Kubernetes event the controller would see, so only polling
+    /// notices it.
     pub busy: bool,
 }
 
@@ -199,7 +202,8 @@ pub fn plan(obs: &Observed) -> Plan {
     }
     let labels = status::role_labels(&view);
     let (status, event, blocked) = status::build(&view, &outcome);
-    let busy = !matches!(outcome, decide::Outcome::Idle | decide::Outcome::Paused);
+    let busy = !matches!(outcome, decide::Outcome::Idle | decide::Outcome::Paused)
+        || status.phase == Some(crate::crd::Phase::Degraded);
     let step = match outcome {
         decide::Outcome::Act(step, _) => Some(step),
         _ => None,
