@@ -188,6 +188,15 @@ impl Limits {
 }
 
 impl NodeArgs {
+    /// `--name`, else the advertised client address: how logs, traces and the
+    /// membership name this node.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.advertise_client.clone())
+            .unwrap_or_else(|| self.client_addr.to_string())
+    }
+
     pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
         let limits = Limits {
             heartbeat_interval_ms: self.heartbeat_ms,
@@ -201,13 +210,13 @@ impl NodeArgs {
             ..Limits::default()
         };
         limits.validate()?;
+        let name = self.display_name();
         let advertise_client = self
             .advertise_client
             .unwrap_or_else(|| self.client_addr.to_string());
         let advertise_peer = self
             .advertise_peer
             .unwrap_or_else(|| self.peer_addr.to_string());
-        let name = self.name.unwrap_or_else(|| advertise_client.clone());
         Ok(NodeConfig {
             data_dir: self.data_dir,
             client_listen: self.client_addr,

@@ -24,14 +24,20 @@ const DEFAULT_FILTER: &str = "info,openraft=warn,h2=warn,tower=warn,hyper=warn";
 /// is set, OpenTelemetry export of our spans (its own filter, so `RUST_LOG`
 /// does not decide what is traced). See `observability::tracing_setup`.
 /// Call it inside the tokio runtime.
-pub fn init(format: Option<LogFormat>, service_name: &str) -> TelemetryGuard {
-    init_with_filter(format, service_name, DEFAULT_FILTER)
+/// `instance` names this process among others of the same service (a node's name).
+pub fn init(
+    format: Option<LogFormat>,
+    service_name: &str,
+    instance: Option<&str>,
+) -> TelemetryGuard {
+    init_with_filter(format, service_name, instance, DEFAULT_FILTER)
 }
 
 /// [`init`] with another default log filter (used when `RUST_LOG` is unset).
 pub fn init_with_filter(
     format: Option<LogFormat>,
     service_name: &str,
+    instance: Option<&str>,
     default_filter: &str,
 ) -> TelemetryGuard {
     use crate::observability::tracing_setup::{BoxedLayer, otel_layer};
@@ -55,7 +61,7 @@ pub fn init_with_filter(
             .with_filter(filter)
             .boxed(),
     };
-    let (otel, guard, otel_error) = match otel_layer::<Registry>(service_name) {
+    let (otel, guard, otel_error) = match otel_layer::<Registry>(service_name, instance) {
         Ok(Some((layer, guard))) => (Some(layer), Some(guard), None),
         Ok(None) => (None, None, None),
         Err(e) => (None, None, Some(e)),

@@ -42,6 +42,8 @@ struct Got {
     name: String,
     kind: i32,
     service: String,
+    /// The `service.instance.id` resource attribute.
+    instance: String,
     attrs: HashMap<String, String>,
     events: Vec<(String, HashMap<String, String>)>,
 }
@@ -77,6 +79,10 @@ impl TraceService for Receiver {
         for rs in request.into_inner().resource_spans {
             let resource = flatten(&rs.resource.map(|r| r.attributes).unwrap_or_default());
             let service = resource.get("service.name").cloned().unwrap_or_default();
+            let instance = resource
+                .get("service.instance.id")
+                .cloned()
+                .unwrap_or_default();
             for ss in rs.scope_spans {
                 for s in ss.spans {
                     out.push(Got {
@@ -86,6 +92,7 @@ impl TraceService for Receiver {
                         name: s.name,
                         kind: s.kind,
                         service: service.clone(),
+                        instance: instance.clone(),
                         attrs: flatten(&s.attributes),
                         events: s
                             .events
@@ -238,6 +245,16 @@ async fn a_put_is_one_trace_across_leader_and_followers() {
         "leader {leader_id} not in {ids:?}"
     );
     assert!(ids.len() >= 2, "spans from only {ids:?}");
+    // Each node is its own process in a trace viewer: service.instance.id is its name.
+    let instances: HashSet<&str> = t
+        .iter()
+        .filter(|s| s.service == "raft-node")
+        .map(|s| s.instance.as_str())
+        .collect();
+    assert!(
+        instances.len() >= 2 && !instances.contains(""),
+        "raft-node spans must carry one service.instance.id per node, got {instances:?}"
+    );
     let root = t.iter().find(|s| s.parent.is_empty()).unwrap();
     assert_eq!(root.name, "raftctl put");
     assert_eq!(root.service, "raftctl");

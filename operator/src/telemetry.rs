@@ -54,7 +54,11 @@ pub fn init(json: bool) -> TelemetryGuard {
     } else {
         tracing_subscriber::fmt::layer().with_filter(filter).boxed()
     };
-    let (otel, guard, err) = match tracing_setup::otel_layer::<Registry>("raft-operator") {
+    let (otel, guard, err) = match tracing_setup::otel_layer::<Registry>(
+        "raft-operator",
+        // The pod name in Kubernetes.
+        std::env::var("HOSTNAME").ok().as_deref(),
+    ) {
         Ok(Some((l, g))) => (Some(l), Some(g), None),
         Ok(None) => (None, None, None),
         Err(e) => (None, None, Some(e)),

@@ -33,7 +33,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let _telemetry = raftkv_node::telemetry::init(cli.log_format, "raft-node");
+    let _telemetry = raftkv_node::telemetry::init(
+        cli.log_format,
+        "raft-node",
+        cli.node.as_ref().map(|a| a.display_name()).as_deref(),
+    );
     match (cli.command, cli.node) {
         (Some(Command::Local(args)), _) => raftkv_node::local::run(args).await,
         (None, Some(args)) => {

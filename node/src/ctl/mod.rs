@@ -228,7 +228,7 @@ pub fn init_logging(format: Option<LogFormat>) -> crate::telemetry::TelemetryGua
     });
     // Traces (when OTEL_EXPORTER_OTLP_ENDPOINT is set) start here: one root
     // span per command, carried to the nodes in `traceparent`.
-    crate::telemetry::init_with_filter(format, "raftctl", "warn")
+    crate::telemetry::init_with_filter(format, "raftctl", None, "warn")
 }
 
 /// Run one command; output goes to stdout, the error (if any) is returned.

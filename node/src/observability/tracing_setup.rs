@@ -123,11 +123,14 @@ impl Drop for OtelGuard {
 pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
 
 /// Builds the OpenTelemetry layer from the environment. `Ok(None)` when no
-/// endpoint is configured. Must run inside a tokio runtime when exporting
+/// endpoint is configured. `instance_id` becomes the `service.instance.id` resource
+/// attribute unless `OTEL_RESOURCE_ATTRIBUTES` sets one: without it, trace viewers
+/// merge the spans of every node of a service into one process. Must run inside a tokio runtime when exporting
 /// (the tonic channel spawns its connection task there); outside one it
 /// returns an error rather than panicking later.
 pub fn otel_layer<S>(
     default_service_name: &str,
+    instance_id: Option<&str>,
 ) -> Result<Option<(BoxedLayer<S>, OtelGuard)>, String>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -149,6 +152,16 @@ where
     let mut resource = Resource::builder();
     if let Some(name) = &cfg.default_service_name {
         resource = resource.with_service_name(name.clone());
+    }
+    let instance_set = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| {
+        a.split(',')
+            .any(|kv| kv.trim().starts_with("service.instance.id="))
+    });
+    if let Some(id) = instance_id.filter(|_| !instance_set) {
+        resource = resource.with_attribute(opentelemetry::KeyValue::new(
+            "service.instance.id",
+            id.to_string(),
+        ));
     }
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
@@ -196,7 +209,7 @@ mod tests {
         }
         let cfg = OtelConfig::from_env("raft-node").unwrap();
         assert_eq!(cfg.endpoint, None);
-        let layer = otel_layer::<tracing_subscriber::Registry>("raft-node").unwrap();
+        let layer = otel_layer::<tracing_subscriber::Registry>("raft-node", None).unwrap();
         assert!(layer.is_none());
     }
 }

@@ -156,13 +156,19 @@ fn scale_in_is_blocked_without_a_healthy_quorum_of_the_new_config() {
 fn pod_restarted_with_its_volume_needs_no_membership_change() {
     let mut sim = Sim::running("demo", 3);
     let id = sim.id_of("demo-1");
-    assert!(!sim.step().busy, "a healthy, settled cluster is polled slowly");
+    assert!(
+        !sim.step().busy,
+        "a healthy, settled cluster is polled slowly"
+    );
     sim.pod_down("demo-1");
     let plan = sim.step();
     assert!(plan.step.is_none());
     // Its return raises no Kubernetes event when only its DNS name starts resolving
     // again: the operator must look again soon, not at the idle interval.
-    assert!(plan.busy, "a member that does not answer is polled at the busy interval");
+    assert!(
+        plan.busy,
+        "a member that does not answer is polled at the busy interval"
+    );
     sim.pod_up("demo-1");
     let plan = sim.step();
     assert!(plan.step.is_none());
