@@ -20,6 +20,7 @@ COREDNS_BIN="${BIN_ROOT}/coredns-${COREDNS_VERSION}"
 HELM_BIN="${BIN_ROOT}/helm-${HELM_VERSION}"
 CRICTL_BIN="${BIN_ROOT}/cri-tools-${CRI_TOOLS_VERSION}"
 LOCAL_PATH_BIN="${BIN_ROOT}/local-path-provisioner-${LOCAL_PATH_VERSION}"
+JAEGER_BIN="${BIN_ROOT}/jaeger-${JAEGER_VERSION}"
 PAUSE_BIN="${BIN_ROOT}/pause-local"
 
 PAUSE_IMAGE="localhost/raftkv/pause:local"
@@ -152,6 +153,14 @@ build_local_path() {
     "-s -w -X main.VERSION=${LOCAL_PATH_VERSION}" "$LOCAL_PATH_BIN" github.com/rancher/local-path-provisioner
 }
 
+build_jaeger() {
+  local gomod j="github.com/jaegertracing/jaeger"
+  # Jaeger's own go.mod pins sarama through a replace; as a dependency we must repeat it.
+  gomod=$(printf 'module raftkv.local/jaeger-build\n\ngo 1.24.6\n\nrequire %s %s\n\nreplace github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0\n' "$j" "$JAEGER_VERSION")
+  go_throwaway_build "jaeger-${JAEGER_VERSION}" "$gomod" \
+    "-s -w -X ${j}/internal/version.latestVersion=v${JAEGER_RELEASE}" "$JAEGER_BIN" "${j}/cmd/jaeger"
+}
+
 # The sandbox ("pause") binary: a tiny static C program, as upstream's pause is.
 build_pause() {
   local src="${LOCAL_CLUSTER_DIR}/pause.c" sum
@@ -175,6 +184,7 @@ build_all_binaries() {
   step "build local-path-provisioner ${LOCAL_PATH_VERSION}" build_local_path
   step "build crictl ${CRI_TOOLS_VERSION}" build_crictl
   step "build helm ${HELM_VERSION}" build_helm
+  step "build jaeger ${JAEGER_RELEASE} (trace backend of the e2e)" build_jaeger
 }
 
 # image_tarball NAME: where the cached tarball of one of our cluster images lives.
