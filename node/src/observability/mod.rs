@@ -1,9 +1,11 @@
 //! Observability of the node: OpenTelemetry traces across nodes, sampling
 //! with a rate limit, Prometheus metrics, fault injection.
 //!
-//! - [`tracing_setup`]: the OTLP export pipeline from the standard `OTEL_*`
-//!   variables ([`tracing_setup::otel_layer`]).
-//! - [`sampler`]: parent-based sampling, ratio and per-process rate limit.
+//! - `raftkv_telemetry` (a crate shared with the operator): the OTLP export
+//!   pipeline from the standard `OTEL_*` variables, the sampler, `traceparent`
+//!   helpers; set up by [`crate::telemetry::init`].
+//! - [`sampler`]: which spans never start a trace ([`sampler::NEVER_ROOT`]),
+//!   plus the shared sampler (parent-based, ratio and per-process rate limit).
 //! - [`propagation`]: W3C `traceparent` in gRPC metadata.
 //! - [`rpc`]: client/server spans per the RPC semantic conventions.
 //! - [`links`]: carries a write's trace through openraft's internal tasks.
@@ -20,7 +22,6 @@ pub mod rpc;
 pub mod sampler;
 pub mod semconv;
 pub mod server_layer;
-pub mod tracing_setup;
 
 static NODE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
