@@ -6,6 +6,11 @@ use raftkv_node::ctl::{self, Cli};
 
 fn main() {
     let cli = Cli::parse();
+    // Before any thread exists: `--trace` sets the sampler's environment.
+    if let Err(e) = ctl::prepare_process(&cli) {
+        eprintln!("Error: {e}");
+        std::process::exit(e.exit_code);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,8 @@ mod kv;
 mod member;
 mod output;
 mod status;
+mod trace;
+mod waterfall;
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::client::{self, ClientOptions, Consistency, RaftClient, ReadOptions};
 
 pub use output::{OutputFormat, table};
+pub use trace::prepare_process;
 
 /// Endpoints of `raft-node local --nodes 3` with its default base port.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7000,127.0.0.1:7002,127.0.0.1:7004";
@@ -32,7 +35,10 @@ Examples:
   raftctl put greeting hello
   raftctl get greeting --consistency stale
   raftctl cas greeting hi --expect hello
-  raftctl status -o json";
+  raftctl status -o json
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 raftctl --trace put k v
+  raftctl trace get <trace-id> --wait 10s     (the query API of Jaeger, http://127.0.0.1:16686)
+  raftctl trace ls --since 5m";
 
 #[derive(Debug, Parser)]
 #[command(name = "raftctl", version, about = "Command-line client of a raftkv cluster", after_help = AFTER_HELP)]
@@ -49,6 +55,10 @@ pub struct Cli {
     /// Log format of diagnostics on stderr (default: text on a terminal, json otherwise).
     #[arg(long, global = true, value_enum, env = "RAFTCTL_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Trace this command whatever the sampling ratio and rate limit, and print
+    /// `trace: <trace-id>` on stderr when it ends (needs OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, global = true)]
+    pub trace: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -113,6 +123,9 @@ pub enum Command {
     Member(MemberCommand),
     /// Load generator: prints throughput, latency percentiles and errors.
     Bench(bench::BenchArgs),
+    /// Look at traces in the trace backend (Jaeger query API v3, http:// only).
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,9 +247,10 @@ pub fn init_logging(format: Option<LogFormat>) -> crate::telemetry::TelemetryGua
 /// Run one command; output goes to stdout, the error (if any) is returned.
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
     use tracing::Instrument;
-    if matches!(cli.command, Command::Bench(_)) {
+    if matches!(cli.command, Command::Bench(_) | Command::Trace(_)) {
         // No root span for a benchmark: every request is its own trace, and
         // the nodes' samplers (ratio, rate limit) decide which to keep.
+        // Nor for `trace`: looking at traces must not add traces.
         return run_command(cli).await;
     }
     let span = tracing::info_span!(
@@ -244,7 +258,15 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         otel.name = command_name(&cli.command),
         otel.kind = "client"
     );
-    run_command(cli).instrument(span).await
+    let trace_id = cli.trace.then(|| trace::sampled_trace_id(&span));
+    let result = run_command(cli).instrument(span).await;
+    // `main` flushes the exporter (drops the telemetry guard) before exiting.
+    match trace_id {
+        Some(Some(id)) => eprintln!("trace: {id}"),
+        Some(None) => eprintln!("Warning: --trace: this command's span was not sampled"),
+        None => {}
+    }
+    result
 }
 
 /// The root span name of a command (`raftctl put`, `raftctl member`, ...).
@@ -259,10 +281,14 @@ fn command_name(c: &Command) -> &'static str {
         Command::Range { .. } => "raftctl range",
         Command::Status => "raftctl status",
         Command::Member(_) => "raftctl member",
+        Command::Trace(_) => "raftctl trace",
     }
 }
 
 async fn run_command(cli: Cli) -> Result<(), CtlError> {
+    if let Command::Trace(t) = cli.command {
+        return trace::run(t, cli.timeout, cli.output).await;
+    }
     let endpoints = client::parse_endpoints(&cli.endpoints)?;
     let opts = ClientOptions::default().with_timeout(cli.timeout);
     let out = cli.output;
@@ -305,7 +331,9 @@ async fn run_command(cli: Cli) -> Result<(), CtlError> {
                 } => kv::range(&c, prefix, from, to, limit, read.to_options()?, out).await,
                 Command::Status => status::status(&c, out).await,
                 Command::Member(m) => member::run(&c, m, out).await,
-                Command::Cluster(_) | Command::Bench(_) => unreachable!("handled above"),
+                Command::Cluster(_) | Command::Bench(_) | Command::Trace(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }
