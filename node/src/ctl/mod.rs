@@ -445,6 +445,66 @@ mod tests {
     }
 
     #[test]
+    fn trace_subcommands_and_the_global_trace_flag_parse() {
+        let cli = parse(&["put", "k", "v", "--trace"]).unwrap();
+        assert!(cli.trace);
+        assert!(!parse(&["put", "k", "v"]).unwrap().trace);
+        let cli = parse(&[
+            "trace",
+            "get",
+            "abc",
+            "--wait",
+            "3s",
+            "--min-spans",
+            "9",
+            "--query-url",
+            "http://q:1",
+        ])
+        .unwrap();
+        let Command::Trace(trace::TraceCommand::Get {
+            trace_id,
+            wait,
+            min_spans,
+            query,
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (trace_id.as_str(), wait, min_spans, query.query_url.as_str()),
+            ("abc", Duration::from_secs(3), 9, "http://q:1")
+        );
+        let cli = parse(&["trace", "ls", "-o", "json"]).unwrap();
+        assert_eq!(cli.output, OutputFormat::Json);
+        let Command::Trace(trace::TraceCommand::Ls {
+            service,
+            operation,
+            since,
+            limit,
+            ..
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (service.as_str(), operation, since, limit),
+            ("raftctl", None, Duration::from_secs(15 * 60), 20)
+        );
+        assert!(parse(&["trace", "ls", "--limit", "0"]).is_err());
+        assert!(parse(&["trace", "get"]).is_err());
+    }
+
+    #[test]
+    fn trace_flag_is_refused_where_it_means_nothing() {
+        let cli = parse(&["--trace", "trace", "ls"]).unwrap();
+        assert_eq!(prepare_process(&cli).unwrap_err().exit_code, 2);
+        let cli = parse(&["--trace", "bench", "put"]).unwrap();
+        assert_eq!(prepare_process(&cli).unwrap_err().exit_code, 2);
+        // Without --trace nothing is checked or set.
+        assert!(prepare_process(&parse(&["status"]).unwrap()).is_ok());
+    }
+
+    #[test]
     fn errors_are_one_line() {
         let e = CtlError::failed("a\nb");
         assert_eq!(e.to_string(), "a b");

@@ -418,6 +418,68 @@ mod tests {
         assert!(e.message.contains(&base), "{}", e.message);
     }
 
+    /// A real HTTP server on a socket, answering like the Jaeger query API.
+    async fn fake_query_api() -> String {
+        use axum::http::StatusCode;
+        use axum::routing::get;
+        let fixture = include_str!("../../tests/testdata/trace_put_3nodes.json");
+        let app = axum::Router::new()
+            .route(
+                "/api/v3/traces/{id}",
+                get(move |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    if id == "e1312fcd9b3882404af5bb3dbe6d16fe" {
+                        (StatusCode::OK, fixture.to_string())
+                    } else {
+                        (
+                            StatusCode::NOT_FOUND,
+                            r#"{"error":{"httpCode":404,"message":"No traces found"}}"#.into(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/api/v3/traces",
+                get(|| async {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        r#"{"error":{"httpCode":400,"message":"malformed parameter query.start_time_min"}}"#,
+                    )
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn query_api_answers_are_found_not_found_or_an_error_with_its_message() {
+        let base = fake_query_api().await;
+        let t = Duration::from_secs(5);
+        let Reply::Ok(doc) = http_get(&base, "/api/v3/traces/e1312fcd9b3882404af5bb3dbe6d16fe", t)
+            .await
+            .unwrap()
+        else {
+            panic!("expected the trace");
+        };
+        assert_eq!(waterfall::parse_otlp(&doc).unwrap().len(), 14);
+        assert!(matches!(
+            http_get(&base, "/api/v3/traces/00000000000000000000000000000001", t).await,
+            Ok(Reply::NotFound)
+        ));
+        let Err(e) = http_get(&base, "/api/v3/traces?x=1", t).await else {
+            panic!("expected an error");
+        };
+        assert_eq!(e.exit_code, 1);
+        assert!(e.message.contains("HTTP 400"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("malformed parameter query.start_time_min"),
+            "{}",
+            e.message
+        );
+    }
+
     #[tokio::test]
     async fn only_http_urls_are_accepted() {
         let Err(e) = http_get("https://example.com", "/x", Duration::from_secs(1)).await else {
