@@ -30,6 +30,16 @@ const SHOWN_ATTRIBUTES: &[(&str, &str)] = &[
     ("fault.kind", "fault"),
 ];
 
+/// Event attributes left out of the waterfall (kept in `-o json`): what
+/// tracing-opentelemetry adds to every log event recorded in a span.
+const HIDDEN_EVENT_ATTRIBUTES: &[&str] = &[
+    "level",
+    "target",
+    "code.filepath",
+    "code.lineno",
+    "code.namespace",
+];
+
 /// One span, flattened out of its resource and scope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Span {
@@ -556,6 +566,7 @@ pub fn render_waterfall(spans: &[Span], width: usize) -> String {
             let attrs = e
                 .attributes
                 .iter()
+                .filter(|(k, _)| !HIDDEN_EVENT_ATTRIBUTES.contains(&k.as_str()))
                 .map(|(k, v)| format!("{k}={}", value_text(v)))
                 .collect::<Vec<_>>()
                 .join(" ");
@@ -1016,6 +1027,79 @@ mod tests {
             lines.iter().any(|l| l.contains("│     └─ raft.apply")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn log_events_show_their_fields_without_level_and_target() {
+        let mut spans = fixture();
+        let ae = spans
+            .iter_mut()
+            .find(|s| s.kind == "client" && s.name.ends_with("AppendEntries"))
+            .unwrap();
+        ae.events.push(Event {
+            name: "fault injected".into(),
+            time_ns: ae.start_ns + 1_000,
+            attributes: vec![
+                ("fault.kind".into(), json!("peer_rpc_drop")),
+                ("level".into(), json!("DEBUG")),
+                ("target".into(), json!("raftkv_node::observability::faults")),
+            ],
+        });
+        let text = render_waterfall(&spans, BAR_WIDTH);
+        let line = text
+            .lines()
+            .find(|l| l.contains("• fault injected"))
+            .unwrap();
+        assert!(
+            line.trim_end().ends_with("fault.kind=peer_rpc_drop"),
+            "{line}"
+        );
+        let doc = trace_json(&spans);
+        let ev = doc["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|s| {
+                s["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == "fault injected")
+                    .cloned()
+            })
+            .unwrap();
+        assert_eq!(ev["attributes"]["level"], "DEBUG");
+    }
+
+    /// A put with `RAFTKV_FAULT_PEER_DROP_PCT=25 RAFTKV_FAULT_PEER_DELAY=2ms..6ms`
+    /// (real Jaeger): one AppendEntries dropped (DEADLINE_EXCEEDED), one delayed.
+    const PUT_FAULT_DROP: &str = include_str!("../../tests/testdata/trace_put_fault_drop.json");
+
+    #[test]
+    fn injected_faults_and_failed_rpcs_are_on_the_waterfall() {
+        let spans = parse_otlp(&serde_json::from_str(PUT_FAULT_DROP).unwrap()).unwrap();
+        let failed = spans.iter().find(|s| s.status == "error").unwrap();
+        assert_eq!(failed.kind, "client");
+        // The dropped request has no server span, and the trace is still whole.
+        assert!(summarize(&spans).unwrap().looks_complete());
+        let text = render_waterfall(&spans, BAR_WIDTH);
+        let line = text
+            .lines()
+            .find(|l| l.contains("rpc=DEADLINE_EXCEEDED"))
+            .unwrap();
+        assert!(
+            line.contains("error=DEADLINE_EXCEEDED status=ERROR"),
+            "{line}"
+        );
+        let drop = text
+            .lines()
+            .find(|l| l.contains("• fault.injected") && l.contains("fault.kind=peer_rpc_drop"));
+        assert!(drop.is_some(), "{text}");
+        let delay = text
+            .lines()
+            .find(|l| l.contains("• fault.injected") && l.contains("peer_rpc_delay"))
+            .unwrap();
+        assert!(delay.contains("fault.delay_ms="), "{delay}");
     }
 
     #[test]
