@@ -502,6 +502,25 @@ mod tests {
         assert_eq!(prepare_process(&cli).unwrap_err().exit_code, 2);
         // Without --trace nothing is checked or set.
         assert!(prepare_process(&parse(&["status"]).unwrap()).is_ok());
+        // No export configured: --trace says what to set (and sets nothing).
+        for v in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ] {
+            assert!(
+                std::env::var_os(v).is_none(),
+                "unset {v} to run the unit tests"
+            );
+        }
+        let sampler = std::env::var_os("OTEL_TRACES_SAMPLER");
+        let e = prepare_process(&parse(&["--trace", "put", "k", "v"]).unwrap()).unwrap_err();
+        assert_eq!(e.exit_code, 1);
+        assert!(
+            e.message.contains("set OTEL_EXPORTER_OTLP_ENDPOINT"),
+            "{}",
+            e.message
+        );
+        assert_eq!(std::env::var_os("OTEL_TRACES_SAMPLER"), sampler);
     }
 
     #[test]
