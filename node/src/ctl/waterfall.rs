@@ -536,6 +536,10 @@ pub fn render_waterfall(spans: &[Span], width: usize) -> String {
     let total = sum.duration_ns;
     let mut out = header_line(&sum);
     let mut rows = Vec::new();
+    let parents: HashSet<&str> = spans
+        .iter()
+        .filter_map(|s| s.parent_span_id.as_deref())
+        .collect();
     for node in tree_order(spans) {
         let s = &spans[node.index];
         let offset = s.start_ns.saturating_sub(sum.start_ns);
@@ -551,9 +555,7 @@ pub fn render_waterfall(spans: &[Span], width: usize) -> String {
             name,
             shown_attributes(s),
         ]);
-        let has_children = spans
-            .iter()
-            .any(|c| c.parent_span_id.as_deref() == Some(s.span_id.as_str()));
+        let has_children = parents.contains(s.span_id.as_str());
         let mut cont = node.last.clone();
         if has_children {
             // Events sit above the children: draw the line down to them.
