@@ -14,6 +14,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
+use tracing::Instrument;
 
 use crate::crd::RaftCluster;
 use crate::metrics::Metrics;
@@ -107,12 +108,13 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
         .await;
 }
 
+// The span name is in telemetry::NEVER_ROOT: reconciles are not traces, steps are.
 #[tracing::instrument(
+    name = "reconcile",
     skip(rc, ctx),
-    fields(cluster = %rc.name_any(), namespace = rc.namespace(), trace_id = tracing::field::Empty)
+    fields(cluster = %rc.name_any(), namespace = rc.namespace())
 )]
 async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
-    record_trace_id();
     let _timer = ctx.metrics.reconcile_started();
     if rc.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove what we own; the
@@ -123,18 +125,27 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     let plan = planner::plan(&obs.observed);
 
     let mut result = Ok(());
+    let mut step_trace = None;
     if !obs.observed.paused {
         result = execute::apply_owned(&rc, &ctx, &plan).await;
         if result.is_ok() {
             result = execute::apply_labels(&rc, &ctx, &plan).await;
         }
         if result.is_ok() {
-            result = execute::run_step(&rc, &ctx, &obs, &plan).await;
+            let span = step_span(&rc, plan.step.as_ref());
+            result = execute::run_step(&rc, &ctx, &obs, &plan)
+                .instrument(span.clone())
+                .await;
+            step_trace = sampled_trace_id(&span);
         }
     }
     let mut status = plan.status.clone();
     if result.is_err() {
         status.last_membership_change = obs.observed.previous_membership_change.clone();
+    } else if let (Some(change), Some(step)) = (&mut status.last_membership_change, &plan.step)
+        && step.is_membership_action()
+    {
+        change.trace_id = step_trace.clone();
     }
     execute::write_status(&rc, &ctx, &status).await?;
 
@@ -154,7 +165,11 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         Metrics::count(&ctx.metrics.blocked, "reason", reason);
         tracing::info!(%reason, %message, "step blocked");
     }
-    if let Some(ev) = &plan.event
+    let mut event = plan.event.clone();
+    if let (Some(ev), Some(id)) = (&mut event, &step_trace) {
+        ev.note = format!("{} (trace {id})", ev.note);
+    }
+    if let Some(ev) = &event
         && (plan.step.is_some() || plan.blocked.is_some())
         && let Err(e) = execute::publish(&rc, &ctx, ev).await
     {
@@ -168,15 +183,40 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::requeue(Duration::from_secs(secs)))
 }
 
-/// Puts the OpenTelemetry trace ID (when tracing is on) into the reconcile's logs.
-fn record_trace_id() {
-    use opentelemetry::trace::{TraceContextExt, TraceId};
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let span = tracing::Span::current();
-    let trace_id = span.context().span().span_context().trace_id();
-    if trace_id != TraceId::INVALID {
-        span.record("trace_id", tracing::field::display(trace_id));
+/// The root span of one step. A step, not a reconcile, starts a trace: most
+/// reconciles only observe (a Status call to every member every few seconds), and
+/// as roots they would spend the per-process trace rate limit on noise, so the one
+/// reconcile that adds or removes a member could go unsampled. A step's trace runs
+/// from here through the Cluster RPC to the nodes committing the new configuration.
+fn step_span(rc: &RaftCluster, step: Option<&planner::Step>) -> tracing::Span {
+    let Some(step) = step else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        parent: None,
+        "raftcluster.step",
+        otel.name = format!("raftcluster.{}", step.kind()),
+        raftkv.step.kind = step.kind(),
+        raftkv.cluster = %rc.name_any(),
+        k8s.namespace.name = rc.namespace(),
+        trace_id = tracing::field::Empty,
+    );
+    // The step's logs carry its trace ID; the reconcile's logs are its parent in the
+    // log context only.
+    span.follows_from(tracing::Span::current());
+    if let Some(id) = sampled_trace_id(&span) {
+        span.record("trace_id", tracing::field::display(&id));
     }
+    span
+}
+
+/// The span's OpenTelemetry trace ID, if the trace is sampled (exported).
+fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
 fn error_policy(_rc: Arc<RaftCluster>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -365,6 +365,10 @@ pub struct MembershipChange {
     pub message: String,
     /// RFC 3339 time of the change.
     pub time: String,
+    /// OpenTelemetry trace ID of the step, when it was sampled: look it up with
+    /// `raftctl trace get <id>` or in the trace viewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl RaftClusterSpec {

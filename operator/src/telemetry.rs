@@ -11,10 +11,16 @@
 //! Use: `let _telemetry = telemetry::init(json);` inside the tokio runtime,
 //! keep the guard for the life of `main`;
 //! call [`inject`] on the metadata of every gRPC request to a node so the
-//! node's spans join the reconcile's trace.
+//! node's spans join the step's trace.
 
 pub use raftkv_telemetry::TelemetryGuard;
 pub use raftkv_telemetry::propagation::{inject, interceptor};
+
+/// Spans that never start a trace: a reconcile mostly observes (a Status call to
+/// every member every few seconds); as a root it would spend the rate limit on
+/// noise. A step the reconcile takes starts its own trace (`controller::step_span`).
+/// Must match the name of `controller::reconcile`'s span.
+pub const NEVER_ROOT: &[&str] = &["reconcile"];
 
 /// Installs logging on stdout (`RUST_LOG`, default `info`; JSON if `json`)
 /// and, when an OTLP endpoint is configured, trace export. Call inside the
@@ -24,8 +30,7 @@ pub fn init(json: bool) -> TelemetryGuard {
         service_name: "raft-operator",
         // The pod name in Kubernetes.
         instance_id: std::env::var("HOSTNAME").ok().as_deref(),
-        // The operator's own spans (reconciles) may all start traces.
-        never_root: &[],
+        never_root: NEVER_ROOT,
         format: if json {
             raftkv_telemetry::LogFormat::Json
         } else {

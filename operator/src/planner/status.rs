@@ -169,6 +169,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
                 kind: ev.reason.clone(),
                 message: ev.note.clone(),
                 time: now.0.to_string(),
+                trace_id: None,
             })
         }
         _ => obs.previous_membership_change.clone(),
