@@ -168,12 +168,12 @@ run_timed() {
   return "$rc"
 }
 
-# median and max of numbers on stdin (one per line), printed "median max".
+# median and max of numbers on stdin (one per line), printed "median max" (awk's %.6g).
 median_max() {
   sort -g | awk '{ v[NR] = $1 } END {
     if (NR == 0) { print "null null"; exit }
     m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%.3f %.3f\n", m, v[NR] }'
+    print m + 0, v[NR] + 0 }'
 }
 
 # --- builds -------------------------------------------------------------------------
