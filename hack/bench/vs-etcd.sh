@@ -11,7 +11,7 @@
 #   2. starts 3 etcd members (ports 28000-28005) and 3 raft-node members (28100-28105,
 #      metrics 28110-28112) on loopback, each with its default durability (fsync before
 #      acknowledging) and timings;
-#   3. a 2 s warm-up of each, then ROUNDS alternating measured runs of `benchmark put`
+#   3. a short warm-up of each, then ROUNDS alternating measured runs of `benchmark put`
 #      (etcd's tool) and `raftctl bench put`, 64 clients, about BENCH_SECONDS each:
 #      throughput, p50/p99, and the CPU time (utime+stime from /proc/<pid>/stat) of the 3
 #      server processes -> CPU per write; the table shows the median over the rounds;
@@ -400,18 +400,24 @@ parse_raftkv_bench() {
 BENCH_FIGURES=(throughput server_cpu_us_per_write p50_ms p99_ms ops errors elapsed_s server_cpu_s
   client_cpu_us_per_write fsyncs_per_write fsync_mean_ms machine_busy_pct other_cpu_s elections)
 
-# ETCD_TOTAL: --total of etcd's measured runs, set by its warm-up.
+# ETCD_TOTAL: --total of etcd's next measured run, from the rate of its previous run (the
+# warm-up's at first) so that each run lasts about BENCH_SECONDS.
 ETCD_TOTAL=
 
-# warm_up SYS: about 2 s of the same load (connections, first allocations, leader caches).
+# calibrate_etcd RATE: set ETCD_TOTAL for BENCH_SECONDS at RATE writes/s.
+calibrate_etcd() {
+  ETCD_TOTAL=$(awk -v r="$1" -v s="$BENCH_SECONDS" 'BEGIN { n = int(r * s); print (n < 1000 ? 1000 : n) }')
+}
+
+# warm_up SYS: a few seconds of the same load (connections, first allocations, leader caches).
 # For etcd it also calibrates --total so that a measured run lasts about BENCH_SECONDS.
 warm_up() {
   local sys=$1 rate
   if [[ $sys == etcd ]]; then
-    run_timed "${WORK}/etcd-warmup.out" "${WORK}/etcd-warmup.cpu" etcd_bench_cmd 2000 ||
+    run_timed "${WORK}/etcd-warmup.out" "${WORK}/etcd-warmup.cpu" etcd_bench_cmd 3000 ||
       die "etcd warm-up failed: $(tail -5 "${WORK}/etcd-warmup.out")"
     rate=$(parse_etcd_bench "${WORK}/etcd-warmup.out" | cut -d' ' -f2)
-    ETCD_TOTAL=$(awk -v r="$rate" -v s="$BENCH_SECONDS" 'BEGIN { n = int(r * s); print (n < 1000 ? 1000 : n) }')
+    calibrate_etcd "$rate"
     log "etcd warm-up: ${rate} writes/s -> --total ${ETCD_TOTAL} for ~${BENCH_SECONDS}s"
   else
     run_timed "${WORK}/raftkv-warmup.out" "${WORK}/raftkv-warmup.cpu" raftkv_bench_cmd 2 ||
@@ -446,6 +452,7 @@ bench() {
 
   if [[ $sys == etcd ]]; then
     read -r ops tput p50 p99 errs elapsed < <(parse_etcd_bench "$out") || die "cannot parse ${out}"
+    calibrate_etcd "$tput"
   else
     # raftctl prints its progress on stderr, into the same file: the JSON is the last object.
     sed -n '/^{/,/^}/p' "$out" >"${out}.json"
@@ -576,7 +583,7 @@ failover() {
   RESULT[$sys.failover_median_s]=$median
   RESULT[$sys.failover_worst_s]=$worst
   RESULT[$sys.failover_runs_s]="${secs[*]}"
-  RESULT[$sys.writer_attempt_ms]=$(printf '%s\n' "${resolution[@]}" | median_max | cut -d' ' -f1)
+  RESULT[$sys.writer_attempt_ms]=$(printf '%s\n' "${resolution[@]}" | median_max | awk '{ printf "%.1f", $1 }')
 }
 
 # --- report -------------------------------------------------------------------------
@@ -665,7 +672,7 @@ main() {
 
   step "etcd: start 3 members" etcd_up
   step "raftkv: start 3 members" raftkv_up
-  step "etcd: warm-up (2 s)" warm_up etcd
+  step "etcd: warm-up (3000 writes)" warm_up etcd
   step "raftkv: warm-up (2 s)" warm_up raftkv
   local r
   for ((r = 1; r <= ROUNDS; r++)); do
