@@ -236,14 +236,12 @@ etcd_start_member() {
   disown "$!"
 }
 
-# etcd_fsyncs: "COUNT SECONDS" of the WAL fsyncs plus backend (bbolt) commits (one fsync
-# each; the commit time includes its writes) of the 3 members, summed.
+# etcd_fsyncs I: "COUNT SECONDS" of member I's WAL fsyncs plus backend (bbolt) commits (one
+# fsync each; a commit's time includes its writes).
 etcd_fsyncs() {
-  local i
-  for i in 0 1 2; do
-    curl -fsS "http://127.0.0.1:$(etcd_client_port "$i")/metrics"
-  done | awk '/^etcd_disk_(wal_fsync|backend_commit)_duration_seconds_count / { n += $2 }
-    /^etcd_disk_(wal_fsync|backend_commit)_duration_seconds_sum / { s += $2 } END { printf "%d %.6f\n", n, s }'
+  curl -fsS "http://127.0.0.1:$(etcd_client_port "$1")/metrics" |
+    awk '/^etcd_disk_(wal_fsync|backend_commit)_duration_seconds_count / { n += $2 }
+      /^etcd_disk_(wal_fsync|backend_commit)_duration_seconds_sum / { s += $2 } END { printf "%d %.6f\n", n, s }'
 }
 
 etcd_status_json() {
@@ -295,14 +293,17 @@ raftkv_start_member() {
   disown "$!"
 }
 
-# raftkv_fsyncs: "COUNT SECONDS" of the fsync/fdatasync calls of the 3 nodes (log,
-# snapshots, metadata), summed.
+# raftkv_fsyncs I: "COUNT SECONDS" of node I's fsync/fdatasync calls (log, snapshots, metadata).
 raftkv_fsyncs() {
+  curl -fsS "http://127.0.0.1:$((RAFTKV_BASE_PORT + 10 + $1))/metrics" |
+    awk '/^raftkv_storage_fsyncs_total / { n += $2 } /^raftkv_storage_fsync_seconds_total / { s += $2 }
+      END { printf "%d %.6f\n", n, s }'
+}
+
+# all_fsyncs SYS: "COUNT0 SECONDS0 COUNT1 SECONDS1 COUNT2 SECONDS2" of the 3 members.
+all_fsyncs() {
   local i
-  for i in 0 1 2; do
-    curl -fsS "http://127.0.0.1:$((RAFTKV_BASE_PORT + 10 + i))/metrics"
-  done | awk '/^raftkv_storage_fsyncs_total / { n += $2 } /^raftkv_storage_fsync_seconds_total / { s += $2 }
-    END { printf "%d %.6f\n", n, s }'
+  for i in 0 1 2; do "${1}_fsyncs" "$i"; done | tr '\n' ' '
 }
 
 raftkv_status_json() { "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" --timeout 2s status -o json 2>/dev/null; }
@@ -398,7 +399,7 @@ parse_raftkv_bench() {
 # Figures of one benchmark run, in table order; RESULT[SYS.ROUND.FIGURE] holds each run's,
 # RESULT[SYS.FIGURE] the median over the rounds.
 BENCH_FIGURES=(throughput server_cpu_us_per_write p50_ms p99_ms ops errors elapsed_s server_cpu_s
-  client_cpu_us_per_write fsyncs_per_write fsync_mean_ms machine_busy_pct other_cpu_s elections)
+  client_cpu_us_per_write fsyncs_per_write leader_fsyncs_per_write fsync_mean_ms machine_busy_pct other_cpu_s elections)
 
 # ETCD_TOTAL: --total of etcd's next measured run, from the rate of its previous run (the
 # warm-up's at first) so that each run lasts about BENCH_SECONDS.
@@ -427,14 +428,15 @@ warm_up() {
 
 # bench SYS ROUND: one measured run; fills RESULT[SYS.ROUND.*].
 bench() {
-  local sys=$1 round=$2 pids out cpuf term0 term1 fs0 fs1 cpu0 cpu1 busy0 busy1 t0 t1 ops tput p50 p99 errs elapsed
+  local sys=$1 round=$2 pids out cpuf term0 term1 fs0 fs1 leader cpu0 cpu1 busy0 busy1 t0 t1 ops tput p50 p99 errs elapsed
   local k="${sys}.${round}"
   read -r -a pids <<<"$(server_pids "$sys")"
   out="${WORK}/${sys}-bench-${round}.out"
   cpuf="${WORK}/${sys}-bench-${round}.cpu"
 
   term0=$("${sys}_term")
-  fs0=$("${sys}_fsyncs")
+  leader=$("${sys}_leader_index") || die "no ${sys} leader before round ${round}"
+  fs0=$(all_fsyncs "$sys")
   RESULT[$k.load_before]=$(loadavg)
   busy0=$(machine_busy_ticks)
   cpu0=$(cpu_ticks "${pids[@]}")
@@ -448,7 +450,7 @@ bench() {
   cpu1=$(cpu_ticks "${pids[@]}")
   busy1=$(machine_busy_ticks)
   term1=$("${sys}_term")
-  fs1=$("${sys}_fsyncs")
+  fs1=$(all_fsyncs "$sys")
 
   if [[ $sys == etcd ]]; then
     read -r ops tput p50 p99 errs elapsed < <(parse_etcd_bench "$out") || die "cannot parse ${out}"
@@ -476,13 +478,21 @@ bench() {
   RESULT[$k.other_cpu_s]=$(awk -v a="$busy0" -v b="$busy1" -v s0="$cpu0" -v s1="$cpu1" -v c="$client_cpu" -v t="$CLK_TCK" \
     'BEGIN { o = (b - a - (s1 - s0)) / t - c; printf "%.2f", (o < 0 ? 0 : o) }')
   RESULT[$k.elections]=$((term1 - term0))
-  RESULT[$k.fsyncs_per_write]=$(awk -v a="${fs0% *}" -v b="${fs1% *}" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / n }')
-  RESULT[$k.fsync_mean_ms]=$(awk -v a="${fs0% *}" -v b="${fs1% *}" -v x="${fs0#* }" -v y="${fs1#* }" \
-    'BEGIN { if (b > a) printf "%.3f", (y - x) * 1000 / (b - a); else print "null" }')
+  # All members, then the leader alone (1.0 means no group commit on the leader).
+  local fpw lfpw fms
+  read -r fpw lfpw fms < <(
+    awk -v a="$fs0" -v b="$fs1" -v n="$ops" -v l="$leader" 'BEGIN {
+      split(a, x, " "); split(b, y, " ")
+      for (i = 0; i < 3; i++) { c += y[2 * i + 1] - x[2 * i + 1]; t += y[2 * i + 2] - x[2 * i + 2] }
+      lc = y[2 * l + 1] - x[2 * l + 1]
+      printf "%.3f %.3f %s\n", c / n, lc / n, (c > 0 ? sprintf("%.3f", t * 1000 / c) : "null") }')
+  RESULT[$k.fsyncs_per_write]=$fpw
+  RESULT[$k.leader_fsyncs_per_write]=$lfpw
+  RESULT[$k.fsync_mean_ms]=$fms
   log "${sys} round ${round}: ${ops} writes in ${elapsed}s = ${tput}/s, p50 ${p50} ms, p99 ${p99} ms, errors ${errs}," \
     "server CPU ${RESULT[$k.server_cpu_s]} s (${RESULT[$k.server_cpu_us_per_write]} µs/write)," \
     "client ${RESULT[$k.client_cpu_us_per_write]} µs/write, machine busy ${RESULT[$k.machine_busy_pct]}%," \
-    "others ${RESULT[$k.other_cpu_s]} s, fsyncs/write ${RESULT[$k.fsyncs_per_write]} (mean ${RESULT[$k.fsync_mean_ms]} ms), term +${RESULT[$k.elections]}"
+    "others ${RESULT[$k.other_cpu_s]} s, fsyncs/write ${RESULT[$k.fsyncs_per_write]} (leader ${RESULT[$k.leader_fsyncs_per_write]}, mean ${RESULT[$k.fsync_mean_ms]} ms), term +${RESULT[$k.elections]}"
 }
 
 # summarize_rounds: RESULT[SYS.FIGURE] = median over the rounds (elections, errors: sum).
@@ -612,6 +622,7 @@ print_table() {
     "server CPU (s, 3 nodes)|server_cpu_s|" \
     "client CPU per write (µs)|client_cpu_us_per_write|" \
     "fsyncs per write (3 nodes)|fsyncs_per_write|" \
+    "fsyncs per write (leader)|leader_fsyncs_per_write|" \
     "mean fsync time (ms)|fsync_mean_ms|" \
     "machine busy during run (%)|machine_busy_pct|" \
     "other processes' CPU during run (s)|other_cpu_s|" \
@@ -631,7 +642,7 @@ print_table() {
     # shellcheck disable=SC2059
     printf "$fmt" "$label" "$e" "$r" "$q" "$target"
   done
-  printf '\nper round (writes/s | server µs/write | p99 ms | others CPU s | load before):\n'
+  printf '\nper round (writes/s | server µs/write | p99 ms | others CPU s | load average before, which counts this script too):\n'
   for sys in etcd raftkv; do
     for ((r = 1; r <= ROUNDS; r++)); do
       printf '  %-6s %d: %8s | %6s | %8s | %5s | %s\n' "$sys" "$r" "${RESULT[$sys.$r.throughput]}" \
