@@ -665,7 +665,7 @@ print_json() {
     def fields($p): $ARGS.named | to_entries | map(select(.key | startswith($p)) | {key: (.key | ltrimstr($p)), value: (.value | num)})
       | map(select(.key | contains(".") | not)) | from_entries;
     def sys($s): fields($s + ".") + { rounds: [range(1; $rounds + 1) as $r | fields($s + "." + ($r | tostring) + ".")] }
-      | .failover_runs_s |= (if type == "string" then split(" ") | map(tonumber) else . end);
+      | .failover_runs_s |= (if type == "string" then split(" ") | map(tonumber) elif type == "number" then [.] else . end);
     { machine: { nproc: ($nproc | tonumber), load_start: $load_start, load_end: $load_end },
       setup: { etcd_version: $etcd_version, etcd_benchmark_version: $bench_version, clients: $clients,
                key_size: $key_size, value_size: $value_size, keys: $keys, rounds: $rounds,
