@@ -21,6 +21,9 @@
 #   9 the chart with watchNamespace: a Role instead of a ClusterRole, only that namespace managed
 #  10 the pause annotation stops every action; autoReplace replaces a member that stays
 #     unavailable (runs between 7 and 8; hack/e2e/steps/10-pause-autoreplace.sh)
+#  11 traces in Jaeger (built from source): a write is one trace across raftctl and three
+#     members, a scale-out's promotion one trace from the operator's step to the commit;
+#     `raftctl trace get` prints the waterfall (runs before 8; hack/e2e/steps/11-traces.sh)
 #
 # On failure it dumps the RaftCluster, Events, pod logs and operator logs. The local cluster is
 # always taken down at the end (trap), unless KEEP_CLUSTER=1.
@@ -42,6 +45,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv/target}"
 if [[ -z ${E2E_STEPS:-} ]]; then
   E2E_STEPS="1 2 3 4 5 6 7"
   if declare -F e2e_step_10 >/dev/null; then E2E_STEPS+=" 10"; fi
+  if declare -F e2e_step_11 >/dev/null; then E2E_STEPS+=" 11"; fi
   E2E_STEPS+=" 8 9"
 fi
 : "${E2E_SKIP_BUILD:=0}"
@@ -49,6 +53,16 @@ fi
 LOCAL_CLUSTER=1
 CORDONED_NODE=""
 [[ $E2E_USE_CURRENT_CONTEXT == 1 ]] && LOCAL_CLUSTER=0
+# Step 11's trace backend. Local cluster: an image of the Jaeger binary hack/local-cluster.sh
+# built from source; another cluster (kind): the upstream image of the same release.
+if ((LOCAL_CLUSTER)); then
+  : "${JAEGER_IMAGE:=localhost/raftkv/jaeger:local}"
+  JAEGER_PULL=Never
+else
+  : "${JAEGER_IMAGE:=jaegertracing/jaeger:2.13.0}"
+  JAEGER_PULL=IfNotPresent
+fi
+export JAEGER_IMAGE JAEGER_PULL
 
 need() {
   local cmd=$1 hint=$2
@@ -136,6 +150,11 @@ build_images() {
   hack/images.sh load "$OPERATOR_IMAGE" "${bin}/raft-operator" >/dev/null
   # Test-only client: raftctl plus a static busybox for loops and files in the pod.
   hack/images.sh load "$CLIENT_IMAGE" "${bin}/raftctl" /bin/busybox >/dev/null
+  # The trace backend of step 11, from the binary hack/local-cluster.sh built from source.
+  local jaeger
+  jaeger="${RAFTKV_CACHE_DIR:-$HOME/.cache/raftkv}/bin/jaeger-$(source hack/local-cluster/versions.sh && echo "$JAEGER_VERSION")/jaeger"
+  [[ -x $jaeger ]] || fail "${jaeger} missing: hack/local-cluster.sh build builds it"
+  hack/images.sh load "$JAEGER_IMAGE" "$jaeger" >/dev/null
 }
 
 main() {

@@ -13,6 +13,7 @@ e2e_step_title() {
     8) echo "delete the RaftCluster, helm uninstall: owned objects gone, PVCs per policy" ;;
     9) echo "chart with watchNamespace: namespaced RBAC, only that namespace managed" ;;
     10) echo "pause annotation stops every action; autoReplace replaces an unavailable member" ;;
+    11) echo "traces in Jaeger: a write across 3 members, a promotion from operator step to commit" ;;
     *) echo "?" ;;
   esac
 }
