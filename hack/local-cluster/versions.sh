@@ -29,7 +29,7 @@ CRI_TOOLS_VERSION=v1.34.0
 # rancher.io/local-path), so manifests behave the same here and on kind.
 LOCAL_PATH_VERSION=v0.0.30
 
-# Trace backend for the e2e's tracing step (and `hack/up.sh --tracing`): Jaeger v2, an
+# Trace backend for the e2e's tracing step (step 11): Jaeger v2, an
 # OpenTelemetry Collector distribution with an OTLP receiver, in-memory storage and the
 # query API. The Go module's v1.76.0 tag is the v2.13.0 release (same commit); the
 # module proxy has no UI assets (a git submodule built with npm), so the local build
