@@ -85,6 +85,13 @@ pub async fn run(config: RunConfig) -> Result<()> {
         let outcome = tokio::select! {
             () = controller::run(client.clone(), controller_config, metrics.clone()) => Ok(()),
             lost = elector.hold() => Err(lost),
+            () = shutdown_grace_expired() => {
+                tracing::warn!(
+                    grace_secs = SHUTDOWN_GRACE.as_secs(),
+                    "reconciles still running after SIGTERM: abandoning them to hand the Lease over"
+                );
+                Ok(())
+            }
         };
         if outcome.is_ok() {
             elector.release().await;
@@ -95,6 +102,32 @@ pub async fn run(config: RunConfig) -> Result<()> {
         r = work => r,
         r = server => r.map_err(|e| Error::Startup(e.to_string()))?,
     }
+}
+
+/// How long in-flight reconciles may run after SIGTERM before they are dropped and
+/// the Lease released. Without a bound, one reconcile stuck on slow node RPCs kept
+/// the Lease until the kubelet killed the pod and the Lease expired (45 s without a
+/// leader on every operator upgrade seen in e2e). Dropping a reconcile is safe: the
+/// next leader observes the cluster again before it acts, and the nodes refuse a
+/// second membership change while one is in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves `SHUTDOWN_GRACE` after the first SIGTERM or Ctrl-C (the controller's own
+/// graceful shutdown listens for the same signals).
+async fn shutdown_grace_expired() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
 }
 
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
