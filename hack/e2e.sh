@@ -70,10 +70,12 @@ need() {
 }
 
 preflight() {
-  need jq "install it (Debian: apt-get install jq)"
   need cargo "install Rust from https://rustup.rs (the workspace needs rustc >= 1.89)"
   if ((LOCAL_CLUSTER)); then
     ((EUID == 0)) || fail "the local cluster needs root (containerd, kubelet, iptables): run as root or with sudo"
+    # A fresh machine has none of jq, binutils, busybox-static, containerd...: the
+    # cluster script installs its Debian packages (ours among them) before we check.
+    hack/local-cluster.sh packages 9>&-
     need go "install Go >= 1.24 (https://go.dev/dl/); the local cluster builds Kubernetes from source"
     need readelf "install binutils (apt-get install binutils); hack/images.sh needs it"
     [[ -x /bin/busybox ]] || fail "/bin/busybox missing: apt-get install busybox-static (the e2e client image uses it)"
@@ -81,6 +83,7 @@ preflight() {
     need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
     need helm "install helm 3 (https://helm.sh/docs/intro/install/)"
   fi
+  need jq "install it (Debian: apt-get install jq)"
 }
 
 # One suite at a time per machine: two runs share the cluster, namespaces and Helm release
@@ -160,10 +163,11 @@ build_images() {
 main() {
   say "raftkv e2e: steps ${E2E_STEPS}; cluster: $( ((LOCAL_CLUSTER)) && echo local || echo "current context")"
   run_step "preflight" preflight
-  run_step "helm lint + template (hack/e2e/chart-lint.sh)" hack/e2e/chart-lint.sh
   if ((LOCAL_CLUSTER)); then
     run_step "local cluster up (hack/local-cluster.sh up)" cluster_up
   fi
+  # After `up`: on the local cluster, helm is one of the binaries it builds.
+  run_step "helm lint + template (hack/e2e/chart-lint.sh)" hack/e2e/chart-lint.sh
   use_cluster_env
   if [[ $E2E_SKIP_BUILD != 1 ]]; then
     run_step "cargo build --release (raft-node, raftctl, raft-operator)" build_binaries

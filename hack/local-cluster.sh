@@ -6,6 +6,7 @@
 #   hack/local-cluster.sh down     stop and remove everything `up` created
 #   hack/local-cluster.sh status   what is running
 #   hack/local-cluster.sh build    only build/cache binaries and images
+#   hack/local-cluster.sh packages only install the Debian packages it needs (apt)
 #   hack/local-cluster.sh env      print `export KUBECONFIG=...` (and PATH for kubectl/helm)
 #
 # Everything is built from source through the Go module proxy (versions pinned in
@@ -795,6 +796,10 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     build) cmd_build ;;
+    packages)
+      require_root
+      ensure_packages
+      ;;
     env) cmd_env ;;
     *)
       sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
