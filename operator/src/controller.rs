@@ -223,3 +223,6 @@ fn error_policy(_rc: Arc<RaftCluster>, error: &Error, ctx: Arc<Context>) -> Acti
     Metrics::count(&ctx.metrics.errors, "error", error.metric_label());
     Action::requeue(Duration::from_secs(5))
 }
+
+#[cfg(test)]
+mod tests;

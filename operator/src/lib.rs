@@ -7,6 +7,8 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod execute;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod node_client;
