@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::controller::{Context, NodeAddressing};
 use crate::crd::{PAUSED_ANNOTATION, RaftCluster, RaftClusterSpec};
-use crate::resources::{FIELD_MANAGER, MANAGED_BY};
+use crate::planner::Set;
+use crate::resources::{self, FIELD_MANAGER, MANAGED_BY};
 
 /// Namespace and name of [`RaftCluster::test`].
 pub const NAMESPACE: &str = "testns";
@@ -106,6 +107,11 @@ pub enum Scenario {
     /// replicas at 0 until bootstrap), the status says `Pending`, and a
     /// `StatefulSetScaled` Event is created.
     Bootstrap(RaftCluster),
+    /// The voters' StatefulSet exists at `spec.replicas` and its pods are pending
+    /// (no IP, so no node to ask): the owned objects are re-applied at the sizes
+    /// observed, the status lists the pods as unreachable and waits for them, and
+    /// no Event is published (no step, nothing blocked).
+    PodsPending(RaftCluster),
     /// Paused: observe, then the status write only (phase `Paused`).
     PausedStatusOnly(RaftCluster),
     /// The first owned-object apply is answered with this HTTP error; the status
@@ -285,6 +291,31 @@ impl ApiServerVerifier {
                         )
                         .await;
                 }
+                Scenario::PodsPending(rc) => {
+                    let replicas = rc.spec.replicas;
+                    server.observe_pending_pods(&rc).await;
+                    server.apply_owned(replicas, 0).await;
+                    let status = server.status_patch(&rc).await;
+                    assert_eq!(status["phase"], "Pending");
+                    let pods: Vec<String> = (0..replicas).map(|i| format!("{NAME}-{i}")).collect();
+                    let members = status["members"].as_array().expect("members");
+                    let listed: Vec<&str> = members
+                        .iter()
+                        .map(|m| m["pod"].as_str().expect("member pod"))
+                        .collect();
+                    assert_eq!(listed, pods);
+                    for m in members {
+                        assert_eq!(m["role"], "unreachable", "{m}");
+                        assert_eq!(m["healthy"], false, "{m}");
+                    }
+                    assert_eq!(status["replicas"], 0);
+                    assert_eq!(status["readyReplicas"], 0);
+                    assert_eq!(
+                        condition(&status, "Progressing")["message"],
+                        format!("waiting for {} to report Status", pods.join(", "))
+                    );
+                    assert_eq!(condition(&status, "Available")["status"], "False");
+                }
                 Scenario::PausedStatusOnly(rc) => {
                     server.observe_nothing().await;
                     let status = server.status_patch(&rc).await;
@@ -379,6 +410,59 @@ impl ApiServerVerifier {
             "kind": "PodList",
             "metadata": {"resourceVersion": "1"},
             "items": [],
+        }));
+    }
+
+    /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas`,
+    /// with that many pods not yet scheduled (no IP), and no read replicas.
+    async fn observe_pending_pods(&mut self, rc: &RaftCluster) {
+        let replicas = u32::try_from(rc.spec.replicas).expect("replicas >= 0");
+        let call = self.next_call().await;
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(call.path, path("statefulsets", NAME));
+        let mut sts = serde_json::to_value(resources::statefulset(rc, Set::Voters, replicas))
+            .expect("StatefulSet serializes");
+        sts["status"] = json!({"replicas": replicas, "updateRevision": format!("{NAME}-rev1")});
+        call.ok(&sts);
+
+        let call = self.next_call().await;
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(call.path, path("statefulsets", &format!("{NAME}-read")));
+        call.fail(StatusCode::NOT_FOUND, "NotFound");
+
+        let call = self.next_call().await;
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(call.path, path("pods", ""));
+        // Listed out of order: the status sorts them by ordinal.
+        let pods: Vec<Value> = (0..replicas)
+            .rev()
+            .map(|i| {
+                json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": format!("{NAME}-{i}"),
+                        "namespace": NAMESPACE,
+                        "creationTimestamp": "2025-01-01T00:00:00Z",
+                        "labels": {
+                            "app.kubernetes.io/name": "raftkv",
+                            "app.kubernetes.io/instance": NAME,
+                            "app.kubernetes.io/component": "voter",
+                            "controller-revision-hash": format!("{NAME}-rev1"),
+                        },
+                    },
+                    "status": {
+                        "phase": "Pending",
+                        "conditions": [{"type": "PodScheduled", "status": "False"}],
+                    },
+                })
+            })
+            .collect();
+        call.ok(&json!({
+            "apiVersion": "v1",
+            "kind": "PodList",
+            "metadata": {"resourceVersion": "2"},
+            "items": pods,
         }));
     }
 

@@ -66,6 +66,23 @@ async fn new_cluster_applies_owned_objects_writes_pending_status_and_requeues_so
 }
 
 #[tokio::test]
+async fn pending_pods_keep_the_observed_sizes_and_publish_no_event() {
+    let (ctx, server) = Context::test();
+    let rc = RaftCluster::test().with_replicas(3);
+    let verifier = server.run(Scenario::PodsPending(rc.clone()));
+
+    let action = reconcile_once(&rc, &ctx).await;
+    drop(ctx);
+    timeout_after_1s(verifier).await;
+
+    // Waiting on pods is "in progress": look again soon.
+    assert_eq!(
+        action.expect("reconcile succeeds"),
+        Action::requeue(Duration::from_secs(REQUEUE_BUSY_SECS))
+    );
+}
+
+#[tokio::test]
 async fn paused_cluster_writes_only_its_status() {
     let (ctx, server) = Context::test();
     let rc = RaftCluster::test().paused();
