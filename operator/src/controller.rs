@@ -147,10 +147,15 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     {
         change.trace_id = step_trace.clone();
     }
-    execute::write_status(&rc, &ctx, &status).await?;
+    // A step that ran is counted and announced even when the status write after it
+    // fails (its error is returned last); a step that failed reports its own error.
+    let written = execute::write_status(&rc, &ctx, &status).await;
 
     if let Err(e) = result {
         tracing::warn!(error = %e, step = ?plan.step, "step failed");
+        if let Err(w) = written {
+            tracing::warn!(error = %w, "cannot write status");
+        }
         return Err(e);
     }
     if let Some(step) = &plan.step {
@@ -175,6 +180,7 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     {
         tracing::warn!(error = %e, "cannot publish event");
     }
+    written?;
     let secs = if plan.busy {
         limits::REQUEUE_BUSY_SECS
     } else {

@@ -117,6 +117,9 @@ pub enum Scenario {
     /// The first owned-object apply is answered with this HTTP error; the status
     /// is still written, and nothing else is applied or published.
     ApplyFails(RaftCluster, StatusCode),
+    /// As [`Scenario::Bootstrap`], but the status write is answered with this HTTP
+    /// error: the step was taken, so its Event is still created.
+    StatusWriteFails(RaftCluster, StatusCode),
     /// No request at all.
     NoCalls,
 }
@@ -282,6 +285,20 @@ impl ApiServerVerifier {
                         format!("scaling voters StatefulSet to {replicas}")
                     );
                     assert!(status.get("lastMembershipChange").is_none());
+                    server
+                        .event_create(
+                            "StatefulSetScaled",
+                            "Scale",
+                            &format!("voters StatefulSet scaled to {replicas}"),
+                            ("StatefulSet", NAME),
+                        )
+                        .await;
+                }
+                Scenario::StatusWriteFails(rc, code) => {
+                    server.observe_nothing().await;
+                    let replicas = rc.spec.replicas;
+                    server.apply_owned(replicas, 0).await;
+                    server.status_patch_answered(&rc, Some(code)).await;
                     server
                         .event_create(
                             "StatefulSetScaled",
@@ -520,6 +537,15 @@ impl ApiServerVerifier {
 
     /// The status write: a forced apply on `/status`. Returns `status`.
     async fn status_patch(&mut self, rc: &RaftCluster) -> Value {
+        self.status_patch_answered(rc, None).await
+    }
+
+    /// [`Self::status_patch`], answered with `failure` if given.
+    async fn status_patch_answered(
+        &mut self,
+        rc: &RaftCluster,
+        failure: Option<StatusCode>,
+    ) -> Value {
         let call = self.next_call().await;
         assert_eq!(call.method, Method::PATCH);
         assert_eq!(call.path, format!("{}/status", path("raftclusters", NAME)));
@@ -536,6 +562,10 @@ impl ApiServerVerifier {
         );
         for c in status["conditions"].as_array().expect("conditions") {
             assert_eq!(c["observedGeneration"], json!(rc.metadata.generation));
+        }
+        if let Some(code) = failure {
+            call.fail(code, "InternalError");
+            return status;
         }
         let mut updated = serde_json::to_value(rc).expect("RaftCluster serializes");
         updated["status"] = status.clone();

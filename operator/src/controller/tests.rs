@@ -144,3 +144,29 @@ async fn failed_apply_still_writes_status_returns_the_error_and_is_counted() {
     // The step did not run, so it is not counted as executed.
     assert_eq!(steps, 0);
 }
+
+#[tokio::test]
+async fn a_step_taken_is_announced_even_when_the_status_write_fails() {
+    let (ctx, server) = Context::test();
+    let rc = RaftCluster::test();
+    let verifier = server.run(Scenario::StatusWriteFails(
+        rc.clone(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+    ));
+
+    let result = reconcile_once(&rc, &ctx).await;
+    let steps = ctx
+        .metrics
+        .steps
+        .get_or_create(&vec![("kind", "scale_statefulset".to_string())])
+        .get();
+    drop(ctx);
+    timeout_after_1s(verifier).await;
+
+    match result {
+        Err(Error::Kube(kube::Error::Api(status))) => assert_eq!(status.code, 500),
+        other => panic!("expected the status write's API error, got {other:?}"),
+    }
+    // The StatefulSet was scaled: counted, and its Event created (the verifier).
+    assert_eq!(steps, 1);
+}
