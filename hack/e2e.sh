@@ -6,6 +6,8 @@
 #   KEEP_CLUSTER=1 hack/e2e.sh        leave the local cluster (and the test namespace) running
 #   E2E_STEPS="1 2 4" hack/e2e.sh     run only some steps (each step still needs the ones it builds on)
 #   E2E_SKIP_BUILD=1 hack/e2e.sh      reuse the images already imported
+#   E2E_CARGO_PROFILE=dev hack/e2e.sh images of the dev-profile binaries `cargo test` already
+#                                     built (hack/test.sh does this; default: release)
 #   E2E_USE_CURRENT_CONTEXT=1 ...     use the current kubectl context instead of the local cluster
 #                                     (images must already be loaded there, e.g. with `kind load`)
 #
@@ -49,6 +51,7 @@ if [[ -z ${E2E_STEPS:-} ]]; then
   E2E_STEPS+=" 8 9"
 fi
 : "${E2E_SKIP_BUILD:=0}"
+: "${E2E_CARGO_PROFILE:=release}"
 : "${E2E_USE_CURRENT_CONTEXT:=0}"
 LOCAL_CLUSTER=1
 CORDONED_NODE=""
@@ -144,11 +147,27 @@ use_cluster_env() {
 }
 
 build_binaries() {
-  nice cargo build --release --locked -p raftkv-node -p raft-operator
+  nice cargo build --profile "$E2E_CARGO_PROFILE" --locked -p raftkv-node -p raft-operator
+}
+
+# Where cargo puts a profile's binaries ("dev" builds into debug/).
+profile_dir() { [[ $E2E_CARGO_PROFILE == dev ]] && echo debug || echo "$E2E_CARGO_PROFILE"; }
+
+# The binaries that go into images (step 7 retags from here too). Dev-profile ones are
+# copied without debug info, which makes them 170-350 MB; the images need only the code.
+image_bin_dir() {
+  [[ $(profile_dir) == debug ]] && echo "${CARGO_TARGET_DIR}/e2e-stripped" || echo "${CARGO_TARGET_DIR}/$(profile_dir)"
 }
 
 build_images() {
-  local bin="${CARGO_TARGET_DIR}/release"
+  local bin b
+  bin=$(image_bin_dir)
+  if [[ $(profile_dir) == debug ]]; then
+    mkdir -p "$bin"
+    for b in raft-node raftctl raft-operator; do
+      objcopy --strip-debug "${CARGO_TARGET_DIR}/debug/${b}" "${bin}/${b}"
+    done
+  fi
   hack/images.sh load "$NODE_IMAGE" "${bin}/raft-node" "${bin}/raftctl" >/dev/null
   hack/images.sh load "$OPERATOR_IMAGE" "${bin}/raft-operator" >/dev/null
   # Test-only client: raftctl plus a static busybox for loops and files in the pod.
@@ -170,7 +189,7 @@ main() {
   run_step "helm lint + template (hack/e2e/chart-lint.sh)" hack/e2e/chart-lint.sh
   use_cluster_env
   if [[ $E2E_SKIP_BUILD != 1 ]]; then
-    run_step "cargo build --release (raft-node, raftctl, raft-operator)" build_binaries
+    run_step "cargo build --profile ${E2E_CARGO_PROFILE} (raft-node, raftctl, raft-operator)" build_binaries
     if ((LOCAL_CLUSTER)); then
       run_step "images: build and import into containerd" build_images
     fi

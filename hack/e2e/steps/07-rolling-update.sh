@@ -14,7 +14,7 @@ voter_pod_images_are() {
 e2e_step_7() {
   if ((LOCAL_CLUSTER)); then
     check "retag the node image as ${NODE_IMAGE2} and import it"
-    hack/images.sh load "$NODE_IMAGE2" "${CARGO_TARGET_DIR}/release/raft-node" "${CARGO_TARGET_DIR}/release/raftctl" >/dev/null
+    hack/images.sh load "$NODE_IMAGE2" "$(image_bin_dir)/raft-node" "$(image_bin_dir)/raftctl" >/dev/null
   fi
   local leader t0 p order last
   leader=$(leader_pod)
