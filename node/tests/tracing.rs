@@ -650,6 +650,39 @@ async fn an_election_and_a_snapshot_build_are_traced() {
     })
     .await;
     assert!(built.attrs.contains_key("raft.index"), "{built:?}");
+
+    tracing::info!(
+        "--- kill -9 the leader: the survivors' election is a trace, their pre-votes are not"
+    );
+    let mut c = c;
+    c.kill(leader);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = c.wait_leader(&survivors).await;
+    wait_trace_with(&r, "the second election's trace", |t| {
+        t.iter().any(|s| {
+            s.name == "raft.election"
+                && s.parent.is_empty()
+                && s.attrs.get("raft.term").is_some_and(|t| t != "1")
+        })
+    })
+    .await;
+    // A traced put afterwards; each exporter sends in order, so once both
+    // survivors' spans of it are in, their pre-vote spans would be too.
+    direct_puts(&c, new_leader, 1, "after-failover").await;
+    wait_for("the put's spans from both survivors", WAIT, || async {
+        let roots = traces_rooted_at(&r, "raftkv.v1.KV/Put");
+        roots
+            .iter()
+            .map(|id| r.trace(id))
+            .find(|t| t.iter().any(|s| s.name == "raft.apply") && node_ids(t).len() >= 2)
+    })
+    .await;
+    let pre_vote_roots = traces_rooted_at(&r, "raftkv.v1.RaftPeer/PreVote");
+    assert!(
+        pre_vote_roots.is_empty(),
+        "{} traces rooted at a PreVote server span",
+        pre_vote_roots.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ pub const CLIENT_ADDRESS: &str = "client.address";
 // --- raftkv RPC span names (= rpc.method) --------------------------------------
 pub const PEER_APPEND_ENTRIES: &str = "raftkv.v1.RaftPeer/AppendEntries";
 pub const PEER_VOTE: &str = "raftkv.v1.RaftPeer/Vote";
+pub const PEER_PRE_VOTE: &str = "raftkv.v1.RaftPeer/PreVote";
 pub const PEER_INSTALL_SNAPSHOT: &str = "raftkv.v1.RaftPeer/InstallSnapshot";
 pub const PEER_READ_INDEX: &str = "raftkv.v1.RaftPeer/ReadIndex";
 pub const KV_PUT: &str = "raftkv.v1.KV/Put";
