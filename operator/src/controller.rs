@@ -1,7 +1,6 @@
 //! The kube-runtime controller: a thin shell around observe -> plan -> execute.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -38,8 +37,6 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub node_addressing: NodeAddressing,
-    /// Failed reconciles in a row, per cluster, for the error backoff.
-    pub failures: Mutex<HashMap<ObjectRef<RaftCluster>, u32>>,
 }
 
 /// Settings of [`run`].
@@ -74,7 +71,6 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         node_addressing: config.node_addressing,
-        failures: Mutex::default(),
     });
     let ns = &config.namespace;
     let owned = watcher::Config::default().labels(&format!(
@@ -123,7 +119,6 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     if rc.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove what we own; the
         // StatefulSets' PVC retention policy decides about the volumes.
-        forget_failures(&ctx, &rc);
         return Ok(Action::await_change());
     }
     let obs = observe::observe(&rc, &ctx).await?;
@@ -186,7 +181,6 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         tracing::warn!(error = %e, "cannot publish event");
     }
     written?;
-    forget_failures(&ctx, &rc);
     let secs = if plan.busy {
         limits::REQUEUE_BUSY_SECS
     } else {
@@ -231,31 +225,9 @@ fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
     (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
-fn error_policy(rc: Arc<RaftCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(_rc: Arc<RaftCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     Metrics::count(&ctx.metrics.errors, "error", error.metric_label());
-    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let n = failures
-        .entry(ObjectRef::from_obj(rc.as_ref()))
-        .or_default();
-    *n = n.saturating_add(1);
-    Action::requeue(error_backoff(*n))
-}
-
-/// Ends a cluster's run of failures (a reconcile succeeded, or it is going away).
-fn forget_failures(ctx: &Context, rc: &RaftCluster) {
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(rc));
-}
-
-/// The requeue after the `n`th failed reconcile in a row (n >= 1): exponential
-/// from `REQUEUE_ERROR_SECS`, capped at `REQUEUE_ERROR_MAX_SECS`, so a persistent
-/// error (RBAC, a refused spec) does not hit the API server every few seconds.
-fn error_backoff(n: u32) -> Duration {
-    let doublings = n.saturating_sub(1).min(16);
-    let secs = limits::REQUEUE_ERROR_SECS.saturating_mul(1 << doublings);
-    Duration::from_secs(secs.min(limits::REQUEUE_ERROR_MAX_SECS))
+    Action::requeue(Duration::from_secs(5))
 }
 
 #[cfg(test)]

@@ -54,12 +54,6 @@ impl RaftCluster {
         self
     }
 
-    /// Another cluster in the same namespace (scenarios expect the default name).
-    pub fn with_name(mut self, name: &str) -> Self {
-        self.metadata.name = Some(name.to_string());
-        self
-    }
-
     pub fn with_generation(mut self, generation: i64) -> Self {
         self.metadata.generation = Some(generation);
         self
@@ -101,7 +95,6 @@ impl Context {
             recorder: Recorder::new(client, reporter),
             metrics: Arc::default(),
             node_addressing: NodeAddressing::PodIp,
-            failures: Default::default(),
         };
         (Arc::new(ctx), ApiServerVerifier(handle))
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 use kube::runtime::controller::Action;
 
-use super::{Context, error_backoff, error_policy, reconcile};
+use super::{Context, error_policy, reconcile};
 use crate::Error;
 use crate::crd::RaftCluster;
 use crate::fixtures::{Scenario, timeout_after_1s};
@@ -169,34 +169,4 @@ async fn a_step_taken_is_announced_even_when_the_status_write_fails() {
     }
     // The StatefulSet was scaled: counted, and its Event created (the verifier).
     assert_eq!(steps, 1);
-}
-
-#[test]
-fn the_error_backoff_doubles_from_5_s_up_to_60_s() {
-    let secs: Vec<u64> = (1..=7).map(|n| error_backoff(n).as_secs()).collect();
-    assert_eq!(secs, [5, 10, 20, 40, 60, 60, 60]);
-    assert_eq!(error_backoff(u32::MAX), Duration::from_secs(60));
-}
-
-#[tokio::test]
-async fn failures_in_a_row_back_off_per_cluster_and_a_success_resets_them() {
-    let (ctx, server) = Context::test();
-    let rc = RaftCluster::test();
-    let other = RaftCluster::test().with_name("other");
-    let failed = Error::Startup("mocked failure".into());
-    let policy = |rc: &RaftCluster| error_policy(Arc::new(rc.clone()), &failed, ctx.clone());
-    assert_eq!(policy(&rc), Action::requeue(Duration::from_secs(5)));
-    assert_eq!(policy(&rc), Action::requeue(Duration::from_secs(10)));
-    // Another cluster's failures are its own.
-    assert_eq!(policy(&other), Action::requeue(Duration::from_secs(5)));
-
-    let verifier = server.run(Scenario::Bootstrap(rc.clone()));
-    reconcile_once(&rc, &ctx).await.expect("reconcile succeeds");
-    let after_success = policy(&rc);
-    let other_third = policy(&other);
-    drop(ctx);
-    timeout_after_1s(verifier).await;
-
-    assert_eq!(after_success, Action::requeue(Duration::from_secs(5)));
-    assert_eq!(other_third, Action::requeue(Duration::from_secs(10)));
 }

@@ -33,11 +33,6 @@ pub mod limits {
     pub const REQUEUE_BUSY_SECS: u64 = 3;
     /// Requeue when everything is settled (seconds).
     pub const REQUEUE_IDLE_SECS: u64 = 60;
-    /// Requeue after the first failed reconcile of a cluster (seconds); doubled
-    /// for each failure in a row, up to `REQUEUE_ERROR_MAX_SECS`. Capped low: a
-    /// cluster mid-replacement must not wait minutes after a transient error.
-    pub const REQUEUE_ERROR_SECS: u64 = 5;
-    pub const REQUEUE_ERROR_MAX_SECS: u64 = 60;
 }
 
 /// One member in a membership request.
