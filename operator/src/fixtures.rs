@@ -285,28 +285,14 @@ impl ApiServerVerifier {
                         format!("scaling voters StatefulSet to {replicas}")
                     );
                     assert!(status.get("lastMembershipChange").is_none());
-                    server
-                        .event_create(
-                            "StatefulSetScaled",
-                            "Scale",
-                            &format!("voters StatefulSet scaled to {replicas}"),
-                            ("StatefulSet", NAME),
-                        )
-                        .await;
+                    server.statefulset_scaled_event(replicas).await;
                 }
                 Scenario::StatusWriteFails(rc, code) => {
                     server.observe_nothing().await;
                     let replicas = rc.spec.replicas;
                     server.apply_owned(replicas, 0).await;
                     server.status_patch_answered(&rc, Some(code)).await;
-                    server
-                        .event_create(
-                            "StatefulSetScaled",
-                            "Scale",
-                            &format!("voters StatefulSet scaled to {replicas}"),
-                            ("StatefulSet", NAME),
-                        )
-                        .await;
+                    server.statefulset_scaled_event(replicas).await;
                 }
                 Scenario::PodsPending(rc) => {
                     let replicas = rc.spec.replicas;
@@ -571,6 +557,17 @@ impl ApiServerVerifier {
         updated["status"] = status.clone();
         call.ok(&updated);
         status
+    }
+
+    /// The Event of scaling the voters' StatefulSet to `replicas`.
+    async fn statefulset_scaled_event(&mut self, replicas: i32) {
+        self.event_create(
+            "StatefulSetScaled",
+            "Scale",
+            &format!("voters StatefulSet scaled to {replicas}"),
+            ("StatefulSet", NAME),
+        )
+        .await;
     }
 
     /// An `events.k8s.io/v1` Event about the test cluster.
