@@ -31,7 +31,7 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     c.kill(leader);
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let new_leader = c.wait_leader(&others).await;
-    let mut kv = c.kv(new_leader);
+    let kv = c.kv(new_leader);
     wait_for("a write acknowledged by the new leader", WAIT, || {
         let mut kv = kv.clone();
         async move { put(&mut kv, "after-failover", "1").await.ok() }
@@ -72,7 +72,18 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     for i in 0..3 {
         assert_all_present(&c, i, &acked).await;
     }
-    let _ = put(&mut kv, "done", "1").await.unwrap();
+    // The cluster still takes writes, at whichever node leads now. Leadership
+    // moved once more after the restart in one CI run of 2026-12-02 (under load;
+    // no write lost): logged so a regression in that is visible, not failed on.
+    let leader_now = c.wait_leader(&[0, 1, 2]).await;
+    if leader_now != new_leader {
+        tracing::warn!(
+            new_leader,
+            leader_now,
+            "leadership moved again after the restart"
+        );
+    }
+    let _ = put(&mut c.kv(leader_now), "done", "1").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
