@@ -17,7 +17,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p raftkv-node -p raft-operator \
+    cargo build --release --locked -p raftkv-node -p raftctl -p raft-operator \
  && mkdir -p /out \
  && cp target/release/raft-node target/release/raftctl target/release/raft-operator /out/
 

@@ -147,7 +147,7 @@ use_cluster_env() {
 }
 
 build_binaries() {
-  nice cargo build --profile "$E2E_CARGO_PROFILE" --locked -p raftkv-node -p raft-operator
+  nice cargo build --profile "$E2E_CARGO_PROFILE" --locked -p raftkv-node -p raftctl -p raft-operator
 }
 
 # Where cargo puts a profile's binaries ("dev" builds into debug/).

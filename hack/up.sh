@@ -51,7 +51,7 @@ helm_() { helm ${CONTEXT:+--kube-context "$CONTEXT"} "$@"; }
 
 build_and_load() {
   command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
-  nice cargo build --release --locked -p raftkv-node -p raft-operator
+  nice cargo build --release --locked -p raftkv-node -p raftctl -p raft-operator
   local bin="${CARGO_TARGET_DIR}/release"
   hack/images.sh load raftkv/raft-node:dev "${bin}/raft-node" "${bin}/raftctl" >/dev/null
   hack/images.sh load raftkv/raft-operator:dev "${bin}/raft-operator" >/dev/null

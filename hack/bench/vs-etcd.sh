@@ -200,8 +200,8 @@ build_all() {
     step "build etcd ${ETCD_VERSION} (cached)" build_etcd
     step "build etcd benchmark ${ETCD_BENCH_VERSION} + etcdctl ${ETCD_VERSION} (cached)" build_etcd_tools
     command -v cargo >/dev/null || die "cargo is not installed"
-    log "==> cargo build --release -p raftkv-node (log: ${WORK}/cargo.log)"
-    (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" nice -n 10 cargo build --release -p raftkv-node) \
+    log "==> cargo build --release -p raftkv-node -p raftctl (log: ${WORK}/cargo.log)"
+    (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" nice -n 10 cargo build --release -p raftkv-node -p raftctl) \
       >"${WORK}/cargo.log" 2>&1 || {
       tail -20 "${WORK}/cargo.log" >&2
       die "cargo build failed"

@@ -90,8 +90,10 @@ pub struct Limits {
     pub read_wait_max: Duration,
     /// Default `max_staleness` of a bounded read that names none.
     pub bounded_staleness_default: Duration,
-    /// A member is "caught up" (healthy, promotable) when it trails the
-    /// leader's commit index by at most this many entries.
+    /// "Caught up for promotion" (docs/design.md): a member is healthy
+    /// (Ready) and may become a voter when it trails the leader's commit index
+    /// by at most this many entries. The node's own guard; the operator waits
+    /// for the stricter "in sync" before it asks (`IN_SYNC_LAG_MAX` there).
     pub caught_up_lag_max: u64,
     /// Timeout of one peer RPC (AppendEntries, Vote, ReadIndex).
     pub peer_rpc_timeout: Duration,
@@ -101,6 +103,22 @@ pub struct Limits {
     pub transfer_timeout: Duration,
     /// Largest gRPC message accepted or sent (a batch of entries or a snapshot chunk).
     pub grpc_message_bytes_max: usize,
+    /// Connecting to a peer's listener: a peer that cannot accept a connection
+    /// this fast is skipped for this message (openraft retries on its schedule).
+    pub peer_connect_timeout: Duration,
+    /// Connecting to the leader's client listener when forwarding: a leader
+    /// that cannot accept a connection this fast is as good as unknown.
+    pub forward_connect_timeout: Duration,
+    /// Cached forwarding channels (one per distinct leader address seen).
+    pub forward_channels_max: usize,
+    /// Longest a stopping leader spends handing leadership off (well inside
+    /// Kubernetes' default 30 s termination grace period).
+    pub step_down_max: Duration,
+    /// How long a `Snapshot` request waits for the snapshot to be built.
+    pub snapshot_wait_max: Duration,
+    /// The health (readiness) status is re-evaluated at least this often:
+    /// the age of the last leader contact changes without a metrics change.
+    pub health_recheck: Duration,
 }
 
 impl Default for Limits {
@@ -119,6 +137,12 @@ impl Default for Limits {
             forward_timeout: Duration::from_secs(10),
             transfer_timeout: Duration::from_secs(10),
             grpc_message_bytes_max: 160 * 1024 * 1024,
+            peer_connect_timeout: Duration::from_secs(2),
+            forward_connect_timeout: Duration::from_secs(2),
+            forward_channels_max: 64,
+            step_down_max: Duration::from_secs(5),
+            snapshot_wait_max: Duration::from_secs(30),
+            health_recheck: Duration::from_millis(250),
         }
     }
 }

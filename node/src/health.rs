@@ -9,21 +9,18 @@ use tokio::sync::watch;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::app::Node;
-
-/// Re-evaluated on every metrics change and at least this often (contact age
-/// changes without a metrics change).
-const HEALTH_RECHECK: Duration = Duration::from_millis(250);
+use crate::node::Node;
+use crate::typ::RaftMetrics;
 
 pub async fn run(
     node: Arc<Node>,
     reporter: HealthReporter,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut metrics = node.raft.metrics();
+    let mut metrics = node.raft().metrics();
     let mut last = None;
     loop {
-        let healthy = node.is_healthy(&metrics.borrow_and_update().clone());
+        let healthy = is_healthy(&node, &metrics.borrow_and_update().clone());
         if last != Some(healthy) {
             let status = if healthy {
                 ServingStatus::Serving
@@ -38,7 +35,58 @@ pub async fn run(
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return Ok(()),
             r = metrics.changed() => if r.is_err() { return Ok(()) },
-            _ = tokio::time::sleep(HEALTH_RECHECK) => {}
+            _ = tokio::time::sleep(node.limits().health_recheck) => {}
         }
+    }
+}
+
+/// SERVING for the gRPC health check (and so Kubernetes readiness): a member
+/// of an initialized cluster that follows a live leader and has applied close
+/// to its commit index.
+pub fn is_healthy(node: &Node, m: &RaftMetrics) -> bool {
+    if m.running_state.is_err() || !node.is_member(m) || m.current_leader.is_none() {
+        return false;
+    }
+    if m.state.is_leader() {
+        return true;
+    }
+    let limits = node.limits();
+    let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+    follower_healthy(
+        node.contact()
+            .last()
+            .map(|c| (c.at.elapsed(), c.leader_commit)),
+        applied,
+        Duration::from_millis(2 * limits.election_timeout_ms_max),
+        limits.caught_up_lag_max,
+    )
+}
+
+/// A follower or learner is healthy when its last leader contact is younger
+/// than `contact_max` and it is caught up (its applied index within
+/// `lag_max` of the leader's commit index then).
+fn follower_healthy(
+    contact: Option<(Duration, u64)>,
+    applied: u64,
+    contact_max: Duration,
+    lag_max: u64,
+) -> bool {
+    contact.is_some_and(|(age, leader_commit)| {
+        age <= contact_max && applied.saturating_add(lag_max) >= leader_commit
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_needs_fresh_contact_and_a_small_lag() {
+        let ms = Duration::from_millis;
+        assert!(!follower_healthy(None, 10, ms(800), 1000));
+        assert!(follower_healthy(Some((ms(100), 10)), 10, ms(800), 1000));
+        assert!(!follower_healthy(Some((ms(900), 10)), 10, ms(800), 1000));
+        assert!(follower_healthy(Some((ms(1), 1010)), 10, ms(800), 1000));
+        assert!(!follower_healthy(Some((ms(1), 1011)), 10, ms(800), 1000));
     }
 }

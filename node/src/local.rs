@@ -22,7 +22,7 @@ use raftkv_proto::v1;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
-use crate::client::{self, ClientOptions, RaftClient};
+use raftkv_client::{self as client, ClientOptions, RaftClient};
 
 /// A node that exits this soon after it started counts as a quick exit.
 const QUICK_EXIT: Duration = Duration::from_secs(5);
@@ -466,25 +466,23 @@ fn role(st: &v1::StatusResponse) -> &'static str {
 
 fn print_ready(nodes: &[LocalNode]) {
     println!("==> ready\n");
-    let rows: Vec<Vec<String>> = nodes
-        .iter()
-        .map(|n| {
-            vec![
-                n.name.clone(),
-                n.pid().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                n.client_addr.clone(),
-                n.peer_addr.clone(),
-                n.log_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "stdout".into()),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        crate::ctl::table(&["NAME", "PID", "CLIENT", "PEER", "LOG"], &rows)
+    // Fixed columns: node names, PIDs and loopback addresses have bounded widths.
+    println!(
+        "{:<8} {:<8} {:<21} {:<21} LOG",
+        "NAME", "PID", "CLIENT", "PEER"
     );
+    for n in nodes {
+        let pid = n.pid().map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let log = n
+            .log_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "stdout".into());
+        println!(
+            "{:<8} {:<8} {:<21} {:<21} {log}",
+            n.name, pid, n.client_addr, n.peer_addr
+        );
+    }
     let eps: Vec<&str> = nodes.iter().map(|n| n.client_addr.as_str()).collect();
     println!("\nexport RAFTCTL_ENDPOINTS={}\n", eps.join(","));
     println!("Try: raftctl put hello world && raftctl get hello && raftctl status");
@@ -599,7 +597,7 @@ mod tests {
         let eps: Vec<String> = (0..a.nodes)
             .map(|i| format!("127.0.0.1:{}", ports(a.base_port, i).unwrap().0))
             .collect();
-        assert_eq!(eps.join(","), crate::ctl::DEFAULT_ENDPOINTS);
+        assert_eq!(eps.join(","), raftkv_client::DEFAULT_ENDPOINTS);
     }
 
     #[test]

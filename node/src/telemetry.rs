@@ -1,7 +1,4 @@
-//! Logging and OpenTelemetry export for the node's binaries (raft-node,
-//! raftctl), set up by the shared `raftkv_telemetry::init`.
-
-use std::io::IsTerminal;
+//! Logging and OpenTelemetry export for `raft-node`, set up by the shared `raftkv_telemetry::init`.
 
 pub use raftkv_telemetry::{LogFormat, TelemetryGuard};
 
@@ -12,42 +9,21 @@ const DEFAULT_FILTER: &str = "info,openraft=warn,h2=warn,tower=warn,hyper=warn";
 /// Logging on stderr (filtered by `RUST_LOG`) plus, when `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// is set, OpenTelemetry export of our spans (its own filter, so `RUST_LOG`
 /// does not decide what is traced). See `raftkv_telemetry::tracing_setup`.
-/// Call it inside the tokio runtime.
+/// Call it inside the tokio runtime. No `format`: text on a terminal, JSON otherwise.
 /// `instance` names this process among others of the same service (a node's name).
 pub fn init(
     format: Option<LogFormat>,
     service_name: &str,
     instance: Option<&str>,
 ) -> TelemetryGuard {
-    init_with_filter(format, service_name, instance, DEFAULT_FILTER)
-}
-
-/// [`init`] with another default log filter (used when `RUST_LOG` is unset).
-/// No `format`: text on a terminal, JSON otherwise.
-pub fn init_with_filter(
-    format: Option<LogFormat>,
-    service_name: &str,
-    instance: Option<&str>,
-    default_filter: &str,
-) -> TelemetryGuard {
-    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
-        LogFormat::Text
-    } else {
-        LogFormat::Json
-    });
-    let guard = raftkv_telemetry::init(&raftkv_telemetry::Options {
+    raftkv_telemetry::init(&raftkv_telemetry::Options {
         service_name,
         instance_id: instance,
         never_root: crate::observability::sampler::NEVER_ROOT,
-        format,
+        format: format.unwrap_or_else(LogFormat::for_stderr),
         output: raftkv_telemetry::LogOutput::Stderr,
-        default_filter,
-    });
-    if guard.is_exporting() {
-        // Every client built with default options (raftctl, forwarding) carries traceparent.
-        crate::client::set_default_request_hook(crate::observability::propagation::request_hook());
-    }
-    guard
+        default_filter: DEFAULT_FILTER,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -28,7 +28,6 @@ use raftkv_proto::v1 as pb;
 use util::{TestCluster, WAIT, wait_for};
 
 const PORT_BASE: u16 = 26000;
-const RAFTCTL_BIN: &str = env!("CARGO_BIN_EXE_raftctl");
 
 const KIND_SERVER: i32 = 2;
 const KIND_CLIENT: i32 = 3;
@@ -153,7 +152,7 @@ fn otel_env(addr: SocketAddr, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Runs `raftctl` with tracing on (its own root span, sampled).
 fn raftctl(addr: SocketAddr, endpoints: &str, args: &[&str]) {
-    let out = Command::new(RAFTCTL_BIN)
+    let out = Command::new(util::workspace_bin("raftctl"))
         .args(["--endpoints", endpoints])
         .args(args)
         .envs(otel_env(addr, &[("RAFTKV_TRACE_RATE_PER_MIN", "0")]))
@@ -494,13 +493,9 @@ async fn an_injected_peer_rpc_drop_is_an_event_on_the_span() {
 #[ignore = "a benchmark (30 s of load), run by hand for the overhead figure"]
 async fn overhead_of_tracing_on_bench_put() {
     use std::io::BufRead;
-    let bin = |name: &str, built: &str| match std::env::var("RAFTKV_BIN_DIR") {
-        Ok(dir) => format!("{dir}/{name}"),
-        Err(_) => built.to_string(),
-    };
     let (node_bin, ctl_bin) = (
-        bin("raft-node", util::NODE_BIN),
-        bin("raftctl", RAFTCTL_BIN),
+        util::workspace_bin("raft-node"),
+        util::workspace_bin("raftctl"),
     );
     let duration = std::env::var("RAFTKV_BENCH_DURATION").unwrap_or_else(|_| "10s".into());
     let (r, addr) = Receiver::start().await;

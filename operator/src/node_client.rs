@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use raftkv_client::channel::ChannelSettings;
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::cluster_client::ClusterClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::planner::{MemberInfo, MembershipView, NewMember, NodeId, NodeStatus, Role};
 use crate::{Error, Result};
@@ -28,17 +29,14 @@ type Client = ClusterClient<InterceptedService<Channel, Interceptor>>;
 type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
 
 async fn connect(addr: &str, timeout: Duration) -> Result<Client> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    let channel = ChannelSettings::new(limits::CONNECT_TIMEOUT)
+        .with_request_timeout(timeout)
+        .connect(addr)
+        .await
         .map_err(|e| Error::NodeConnect {
             target: addr.into(),
             message: e.to_string(),
-        })?
-        .connect_timeout(limits::CONNECT_TIMEOUT)
-        .timeout(timeout);
-    let channel = endpoint.connect().await.map_err(|e| Error::NodeConnect {
-        target: addr.into(),
-        message: e.to_string(),
-    })?;
+        })?;
     let interceptor: Interceptor = crate::telemetry::interceptor;
     Ok(ClusterClient::with_interceptor(channel, interceptor))
 }

@@ -1,5 +1,5 @@
 //! Telemetry shared by raft-node, raftctl and raft-operator (node and operator
-//! never depend on each other, DESIGN.md; both depend on this crate).
+//! never depend on each other, docs/design.md; both depend on this crate).
 //!
 //! - [`logging`]: [`init`] installs logging plus, when an OTLP endpoint is
 //!   configured, trace export; keep the returned [`TelemetryGuard`].

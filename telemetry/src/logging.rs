@@ -16,6 +16,18 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// Text for a person at a terminal, JSON for a log collector.
+    pub fn for_stderr() -> LogFormat {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        }
+    }
+}
+
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogOutput {

@@ -3,18 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openraft::ChangeMembers;
-use raftkv_proto::FORWARDED_HEADER;
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::cluster_client::ClusterClient;
 use raftkv_proto::v1::cluster_server::Cluster;
 use tonic::{Request, Response, Status};
 
-use crate::app::Node;
 use crate::grpc::errors;
-use crate::observability::links::membership_change;
+use crate::grpc::route;
+use crate::node::{Node, matched_index};
 use crate::typ::{RaftMetrics, StoredMembership};
 use crate::{NodeId, NodeInfo};
 
@@ -75,29 +74,12 @@ impl ClusterService {
         ClusterService { node }
     }
 
-    /// `Some(client)` for the leader when this node is not it.
+    /// `Some(client)` for the leader when this node is not it (see `grpc::route`).
     fn route<T>(
         &self,
         req: &Request<T>,
     ) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
-        let m = self.node.metrics();
-        if m.state.is_leader() {
-            return Ok(None);
-        }
-        let Some((leader, info)) = self.node.leader(&m) else {
-            return Err(Status::unavailable(
-                "no leader is known right now; retry shortly",
-            ));
-        };
-        if req.metadata().contains_key(FORWARDED_HEADER) {
-            return Err(errors::unavailable_with_hint(
-                format!("forwarded request reached a non-leader; the leader is {leader}"),
-                Some(&info.client_addr),
-            ));
-        }
-        Ok(Some(ClusterClient::new(
-            self.node.client_channel(&info.client_addr)?,
-        )))
+        Ok(route::route(&self.node, req)?.map(|leader| ClusterClient::new(leader.channel)))
     }
 
     fn membership_response(&self) -> pb::MembershipResponse {
@@ -108,7 +90,7 @@ impl ClusterService {
         }
     }
 
-    /// DESIGN invariant 3, node side: one change at a time; every new voter
+    /// Invariant 3 (docs/design.md), node side: one change at a time; every new voter
     /// must be a caught-up learner or voter; the leader never removes itself.
     fn check_voter_change(
         &self,
@@ -116,7 +98,7 @@ impl ClusterService {
         new_voters: &BTreeSet<NodeId>,
     ) -> Result<(), Status> {
         let membership = m.membership_config.membership();
-        if membership.get_joint_config().len() > 1 {
+        if crate::raft::quorum::is_joint(membership.get_joint_config()) {
             return Err(Status::failed_precondition(
                 "a membership change is already in progress",
             ));
@@ -124,29 +106,24 @@ impl ClusterService {
         if new_voters.is_empty() {
             return Err(Status::invalid_argument("the voter set must not be empty"));
         }
-        if !new_voters.contains(&self.node.id) {
+        if !new_voters.contains(&self.node.id()) {
             return Err(Status::failed_precondition(format!(
                 "the leader {} is not in the new voter set; transfer leadership first",
-                self.node.id
+                self.node.id()
             )));
         }
         let last = m.last_log_index.unwrap_or(0);
-        let lag_max = self.node.config.limits.caught_up_lag_max;
+        let lag_max = self.node.limits().caught_up_lag_max;
         for id in new_voters {
             if membership.get_node(id).is_none() {
                 return Err(Status::failed_precondition(format!(
                     "node {id} is not a member; add it as a learner first"
                 )));
             }
-            if *id == self.node.id {
+            if *id == self.node.id() {
                 continue;
             }
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map(|l| l.index)
-                .unwrap_or(0);
+            let matched = matched_index(m, *id);
             if matched + lag_max < last {
                 return Err(Status::failed_precondition(format!(
                     "node {id} is {} entries behind the leader (limit {lag_max}); wait until it catches up",
@@ -184,14 +161,14 @@ impl Cluster for ClusterService {
         let leader_contact_age_ms = if m.state.is_leader() {
             Some(0)
         } else {
-            node.contact
+            node.contact()
                 .age(Instant::now())
                 .map(|a| a.as_millis() as u64)
         };
-        let applied = node.reader.applied();
+        let applied = node.reader().applied();
         Ok(Response::new(pb::StatusResponse {
-            node_id: node.id,
-            cluster_id: node.identity.cluster_id().unwrap_or_default(),
+            node_id: node.id(),
+            cluster_id: node.cluster_id(),
             role: role(node, &m) as i32,
             term: m.current_term,
             leader_id: m.current_leader.unwrap_or(0),
@@ -202,12 +179,12 @@ impl Cluster for ClusterService {
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             membership: Some(membership_pb(&m.membership_config)),
             progress,
-            client_addr: node.config.advertise_client.clone(),
-            peer_addr: node.config.advertise_peer.clone(),
-            name: node.config.name.clone(),
+            client_addr: node.config().advertise_client.clone(),
+            peer_addr: node.config().advertise_peer.clone(),
+            name: node.config().name.clone(),
             revision: applied.revision,
             leader_contact_age_ms,
-            healthy: node.is_healthy(&m),
+            healthy: crate::health::is_healthy(node, &m),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))
     }
@@ -218,14 +195,14 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::InitializeResponse>, Status> {
         let node = &self.node;
         let req = request.into_inner();
-        // DESIGN invariant 2: nobody bootstraps twice.
-        if let Some(id) = node.identity.cluster_id() {
+        // Invariant 2 (docs/design.md): nobody bootstraps twice.
+        if let Some(id) = node.identity().cluster_id() {
             return Err(Status::failed_precondition(format!(
                 "this node already belongs to cluster {id}; refusing to initialize"
             )));
         }
         if node
-            .raft
+            .raft()
             .is_initialized()
             .await
             .map_err(|e| errors::fatal(&e))?
@@ -253,17 +230,17 @@ impl Cluster for ClusterService {
                 )));
             }
         }
-        if !members.contains_key(&node.id) {
+        if !members.contains_key(&node.id()) {
             return Err(Status::invalid_argument(format!(
                 "the members must include the node receiving Initialize ({})",
-                node.id
+                node.id()
             )));
         }
         let cluster_id = new_cluster_id();
-        node.identity
+        node.identity()
             .set_cluster_id(&cluster_id)
             .map_err(|e| Status::internal(format!("cannot persist cluster ID: {e}")))?;
-        node.raft
+        node.raft()
             .initialize(members)
             .await
             .map_err(errors::initialize)?;
@@ -310,12 +287,14 @@ impl Cluster for ClusterService {
         if membership.get_node(&member.node_id) == Some(&info) {
             return Ok(Response::new(self.membership_response()));
         }
-        membership_change(
-            "add_learner",
-            self.node.raft.add_learner(member.node_id, info, false),
-        )
-        .await
-        .map_err(errors::client_write)?;
+        self.node
+            .links()
+            .membership_change(
+                "add_learner",
+                self.node.raft().add_learner(member.node_id, info, false),
+            )
+            .await
+            .map_err(errors::client_write)?;
         Ok(Response::new(self.membership_response()))
     }
 
@@ -333,12 +312,14 @@ impl Cluster for ClusterService {
         let m = self.node.metrics();
         self.check_voter_change(&m, &new_voters)?;
         tracing::info!(voters = ?new_voters, retain = req.retain, "changing membership (joint consensus)");
-        membership_change(
-            "change_voters",
-            self.node.raft.change_membership(new_voters, req.retain),
-        )
-        .await
-        .map_err(errors::client_write)?;
+        self.node
+            .links()
+            .membership_change(
+                "change_voters",
+                self.node.raft().change_membership(new_voters, req.retain),
+            )
+            .await
+            .map_err(errors::client_write)?;
         Ok(Response::new(self.membership_response()))
     }
 
@@ -355,7 +336,7 @@ impl Cluster for ClusterService {
         if membership.get_node(&id).is_none() {
             return Err(Status::not_found(format!("node {id} is not a member")));
         }
-        if id == self.node.id {
+        if id == self.node.id() {
             return Err(Status::failed_precondition(format!(
                 "node {id} is the leader; transfer leadership before removing it"
             )));
@@ -363,20 +344,24 @@ impl Cluster for ClusterService {
         if membership.voter_ids().any(|v| v == id) {
             let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
             self.check_voter_change(&m, &voters)?;
-            membership_change(
-                "remove_voter",
-                self.node.raft.change_membership(voters, false),
-            )
-            .await
-            .map_err(errors::client_write)?;
+            self.node
+                .links()
+                .membership_change(
+                    "remove_voter",
+                    self.node.raft().change_membership(voters, false),
+                )
+                .await
+                .map_err(errors::client_write)?;
         } else {
             let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-            membership_change(
-                "remove_learner",
-                self.node.raft.change_membership(change, false),
-            )
-            .await
-            .map_err(errors::client_write)?;
+            self.node
+                .links()
+                .membership_change(
+                    "remove_learner",
+                    self.node.raft().change_membership(change, false),
+                )
+                .await
+                .map_err(errors::client_write)?;
         }
         Ok(Response::new(self.membership_response()))
     }
@@ -391,7 +376,7 @@ impl Cluster for ClusterService {
                 .await;
         }
         let target = request.into_inner().target_node_id;
-        let (previous, new, term) = self.node.transfer_leader(target).await?;
+        let (previous, new, term) = crate::raft::transfer::hand_off(&self.node, target).await?;
         Ok(Response::new(pb::TransferLeaderResponse {
             previous_leader_id: previous,
             new_leader_id: new,
@@ -405,23 +390,24 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
         let node = &self.node;
         let applied = node.metrics().last_applied.map(|l| l.index).unwrap_or(0);
-        node.raft
+        node.raft()
             .trigger()
             .snapshot()
             .await
             .map_err(|e| errors::fatal(&e))?;
-        let mut metrics = node.raft.metrics();
+        let mut metrics = node.raft().metrics();
         let wait = metrics.wait_for(|m| m.snapshot.map(|l| l.index).unwrap_or(0) >= applied);
-        let snap = match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        let max = node.limits().snapshot_wait_max;
+        let snap = match tokio::time::timeout(max, wait).await {
             Ok(Ok(m)) => m.snapshot.map(|l| l.index).unwrap_or(0),
             _ => {
-                return Err(Status::deadline_exceeded(
-                    "snapshot did not complete within 30s",
-                ));
+                return Err(Status::deadline_exceeded(format!(
+                    "snapshot did not complete within {max:?}"
+                )));
             }
         };
         Ok(Response::new(pb::SnapshotResponse {
-            node_id: node.id,
+            node_id: node.id(),
             snapshot_index: snap,
         }))
     }
@@ -429,7 +415,7 @@ impl Cluster for ClusterService {
 
 /// A forwarded admin call, carrying the caller's trace context.
 fn to_leader<T>(inner: T) -> Request<T> {
-    let mut r = crate::grpc::forwarded(inner);
+    let mut r = route::forwarded(inner);
     crate::observability::propagation::inject(r.metadata_mut());
     r
 }

@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raftkv_proto::FORWARDED_HEADER;
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::kv_client::KvClient;
 use raftkv_proto::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
-use crate::app::Node;
-use crate::grpc::{errors, forwarded};
+use crate::grpc::errors;
+use crate::grpc::route::{self, forwarded};
 use crate::kv::{Command, CommandResult, Expect, KeyValue};
+use crate::node::Node;
 use crate::observability::links::Proposal;
 use crate::observability::{propagation, rpc, semconv};
-use crate::raft::contact;
+use crate::raft::read_index;
 use crate::storage::prefix_end;
 
 pub struct KvService {
@@ -31,54 +31,31 @@ impl KvService {
     fn header(&self, revision: u64) -> pb::ResponseHeader {
         let m = self.node.metrics();
         pb::ResponseHeader {
-            node_id: self.node.id,
+            node_id: self.node.id(),
             revision,
-            applied_index: self.node.reader.applied().index,
+            applied_index: self.node.reader().applied().index,
             leader_id: m.current_leader.unwrap_or(0),
             term: m.current_term,
-            cluster_id: self.node.identity.cluster_id().unwrap_or_default(),
+            cluster_id: self.node.cluster_id(),
         }
     }
 
-    /// Where a write must go: `None` if this node is the leader, else the
-    /// leader's client address to forward to.
-    fn route_write<T>(&self, req: &Request<T>) -> Result<Option<String>, Status> {
-        let m = self.node.metrics();
-        if m.state.is_leader() {
-            if self.node.is_transferring() {
-                return Err(Status::unavailable(
-                    "leadership is being handed off; retry shortly",
-                ));
-            }
-            return Ok(None);
-        }
-        let Some((leader, info)) = self.node.leader(&m) else {
-            return Err(Status::unavailable(
-                "no leader is known right now (election in progress?); retry shortly",
-            ));
-        };
-        if req.metadata().contains_key(FORWARDED_HEADER) {
-            return Err(errors::unavailable_with_hint(
-                format!("forwarded request reached a non-leader; the leader is {leader}"),
-                Some(&info.client_addr),
-            ));
-        }
-        Ok(Some(info.client_addr))
-    }
-
-    fn forward_client(&self, addr: &str) -> Result<KvClient<tonic::transport::Channel>, Status> {
-        let max = self.node.config.limits.grpc_message_bytes_max;
-        Ok(KvClient::new(self.node.client_channel(addr)?)
+    fn forward_client(
+        &self,
+        channel: tonic::transport::Channel,
+    ) -> KvClient<tonic::transport::Channel> {
+        let max = self.node.limits().grpc_message_bytes_max;
+        KvClient::new(channel)
             .max_decoding_message_size(max)
-            .max_encoding_message_size(max))
+            .max_encoding_message_size(max)
     }
 
     async fn propose(&self, cmd: Command) -> Result<CommandResult, Status> {
         // A `raft.propose` span that replication and apply on every node join
         // (observability::links), plus the proposal metrics.
-        let proposal = Proposal::start(&cmd);
+        let proposal = Proposal::start(self.node.links(), &cmd);
         let resp = tracing::Instrument::instrument(
-            self.node.raft.client_write(cmd),
+            self.node.raft().client_write(cmd),
             proposal.span().clone(),
         )
         .await;
@@ -90,12 +67,12 @@ impl KvService {
         Ok(resp.map_err(errors::client_write)?.data)
     }
 
-    /// Forwards a write to the leader at `addr` in a CLIENT span whose
+    /// Forwards a write to the leader in a CLIENT span whose
     /// context travels in `traceparent`.
     async fn forward<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
-        addr: &str,
+        leader: route::Leader,
         inner: Req,
         call: F,
     ) -> Result<Response<Resp>, Status>
@@ -103,14 +80,13 @@ impl KvService {
         F: FnOnce(KvClient<tonic::transport::Channel>, Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
     {
-        let span = rpc::client_span(method, addr);
+        let span = rpc::client_span(method, &leader.client_addr);
         let mut req = forwarded(inner);
         propagation::inject_span(&span, req.metadata_mut());
-        let client = self.forward_client(addr)?;
-        rpc::traced(span, call(client, req)).await
+        rpc::traced(span, call(self.forward_client(leader.channel), req)).await
     }
 
-    /// Consistency barrier before a read; see DESIGN.md "Reads".
+    /// Consistency barrier before a read; see docs/design.md "Reads".
     async fn read_barrier(&self, opts: Option<&pb::ReadOptions>) -> Result<(), Status> {
         let default = pb::ReadOptions::default();
         let opts = opts.unwrap_or(&default);
@@ -124,7 +100,7 @@ impl KvService {
             }
             pb::Consistency::Bounded => {
                 let max = if opts.max_staleness_ms == 0 {
-                    self.node.config.limits.bounded_staleness_default
+                    self.node.limits().bounded_staleness_default
                 } else {
                     Duration::from_millis(opts.max_staleness_ms)
                 };
@@ -140,27 +116,25 @@ impl KvService {
 
     fn bounded_check(&self, max: Duration) -> Result<(), Status> {
         let m = self.node.metrics();
-        let applied = self.node.reader.applied().index;
-        if m.state.is_leader() {
+        let applied = self.node.reader().applied().index;
+        let (admitted, role) = if m.state.is_leader() {
             let ack = m.millis_since_quorum_ack.map(Duration::from_millis);
-            let fresh = ack.is_some_and(|a| a <= max);
             let commit = self.node.commit_index(&m);
-            if fresh && applied >= commit {
-                return Ok(());
-            }
-            return Err(Status::failed_precondition(format!(
-                "bounded read refused on leader {}: quorum last acknowledged {:?} ago (max {} ms), applied {} of {} committed",
-                self.node.id,
-                ack,
-                max.as_millis(),
-                applied,
-                commit
-            )));
-        }
-        contact::bounded_read_allowed(self.node.contact.last(), applied, Instant::now(), max).map_err(|why| {
+            (
+                read_index::bounded_on_leader(ack, max, applied, commit),
+                "leader",
+            )
+        } else {
+            let contact = self.node.contact().last();
+            (
+                read_index::bounded_on_follower(contact, applied, Instant::now(), max),
+                "node",
+            )
+        };
+        admitted.map_err(|why| {
             Status::failed_precondition(format!(
-                "bounded read refused on node {}: {why}; use linearizable or stale, or a larger max staleness",
-                self.node.id
+                "bounded read refused on {role} {}: {why}; use linearizable or stale, or a larger max staleness",
+                self.node.id()
             ))
         })
     }
@@ -188,18 +162,18 @@ impl Kv for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let limits = &self.node.config.limits.kv;
+        let limits = &self.node.limits().kv;
         limits
             .check_key(&request.get_ref().key)
             .map_err(errors::input)?;
         limits
             .check_value(&request.get_ref().value)
             .map_err(errors::input)?;
-        if let Some(addr) = self.route_write(&request)? {
+        if let Some(leader) = route::route(&self.node, &request)? {
             return self
                 .forward(
                     semconv::KV_PUT,
-                    &addr,
+                    leader,
                     request.into_inner(),
                     |mut c, r| async move { c.put(r).await },
                 )
@@ -226,16 +200,15 @@ impl Kv for KvService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         self.node
-            .config
-            .limits
+            .limits()
             .kv
             .check_key(&request.get_ref().key)
             .map_err(errors::input)?;
-        if let Some(addr) = self.route_write(&request)? {
+        if let Some(leader) = route::route(&self.node, &request)? {
             return self
                 .forward(
                     semconv::KV_DELETE,
-                    &addr,
+                    leader,
                     request.into_inner(),
                     |mut c, r| async move { c.delete(r).await },
                 )
@@ -255,7 +228,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::CompareAndSwapRequest>,
     ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
-        let limits = &self.node.config.limits.kv;
+        let limits = &self.node.limits().kv;
         limits
             .check_key(&request.get_ref().key)
             .map_err(errors::input)?;
@@ -277,11 +250,11 @@ impl Kv for KvService {
                 ));
             }
         };
-        if let Some(addr) = self.route_write(&request)? {
+        if let Some(leader) = route::route(&self.node, &request)? {
             return self
                 .forward(
                     semconv::KV_COMPARE_AND_SWAP,
-                    &addr,
+                    leader,
                     request.into_inner(),
                     |mut c, r| async move { c.compare_and_swap(r).await },
                 )
@@ -325,14 +298,13 @@ impl Kv for KvService {
     ) -> Result<Response<pb::GetResponse>, Status> {
         let req = request.into_inner();
         self.node
-            .config
-            .limits
+            .limits()
             .kv
             .check_key(&req.key)
             .map_err(errors::input)?;
         self.read_barrier(req.read.as_ref()).await?;
-        let revision = self.node.reader.applied().revision;
-        match self.node.reader.get(&req.key) {
+        let revision = self.node.reader().applied().revision;
+        match self.node.reader().get(&req.key) {
             Some(kv) => Ok(Response::new(pb::GetResponse {
                 header: Some(self.header(revision)),
                 kv: Some(to_pb(kv)),
@@ -349,7 +321,7 @@ impl Kv for KvService {
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let req = request.into_inner();
-        let max = self.node.config.limits.kv.range_limit_max;
+        let max = self.node.limits().kv.range_limit_max;
         let limit = if req.limit == 0 {
             max
         } else {
@@ -378,8 +350,8 @@ impl Kv for KvService {
             (req.start.clone(), end)
         };
         self.read_barrier(req.read.as_ref()).await?;
-        let revision = self.node.reader.applied().revision;
-        let (kvs, more) = self.node.reader.range(&start, end.as_deref(), limit);
+        let revision = self.node.reader().applied().revision;
+        let (kvs, more) = self.node.reader().range(&start, end.as_deref(), limit);
         Ok(Response::new(pb::RangeResponse {
             header: Some(self.header(revision)),
             kvs: kvs.into_iter().map(to_pb).collect(),

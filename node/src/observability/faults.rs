@@ -98,7 +98,7 @@ impl FaultArgs {
         self.peer().is_on() || self.fsync().is_on()
     }
 
-    /// The loud start-up warning (DESIGN.md: fault knobs log loudly when on).
+    /// The loud start-up warning (docs/design.md: fault knobs log loudly when on).
     pub fn warn_if_on(&self) {
         let (peer, fsync) = (self.peer(), self.fsync());
         if peer.is_on() {

@@ -183,14 +183,6 @@ impl NodeMetrics {
                 .get_or_create(&[("role", r)])
                 .set(i64::from(r == role));
         }
-        if let Some(leader) = m.current_leader {
-            let outcome = if leader == m.id {
-                "won"
-            } else {
-                "leader_elected"
-            };
-            super::links::end_election(m.current_term, outcome);
-        }
         let mut last = self.last_leader.lock();
         match *last {
             // The first report sets the baseline; a change of a known leader counts.
@@ -223,14 +215,17 @@ pub fn node() -> &'static NodeMetrics {
 /// Keeps the Raft gauges current until the metrics channel closes (the Raft
 /// instance shut down). `commit_index` computes the commit index from a report
 /// (e.g. `app::Node::commit_index`).
+/// `also` sees every report too (the trace links end a campaign span there).
 pub async fn watch_raft(
     mut rx: tokio::sync::watch::Receiver<RaftMetrics>,
     commit_index: impl Fn(&RaftMetrics) -> u64 + Send + 'static,
+    also: impl Fn(&RaftMetrics) + Send + 'static,
 ) {
     loop {
         {
             let m = rx.borrow_and_update();
             node().observe_raft(&m, commit_index(&m));
+            also(&m);
         }
         if rx.changed().await.is_err() {
             return;

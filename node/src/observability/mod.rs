@@ -8,7 +8,8 @@
 //!   plus the shared sampler (parent-based, ratio and per-process rate limit).
 //! - [`propagation`]: W3C `traceparent` in gRPC metadata.
 //! - [`rpc`]: client/server spans per the RPC semantic conventions.
-//! - [`links`]: carries a write's trace through openraft's internal tasks.
+//! - [`links`]: carries a write's trace through openraft's internal tasks
+//!   (and implements the storage hooks, so storage needs none of this).
 //! - [`server_layer`]: the SERVER span of every incoming gRPC call.
 //! - [`metrics`]: the Prometheus registry and the `/metrics` server.
 //! - [`faults`]: fault injection (peer RPC drop/delay, fsync fail/delay).
@@ -22,16 +23,3 @@ pub mod rpc;
 pub mod sampler;
 pub mod semconv;
 pub mod server_layer;
-
-static NODE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Sets this process's Raft node ID, recorded as `raft.node_id` on its server,
-/// proposal and apply spans (called once storage has opened).
-pub fn set_node_id(id: crate::NodeId) {
-    NODE_ID.store(id, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// This process's Raft node ID, once known.
-pub fn node_id() -> Option<crate::NodeId> {
-    Some(NODE_ID.load(std::sync::atomic::Ordering::Relaxed)).filter(|id| *id != 0)
-}

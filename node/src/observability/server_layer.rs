@@ -20,21 +20,28 @@ use super::rpc::record_code;
 pub const UNTRACED_METHODS: &[&str] =
     &["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"];
 
-/// Adds [`TraceService`] to a tonic `Server::builder().layer(..)`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
+/// Adds [`TraceService`] to a tonic `Server::builder().layer(..)`; spans
+/// carry `raft.node_id`.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceLayer {
+    pub node_id: crate::NodeId,
+}
 
 impl<S> tower_layer::Layer<S> for TraceLayer {
     type Service = TraceService<S>;
 
     fn layer(&self, inner: S) -> TraceService<S> {
-        TraceService { inner }
+        TraceService {
+            inner,
+            node_id: self.node_id,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct TraceService<S> {
     inner: S,
+    node_id: crate::NodeId,
 }
 
 /// The SERVER span of one call of `method`.
@@ -42,6 +49,7 @@ pub fn server_span(
     method: &str,
     headers: &http::HeaderMap,
     remote: Option<std::net::SocketAddr>,
+    node_id: crate::NodeId,
 ) -> tracing::Span {
     let span = tracing::debug_span!(
         "rpc.server",
@@ -65,9 +73,7 @@ pub fn server_span(
     if let Some(a) = remote {
         span.record("client.address", tracing::field::display(a.ip()));
     }
-    if let Some(id) = super::node_id() {
-        span.record("raft.node_id", id);
-    }
+    span.record("raft.node_id", node_id);
     let cx = extract_headers(headers);
     if cx.span().span_context().is_valid() {
         let _ = span.set_parent(cx);
@@ -110,7 +116,7 @@ where
             .extensions()
             .get::<tonic::transport::server::TcpConnectInfo>()
             .and_then(|i| i.remote_addr());
-        let span = server_span(method, req.headers(), remote);
+        let span = server_span(method, req.headers(), remote, self.node_id);
         if span.is_disabled() {
             return Box::pin(self.inner.call(req));
         }

@@ -1,6 +1,6 @@
 //! What a follower or learner last heard from a leader: when, and the
-//! leader's commit index at that moment. Bounded-staleness reads and the health
-//! check use both, so that freshness covers the index lag and not only the
+//! leader's commit index at that moment. Bounded-staleness reads
+//! (`raft::read_index`) and the health check use both, so that freshness covers the index lag and not only the
 //! time since contact (the lesson of rqlite #1672).
 
 use std::time::{Duration, Instant};
@@ -65,34 +65,6 @@ impl LeaderContact {
     }
 }
 
-/// Whether a non-leader may serve a bounded-staleness read.
-pub fn bounded_read_allowed(
-    contact: Option<Contact>,
-    applied: u64,
-    now: Instant,
-    max_staleness: Duration,
-) -> Result<(), String> {
-    let Some(c) = contact else {
-        return Err("this node has not heard from a leader yet".into());
-    };
-    let age = now.saturating_duration_since(c.at);
-    if age > max_staleness {
-        return Err(format!(
-            "last contact with leader {} was {} ms ago, more than the allowed staleness of {} ms",
-            c.leader,
-            age.as_millis(),
-            max_staleness.as_millis()
-        ));
-    }
-    if applied < c.leader_commit {
-        return Err(format!(
-            "applied index {} is behind the leader's commit index {} at last contact",
-            applied, c.leader_commit
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,39 +76,6 @@ mod tests {
             term: 2,
             leader_commit: commit,
         }
-    }
-
-    #[test]
-    fn bounded_read_needs_recent_contact_and_applied_commit() {
-        let t0 = Instant::now();
-        let max = Duration::from_millis(500);
-        assert!(bounded_read_allowed(None, 10, t0, max).is_err());
-        assert!(
-            bounded_read_allowed(
-                Some(contact(t0, 10)),
-                10,
-                t0 + Duration::from_millis(100),
-                max
-            )
-            .is_ok()
-        );
-        let too_old = bounded_read_allowed(
-            Some(contact(t0, 10)),
-            10,
-            t0 + Duration::from_millis(600),
-            max,
-        );
-        assert!(
-            too_old
-                .unwrap_err()
-                .contains("more than the allowed staleness")
-        );
-        let behind = bounded_read_allowed(Some(contact(t0, 11)), 10, t0, max);
-        assert!(
-            behind
-                .unwrap_err()
-                .contains("behind the leader's commit index")
-        );
     }
 
     #[test]

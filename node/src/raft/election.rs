@@ -17,53 +17,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rand::Rng;
-use serde::{Deserialize, Serialize};
-
-use crate::app::Node;
-use crate::raft::envelope;
 use openraft::storage::RaftLogStorage;
+use rand::Rng;
 
 use crate::NodeId;
+use crate::node::Node;
+use crate::peer::envelope;
+use crate::raft::prevote::{self, PreVoteRequest, VoterState};
 use crate::typ::{LogId, RaftMetrics};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PreVoteRequest {
-    /// The candidate's last log id: a voter only supports a candidate whose log
-    /// is at least as up to date as its own (the same rule as the real vote).
-    pub last_log_id: Option<LogId>,
-}
-
-/// Receiver side. Grant only if this node has no live leader — it is not the
-/// leader itself (nor a leader-transfer target campaigning on the leader's
-/// behalf) and has neither heard from one nor granted a vote within the
-/// leader lease (the election timeout max; openraft refuses real votes
-/// within it too) —
-/// and the candidate's log is at least as up to date as ours (the rule of
-/// the real vote).
+/// Receiver side of a pre-vote: this node's state, then the pure rule.
 pub async fn grant(node: &Node, req: &PreVoteRequest) -> bool {
-    let m = node.metrics();
-    if m.state.is_leader() || node.in_transfer_campaign() {
-        return false;
-    }
-    let lease = Duration::from_millis(node.config.limits.election_timeout_ms_max);
-    if node
-        .contact
-        .quiet_for(Instant::now())
-        .is_some_and(|quiet| quiet < lease)
-    {
-        return false;
-    }
-    match last_log_id(node).await {
-        Some(mine) => req.last_log_id.as_ref() >= mine.as_ref(),
-        None => false,
-    }
+    let state = VoterState {
+        is_leader: node.metrics().state.is_leader(),
+        transfer_campaign: node.in_transfer_campaign(),
+        quiet_for: node.quiet_for(Instant::now()),
+        lease: Duration::from_millis(node.limits().election_timeout_ms_max),
+    };
+    prevote::grant(&state, last_log_id(node).await, req)
 }
 
 /// The last log id in this node's log (`None` inside: an empty log; outer
 /// `None`: the log could not be read).
 async fn last_log_id(node: &Node) -> Option<Option<LogId>> {
-    let mut log = node.log.clone();
+    let mut log = node.log();
     log.get_log_state().await.ok().map(|s| s.last_log_id)
 }
 
@@ -72,7 +49,7 @@ async fn last_log_id(node: &Node) -> Option<Option<LogId>> {
 pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     let started = Instant::now();
-    let limits = node.config.limits.clone();
+    let limits = node.limits().clone();
     let retry_after_refusal = Duration::from_millis(limits.heartbeat_interval_ms);
     let mut timeout = random_timeout(
         limits.election_timeout_ms_min,
@@ -81,7 +58,7 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
     loop {
         let now = Instant::now();
         let last_heard = node
-            .contact
+            .contact()
             .last()
             .map(|c| c.at)
             .unwrap_or(started)
@@ -100,12 +77,7 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
             continue;
         }
         let m = node.metrics();
-        let voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == node.id);
-        if m.state.is_leader() || !voter || node.is_transferring() {
+        if m.state.is_leader() || !node.is_voter(&m) || node.is_transferring() {
             // Nothing to do; look again after a timeout.
             tokio::select! {
                 _ = tokio::time::sleep(timeout) => {}
@@ -115,7 +87,7 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
         }
         if pre_vote(&node, &m).await {
             tracing::info!(term = m.current_term, "pre-vote won, campaigning");
-            let _ = node.raft.trigger().elect().await;
+            let _ = node.raft().trigger().elect().await;
             timeout = random_timeout(
                 limits.election_timeout_ms_min,
                 limits.election_timeout_ms_max,
@@ -150,27 +122,25 @@ async fn pre_vote(node: &Arc<Node>, m: &RaftMetrics) -> bool {
     let Ok(payload) = envelope::encode(&req) else {
         return false;
     };
-    let timeout = Duration::from_millis(node.config.limits.election_timeout_ms_min);
-    let asks = membership.voter_ids().filter(|v| *v != node.id).map(|id| {
+    let timeout = Duration::from_millis(node.limits().election_timeout_ms_min);
+    let me = node.id();
+    let asks = membership.voter_ids().filter(|v| *v != me).map(|id| {
         let peer = membership
             .get_node(&id)
             .map(|n| n.peer_addr.clone())
             .unwrap_or_default();
         let payload = payload.clone();
         async move {
-            let mut client = node.net.client(&peer).ok()?;
-            let mut r = tonic::Request::new(node.net.envelope(id, payload));
-            r.set_timeout(timeout);
-            let reply = client.pre_vote(r).await.ok()?;
+            let mut client = node.net().client(&peer).ok()?;
+            let reply = client
+                .pre_vote(node.net().request(id, payload, timeout))
+                .await
+                .ok()?;
             envelope::decode::<bool>(&reply.into_inner().payload)
                 .ok()?
                 .then_some(id)
         }
     });
-    let mut granted: BTreeSet<NodeId> = join_all(asks).await.into_iter().flatten().collect();
-    granted.insert(node.id);
-    membership
-        .get_joint_config()
-        .iter()
-        .all(|config| 2 * config.iter().filter(|v| granted.contains(v)).count() > config.len())
+    let granted: BTreeSet<NodeId> = join_all(asks).await.into_iter().flatten().collect();
+    prevote::won(membership.get_joint_config(), me, &granted)
 }

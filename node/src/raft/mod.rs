@@ -1,10 +1,14 @@
-//! The internal Raft peer protocol: the client side used by openraft to reach
-//! other members ([`network`]), the server side ([`server`]), the envelope
-//! every peer RPC travels in ([`envelope`]) and what a follower remembers of
-//! its last contact with a leader ([`contact`]).
+//! Consensus on top of openraft, as decisions: what a follower remembers of
+//! its last leader contact ([`contact`]), and the extensions openraft 0.9
+//! lacks, each a pure decision plus the code that carries it out:
+//! joint-majority counting ([`quorum`]), the pre-vote ([`prevote`], driven by
+//! [`election`]), leader transfer ([`transfer`]) and read admission with
+//! ReadIndex batching ([`read_index`]). The messages travel over the peer
+//! plane (`crate::peer`). Nothing here imports `crate::observability`.
 
 pub mod contact;
 pub mod election;
-pub mod envelope;
-pub mod network;
-pub mod server;
+pub mod prevote;
+pub mod quorum;
+pub mod read_index;
+pub mod transfer;

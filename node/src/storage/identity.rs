@@ -1,5 +1,5 @@
 //! The node's identity: its random Raft node ID and, once it has joined or
-//! initialized a cluster, the cluster ID (DESIGN.md invariant 1: a node's Raft
+//! initialized a cluster, the cluster ID (invariant 1 of docs/design.md: a node's Raft
 //! ID belongs to its data, not to its pod).
 //!
 //! Stored as `identity.json` in the data directory, always replaced

@@ -14,6 +14,7 @@
 
 mod error;
 mod fsutil;
+mod hooks;
 mod identity;
 mod log;
 mod options;
@@ -25,6 +26,7 @@ mod stats;
 use std::path::Path;
 
 pub use error::{Error, OpenError, Result};
+pub use hooks::{NoHooks, StorageHooks};
 pub use identity::IdentityStore;
 pub use log::LogStore;
 pub use options::{FsyncFaults, StorageOptions};
@@ -69,7 +71,7 @@ pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, OpenError> {
     let identity = IdentityStore::open(dir)?;
     // The first open writes a log segment, and the active segment is never
     // deleted: an identity that belongs to a cluster but has no log lost its
-    // Raft state (DESIGN.md invariant 1: it must never vote under its old ID).
+    // Raft state (invariant 1 of docs/design.md: it must never vote under its old ID).
     if let Some(cluster_id) = identity.cluster_id()
         && !identity::holds_files(dir, &[LOG_DIR])?
     {

@@ -37,14 +37,14 @@ pub struct StorageOptions {
     /// entry a command can produce (key + value limits + framing).
     pub record_bytes_max: u32,
     /// fsync after every batch. `false` ONLY for a labelled benchmark: without
-    /// it an acknowledged write can be lost on power failure (DESIGN.md
+    /// it an acknowledged write can be lost on power failure (docs/design.md
     /// invariant 4). No test may turn it off.
     pub fsync: bool,
     /// Fault injection for fsync; off by default, logs loudly when on.
     pub fsync_faults: FsyncFaults,
 }
 
-/// Fault injection for fsync (DESIGN.md: off by default, loud when on).
+/// Fault injection for fsync (docs/design.md: off by default, loud when on).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FsyncFaults {
     /// Fraction of fsyncs that fail, in parts per million. A failed fsync

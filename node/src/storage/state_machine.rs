@@ -24,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use super::error::{self as err, Error, Result};
+use super::hooks::{NoHooks, StorageHooks};
 use super::options::StorageOptions;
 use super::snapshot::{self, SnapshotDir};
 use crate::kv::{CommandResult, KeyValue, KvStore};
@@ -65,6 +66,17 @@ struct Shared {
     snapshot_io: tokio::sync::Mutex<()>,
     /// Makes snapshot ids and file names unique.
     snapshot_seq: AtomicU64,
+    /// Set once by the node before Raft starts ([`StateMachineStore::set_hooks`]).
+    hooks: std::sync::OnceLock<Arc<dyn StorageHooks>>,
+}
+
+impl Shared {
+    fn hooks(&self) -> &dyn StorageHooks {
+        match self.hooks.get() {
+            Some(h) => h.as_ref(),
+            None => &NoHooks,
+        }
+    }
 }
 
 /// The state machine store (openraft `RaftStateMachine`). Cheap to clone.
@@ -101,6 +113,12 @@ impl std::fmt::Debug for KvReader {
 }
 
 impl StateMachineStore {
+    /// Installs the node's hooks (once; before Raft starts applying). Returns
+    /// false if hooks were already set.
+    pub fn set_hooks(&self, hooks: Arc<dyn StorageHooks>) -> bool {
+        self.shared.hooks.set(hooks).is_ok()
+    }
+
     /// Loads the latest snapshot in `dir` (created if missing). Blocking I/O.
     pub fn open(dir: &Path, opts: &StorageOptions) -> Result<StateMachineStore> {
         let snapshots = SnapshotDir::open(dir, opts.fsync_faults)?;
@@ -128,6 +146,7 @@ impl StateMachineStore {
                 current: Mutex::new(current),
                 snapshot_io: tokio::sync::Mutex::new(()),
                 snapshot_seq: AtomicU64::new(seed),
+                hooks: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -187,17 +206,14 @@ impl KvReader {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    /// In a `raft.snapshot.build` span, counted in the metrics.
+    /// In the hooks' snapshot span; the hooks hear of each built snapshot.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        use crate::observability::{metrics, semconv};
-        let span = tracing::debug_span!(
-            semconv::SPAN_SNAPSHOT_BUILD,
-            raft.index = tracing::field::Empty
-        );
+        let span = self.shared.hooks().snapshot_build_span();
         let r = tracing::Instrument::instrument(self.build_snapshot_untraced(), span.clone()).await;
         if let Ok(s) = &r {
-            span.record("raft.index", s.meta.last_log_id.map_or(0, |l| l.index));
-            metrics::node().snapshots_built.inc();
+            let index = s.meta.last_log_id.map_or(0, |l| l.index);
+            span.record("raft.index", index);
+            self.shared.hooks().snapshot_built(index);
         }
         r
     }
@@ -276,8 +292,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     );
                 }
                 s.last_applied = Some(entry.log_id);
-                // A `raft.apply` span if this entry belongs to a sampled trace.
-                let _traced = crate::observability::links::apply_span(entry.log_id.index)
+                // A span if this entry belongs to a traced write.
+                let _traced = self
+                    .shared
+                    .hooks()
+                    .apply_span(entry.log_id.index)
                     .map(tracing::Span::entered);
                 let r = match entry.payload {
                     EntryPayload::Blank => CommandResult::None,

@@ -1,4 +1,4 @@
-//! DESIGN invariant 1: a node's ID belongs to its data. A node that comes back
+//! Invariant 1 (docs/design.md): a node's ID belongs to its data. A node that comes back
 //! with an empty data directory is a new, uninitialized node with a new ID;
 //! it never votes under the old one, and joins only when added.
 

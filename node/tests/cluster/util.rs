@@ -19,6 +19,27 @@ use tonic::transport::Channel;
 
 pub const NODE_BIN: &str = env!("CARGO_BIN_EXE_raft-node");
 
+/// A binary of another workspace package (e.g. `raftctl`): cargo gives no path
+/// for those, and `cargo test --workspace` builds them next to this test's
+/// target dir. `RAFTKV_BIN_DIR` points elsewhere (e.g. a release build).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("RAFTKV_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(NODE_BIN)
+                .parent()
+                .expect("target dir")
+                .to_path_buf()
+        });
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo test --workspace` or `cargo build --bin {name}` first (or set RAFTKV_BIN_DIR)",
+        bin.display()
+    );
+    bin
+}
+
 /// Upper bound for anything a test waits on (elections, catch-up, restarts).
 pub const WAIT: Duration = Duration::from_secs(30);
 

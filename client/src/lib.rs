@@ -16,18 +16,19 @@
 //! RemoveMember and TransferLeader then fail with the transport error.
 //!
 //! Trace context: every request passes through [`ClientOptions::request_hook`]
-//! (default: the hook installed with [`set_default_request_hook`]), where
-//! OpenTelemetry injects `traceparent`.
+//! (default: [`raftkv_telemetry::propagation::inject`], which writes the current
+//! span's W3C `traceparent`, and nothing when no trace is being exported).
 //!
 //! ```no_run
-//! # async fn f() -> raftkv_node::client::Result<()> {
-//! use raftkv_node::client::{ClientOptions, RaftClient, ReadOptions};
+//! # async fn f() -> raftkv_client::Result<()> {
+//! use raftkv_client::{ClientOptions, RaftClient, ReadOptions};
 //! let c = RaftClient::connect(vec!["127.0.0.1:7000".into()], ClientOptions::default())?;
 //! c.put("k", "v").await?;
 //! let kv = c.get("k", ReadOptions::default()).await?.kv.unwrap();
 //! # Ok(()) }
 //! ```
 
+pub mod channel;
 mod endpoint;
 mod error;
 mod init;
@@ -46,10 +47,11 @@ use tonic::transport::Channel;
 pub use endpoint::{leader_hint, normalize as normalize_endpoint, parse_list as parse_endpoints};
 pub use error::{Error, Result};
 pub use init::{InitOutcome, cluster_init, plan_init, wait_for_leader};
-pub use options::{
-    Backoff, ClientOptions, Consistency, Expect, ReadOptions, RequestHook, set_default_request_hook,
-};
+pub use options::{Backoff, ClientOptions, Consistency, Expect, ReadOptions, RequestHook};
 use retry::{Cursor, Failure, Idempotency};
+
+/// The endpoints of `raft-node local` with its default flags: raftctl's default.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7000,127.0.0.1:7002,127.0.0.1:7004";
 
 /// Endpoints learned from leader hints are added to the pool up to this size.
 const ENDPOINTS_MAX: usize = 64;
@@ -442,7 +444,7 @@ impl RaftClient {
         let timeout = self.inner.opts.request_timeout;
         match tokio::time::timeout(timeout, f(ch, self.request(req))).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(status)) => Err(Error::from_status(&status, addr, 1)),
+            Ok(Err(status)) => Err(Error::from_status(&status, addr, 1, leader_hint(&status))),
             Err(_) => Err(Error::Timeout {
                 endpoint: addr.to_string(),
                 timeout,
@@ -484,7 +486,7 @@ impl RaftClient {
                 }
                 Ok(Err(status)) => (
                     Failure::of(&status),
-                    Error::from_status(&status, &ep.addr, attempts),
+                    Error::from_status(&status, &ep.addr, attempts, leader_hint(&status)),
                 ),
                 Err(_) => (
                     Failure::Timeout,
@@ -519,16 +521,7 @@ impl RaftClient {
 }
 
 fn make_channel(addr: &str, opts: &ClientOptions) -> Result<Channel> {
-    let ep = tonic::transport::Endpoint::from_shared(endpoint::uri(addr))
-        .map_err(|e| Error::InvalidEndpoint {
-            endpoint: addr.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(opts.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
-    Ok(ep.connect_lazy())
+    channel::ChannelSettings::new(opts.connect_timeout).lazy(addr)
 }
 
 #[cfg(test)]

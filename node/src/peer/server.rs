@@ -2,16 +2,16 @@
 //! the envelope rules before openraft sees it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use raftkv_proto::v1::raft_peer_server::RaftPeer;
 use raftkv_proto::v1::{RaftReply, RaftRequest};
 use tonic::{Request, Response, Status};
 
-use crate::app::Node;
-use crate::observability::{links, metrics, semconv};
+use crate::node::Node;
+use crate::observability::{metrics, semconv};
+use crate::peer::envelope;
 use crate::raft::contact::Contact;
-use crate::raft::envelope;
 use crate::typ::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
@@ -27,7 +27,7 @@ impl PeerService {
 
     fn open(&self, req: &RaftRequest) -> Result<(), Status> {
         envelope::check(
-            &self.node.identity,
+            self.node.identity(),
             &req.cluster_id,
             req.target_node_id,
             req.from_node_id,
@@ -59,13 +59,15 @@ impl RaftPeer for PeerService {
         // The SERVER span comes from observability::server_layer; entries of a
         // traced write get a log-append span and are remembered for apply.
         let span = tracing::Span::current();
-        span.record("raft.node_id", self.node.id);
+        span.record("raft.node_id", self.node.id());
         span.record("raft.term", term);
         span.record("raft.entries", rpc.entries.len());
         span.record("raft.bytes", req.payload.len());
         let append = rpc.entries.first().map(|first| {
             span.record("raft.index", first.log_id.index);
-            links::remember_indexes(&span, rpc.entries.iter().map(|e| e.log_id.index));
+            self.node
+                .links()
+                .remember_indexes(&span, rpc.entries.iter().map(|e| e.log_id.index));
             tracing::debug_span!(
                 semconv::SPAN_LOG_APPEND,
                 raft.index = first.log_id.index,
@@ -73,13 +75,15 @@ impl RaftPeer for PeerService {
             )
         });
         let res = match append {
-            Some(s) => tracing::Instrument::instrument(self.node.raft.append_entries(rpc), s).await,
-            None => self.node.raft.append_entries(rpc).await,
+            Some(s) => {
+                tracing::Instrument::instrument(self.node.raft().append_entries(rpc), s).await
+            }
+            None => self.node.raft().append_entries(rpc).await,
         };
         if let Ok(r) = &res
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
-            self.node.contact.record(Contact {
+            self.node.contact().record(Contact {
                 at: Instant::now(),
                 leader,
                 term,
@@ -94,13 +98,13 @@ impl RaftPeer for PeerService {
         self.open(&req)?;
         let rpc: VoteRequest = envelope::decode(&req.payload)?;
         let span = tracing::Span::current();
-        span.record("raft.node_id", self.node.id);
+        span.record("raft.node_id", self.node.id());
         span.record("raft.term", rpc.vote.leader_id().term);
-        let res = self.node.raft.vote(rpc).await;
+        let res = self.node.raft().vote(rpc).await;
         if let Ok(r) = &res
             && r.vote_granted
         {
-            self.node.contact.voted(Instant::now());
+            self.node.contact().voted(Instant::now());
         }
         reply(envelope::encode(&res)?)
     }
@@ -113,7 +117,7 @@ impl RaftPeer for PeerService {
         self.open(&req)?;
         let rpc: InstallSnapshotRequest = envelope::decode(&req.payload)?;
         let span = tracing::Span::current();
-        span.record("raft.node_id", self.node.id);
+        span.record("raft.node_id", self.node.id());
         span.record("raft.term", rpc.vote.leader_id().term);
         span.record("raft.bytes", req.payload.len());
         let done = rpc.done;
@@ -125,14 +129,14 @@ impl RaftPeer for PeerService {
                 raft.bytes = rpc.offset + rpc.data.len() as u64
             );
             let res =
-                tracing::Instrument::instrument(self.node.raft.install_snapshot(rpc), install)
+                tracing::Instrument::instrument(self.node.raft().install_snapshot(rpc), install)
                     .await;
             if res.is_ok() {
                 metrics::node().snapshots_installed.inc();
             }
             res
         } else {
-            self.node.raft.install_snapshot(rpc).await
+            self.node.raft().install_snapshot(rpc).await
         };
         reply(envelope::encode(&res)?)
     }
@@ -159,47 +163,22 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         self.open(&req)?;
         let old_term: u64 = envelope::decode(&req.payload)?;
-        let m = self.node.metrics();
-        if !m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.node.id)
-        {
+        if !self.node.is_voter(&self.node.metrics()) {
             return Err(Status::failed_precondition("this node is not a voter"));
         }
-        let node = self.node.clone();
-        let from = req.from_node_id;
-        tokio::spawn(async move {
-            let limits = &node.config.limits;
-            let deadline = Instant::now() + limits.transfer_timeout;
-            // Retry at heartbeat pace: the first attempts may be refused while
-            // the other followers' leases on the old leader run out.
-            let retry = Duration::from_millis(limits.heartbeat_interval_ms);
-            let _campaign = node.start_transfer_campaign();
-            while Instant::now() < deadline {
-                let m = node.metrics();
-                if m.current_term > old_term
-                    && m.current_leader.is_some()
-                    && m.current_leader != Some(from)
-                {
-                    tracing::info!(leader = ?m.current_leader, term = m.current_term, "leader transfer done");
-                    return;
-                }
-                if !m.state.is_candidate() {
-                    let _ = node.raft.trigger().elect().await;
-                }
-                tokio::time::sleep(retry).await;
-            }
-            tracing::warn!("leader transfer: no new leader before the deadline");
-        });
+        // Answer at once; the campaign runs on its own.
+        tokio::spawn(crate::raft::transfer::campaign(
+            self.node.clone(),
+            old_term,
+            req.from_node_id,
+        ));
         reply(Vec::new())
     }
 
     async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         self.open(&req)?;
-        let pre: crate::raft::election::PreVoteRequest = envelope::decode(&req.payload)?;
+        let pre: crate::raft::prevote::PreVoteRequest = envelope::decode(&req.payload)?;
         let granted = crate::raft::election::grant(&self.node, &pre).await;
         tracing::debug!(from = req.from_node_id, granted, "pre-vote");
         reply(envelope::encode(&granted)?)

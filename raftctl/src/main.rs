@@ -1,8 +1,8 @@
 //! `raftctl`: command-line client of a raftkv cluster (commands live in
-//! `raftkv_node::ctl`).
+//! the `raftctl` library).
 
 use clap::Parser;
-use raftkv_node::ctl::{self, Cli};
+use raftctl::{self as ctl, Cli};
 
 fn main() {
     let cli = Cli::parse();

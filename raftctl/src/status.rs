@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::CtlError;
 use super::output::{OutputFormat, json_doc, role_name, table};
-use crate::client::{self, ClientOptions, RaftClient, StatusAll};
+use raftkv_client::{self as client, ClientOptions, RaftClient, StatusAll};
 
 /// One member (or one endpoint that is not a member) as `status` shows it.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -84,12 +84,19 @@ impl Error {
         }
     }
 
-    pub(crate) fn from_status(status: &tonic::Status, endpoint: &str, attempts: u32) -> Self {
+    /// `leader_hint`: the `x-raftkv-leader` metadata of `status`, parsed by the
+    /// caller (`endpoint::leader_hint`).
+    pub(crate) fn from_status(
+        status: &tonic::Status,
+        endpoint: &str,
+        attempts: u32,
+        leader_hint: Option<String>,
+    ) -> Self {
         Error::Rpc {
             code: status.code(),
             message: status_message(status),
             endpoint: endpoint.to_string(),
-            leader_hint: super::endpoint::leader_hint(status),
+            leader_hint,
             attempts,
         }
     }

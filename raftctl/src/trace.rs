@@ -422,7 +422,7 @@ mod tests {
     async fn fake_query_api() -> String {
         use axum::http::StatusCode;
         use axum::routing::get;
-        let fixture = include_str!("../../tests/testdata/trace_put_3nodes.json");
+        let fixture = include_str!("../tests/testdata/trace_put_3nodes.json");
         let app = axum::Router::new()
             .route(
                 "/api/v3/traces/{id}",

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{self, ClientOptions, Consistency, RaftClient, ReadOptions};
+use raftkv_client::{self as client, ClientOptions, Consistency, RaftClient, ReadOptions};
 
 pub use output::{OutputFormat, table};
 pub use trace::prepare_process;
 
 /// Endpoints of `raft-node local --nodes 3` with its default base port.
-pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7000,127.0.0.1:7002,127.0.0.1:7004";
+pub use raftkv_client::DEFAULT_ENDPOINTS;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -230,18 +230,24 @@ impl std::fmt::Display for CtlError {
 }
 
 /// Set up diagnostics on stderr. Quiet by default (warn); `RUST_LOG` overrides.
-pub fn init_logging(format: Option<LogFormat>) -> crate::telemetry::TelemetryGuard {
-    use crate::telemetry::LogFormat as L;
-    let format = format.map(|f| {
-        if f == LogFormat::Json {
-            L::Json
-        } else {
-            L::Text
-        }
-    });
+pub fn init_logging(format: Option<LogFormat>) -> raftkv_telemetry::TelemetryGuard {
+    use raftkv_telemetry::LogFormat as L;
+    let format = match format {
+        Some(LogFormat::Json) => L::Json,
+        Some(_) => L::Text,
+        None => L::for_stderr(),
+    };
     // Traces (when OTEL_EXPORTER_OTLP_ENDPOINT is set) start here: one root
     // span per command, carried to the nodes in `traceparent`.
-    crate::telemetry::init_with_filter(format, "raftctl", None, "warn")
+    raftkv_telemetry::init(&raftkv_telemetry::Options {
+        service_name: "raftctl",
+        instance_id: None,
+        // raftctl serves nothing: every span it makes may start a trace.
+        never_root: &[],
+        format,
+        output: raftkv_telemetry::LogOutput::Stderr,
+        default_filter: "warn",
+    })
 }
 
 /// Run one command; output goes to stdout, the error (if any) is returned.

@@ -9,7 +9,26 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
-const RAFT_NODE: &str = env!("CARGO_BIN_EXE_raft-node");
+/// `raft-node` is another package's binary, so cargo gives no path for it:
+/// `cargo test --workspace` builds it next to this test's own target dir.
+static RAFT_NODE: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let dir = std::env::var_os("RAFTKV_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        });
+    let bin = dir.join("raft-node");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo test --workspace` or `cargo build -p raftkv-node --bin raft-node` first (or set RAFTKV_BIN_DIR)",
+        bin.display()
+    );
+    bin
+});
 /// Port ranges of this file (node/tests/cluster uses 21000-25999).
 const CLI_PORT_BASE: u16 = 26000;
 const LOCAL_PORT_BASE: u16 = 26100;
@@ -100,7 +119,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 fn spawn_node(dir: &Path, i: u16, base: u16) -> Child {
     let (client, peer) = (base + 2 * i, base + 2 * i + 1);
     let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
-    Command::new(RAFT_NODE)
+    Command::new(&*RAFT_NODE)
         .arg("--data-dir")
         .arg(dir.join(format!("node-{i}")))
         .args(["--client-addr", &format!("127.0.0.1:{client}")])
@@ -427,7 +446,7 @@ fn raft_node_local_serves_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster");
     let out_log = dir.path().join("local.out");
-    let child = Command::new(RAFT_NODE)
+    let child = Command::new(&*RAFT_NODE)
         .arg("local")
         .args(["--nodes", "3", "--base-port", &LOCAL_PORT_BASE.to_string()])
         .arg("--data-dir")

@@ -1,6 +1,6 @@
 //! Peer messages are openraft structs encoded with postcard inside a gRPC
 //! envelope that names the cluster and the target node. The envelope check is
-//! the one place that enforces DESIGN invariant 2: a node refuses messages
+//! the one place that enforces invariant 2 (docs/design.md): a node refuses messages
 //! meant for another cluster or for another node ID (pods get recycled IPs,
 //! and a replaced member inherits its predecessor's DNS name).
 

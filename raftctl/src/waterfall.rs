@@ -731,7 +731,7 @@ mod tests {
 
     /// A `raftctl put` on a 3-node cluster (`raft-node local`), as the real
     /// Jaeger v2 query API (`GET /api/v3/traces/{id}`) returned it.
-    const PUT_3_NODES: &str = include_str!("../../tests/testdata/trace_put_3nodes.json");
+    const PUT_3_NODES: &str = include_str!("../tests/testdata/trace_put_3nodes.json");
     const TRACE: &str = "e1312fcd9b3882404af5bb3dbe6d16fe";
 
     fn fixture() -> Vec<Span> {
@@ -1075,7 +1075,7 @@ mod tests {
 
     /// A put with `RAFTKV_FAULT_PEER_DROP_PCT=25 RAFTKV_FAULT_PEER_DELAY=2ms..6ms`
     /// (real Jaeger): one AppendEntries dropped (DEADLINE_EXCEEDED), one delayed.
-    const PUT_FAULT_DROP: &str = include_str!("../../tests/testdata/trace_put_fault_drop.json");
+    const PUT_FAULT_DROP: &str = include_str!("../tests/testdata/trace_put_fault_drop.json");
 
     #[test]
     fn injected_faults_and_failed_rpcs_are_on_the_waterfall() {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::output::{OutputFormat, json_doc};
 use super::{CtlError, MemberCommand};
-use crate::client::RaftClient;
+use raftkv_client::RaftClient;
 
 /// Resolve a member given as a node ID, a name or a client address. Pure.
 pub fn resolve(membership: &v1::Membership, given: &str) -> Result<u64, CtlError> {

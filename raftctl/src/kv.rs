@@ -8,7 +8,7 @@ use tonic::Code;
 
 use super::CtlError;
 use super::output::{self, OutputFormat, header_json, json_doc, kv_json, quote_key};
-use crate::client::{self, Expect, RaftClient, ReadOptions};
+use raftkv_client::{self as client, Expect, RaftClient, ReadOptions};
 
 /// Widest value shown in a `range` table cell.
 const CELL_VALUE_CHARS_MAX: usize = 60;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::output::{OutputFormat, json_doc};
 use super::{ConsistencyArg, CtlError, ReadArgs};
-use crate::client::{ClientOptions, RaftClient};
+use raftkv_client::{ClientOptions, RaftClient};
 
 /// Latencies are recorded in microseconds, from 1 µs to this (longer ones are clamped).
 const LATENCY_US_MAX: u64 = 60_000_000;
@@ -213,7 +213,7 @@ pub async fn run(
                     for i in (t..keys).step_by(n as usize) {
                         c.put(key(&prefix, i), value.clone()).await?;
                     }
-                    Ok::<_, crate::client::Error>(())
+                    Ok::<_, raftkv_client::Error>(())
                 })
             })
             .collect();

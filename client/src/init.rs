@@ -1,4 +1,4 @@
-//! `cluster init`: the one-time bootstrap of fresh nodes (DESIGN.md invariant 2:
+//! `cluster init`: the one-time bootstrap of fresh nodes (invariant 2 of docs/design.md:
 //! refused if any node already has a cluster ID or a membership).
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Client settings (every bound in one place) and the request option types.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use raftkv_proto::v1;
@@ -13,13 +13,11 @@ use super::error::{Error, Result};
 /// the hook for W3C trace context (`traceparent`) injection.
 pub type RequestHook = Arc<dyn Fn(&mut MetadataMap) + Send + Sync>;
 
-static DEFAULT_REQUEST_HOOK: OnceLock<RequestHook> = OnceLock::new();
-
-/// Install a process-wide hook used by every client built with default options
-/// (e.g. by telemetry setup, to inject `traceparent`). Only the first call wins;
-/// returns false if a hook was already set.
-pub fn set_default_request_hook(hook: RequestHook) -> bool {
-    DEFAULT_REQUEST_HOOK.set(hook).is_ok()
+/// The default hook: the current span's trace context. Without an installed
+/// OpenTelemetry layer spans have no valid context and nothing is written, so
+/// no process-wide switch is needed.
+fn trace_context_hook() -> RequestHook {
+    Arc::new(raftkv_telemetry::propagation::inject)
 }
 
 #[derive(Clone)]
@@ -39,7 +37,7 @@ pub struct ClientOptions {
     pub max_decoding_message_bytes: usize,
     /// Metadata added to every request (e.g. `x-raftkv-forwarded` for node-to-node use).
     pub metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
-    /// See [`RequestHook`]. Defaults to the hook set by [`set_default_request_hook`].
+    /// See [`RequestHook`]. Defaults to W3C trace-context injection.
     pub request_hook: Option<RequestHook>,
 }
 
@@ -54,7 +52,7 @@ impl Default for ClientOptions {
             follow_leader_hints: true,
             max_decoding_message_bytes: 64 * 1024 * 1024,
             metadata: Vec::new(),
-            request_hook: DEFAULT_REQUEST_HOOK.get().cloned(),
+            request_hook: Some(trace_context_hook()),
         }
     }
 }
@@ -150,7 +148,7 @@ impl Backoff {
     }
 }
 
-/// How a read is served (see DESIGN.md, "Reads").
+/// How a read is served (see docs/design.md, "Reads").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Consistency {
     /// ReadIndex through the leader; the default.

@@ -7,16 +7,18 @@ use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use raftkv_client::channel::ChannelSettings;
 use raftkv_proto::v1::RaftRequest;
 use raftkv_proto::v1::raft_peer_client::RaftPeerClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::observability::faults::PeerFaults;
-use crate::observability::{links, metrics, propagation, rpc, semconv};
-use crate::raft::envelope;
+use crate::observability::links::{self, TraceLinks};
+use crate::observability::{metrics, propagation, rpc, semconv};
+use crate::peer::envelope;
 use crate::storage::IdentityStore;
 use crate::typ::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -36,21 +38,24 @@ pub struct PeerNetwork {
     message_bytes_max: usize,
     /// Fault injection on outgoing RPCs (off by default).
     faults: Arc<PeerFaults>,
+    /// Which traced writes an AppendEntries carries; the campaign span of a Vote.
+    links: Arc<TraceLinks>,
 }
 
 impl PeerNetwork {
     pub fn new(
-        me: NodeId,
         identity: Arc<IdentityStore>,
         connect_timeout: Duration,
         message_bytes_max: usize,
+        links: Arc<TraceLinks>,
     ) -> Self {
         PeerNetwork {
-            me,
+            me: identity.node_id(),
             identity,
             connect_timeout,
             message_bytes_max,
             faults: Arc::new(PeerFaults::default()),
+            links,
         }
     }
 
@@ -62,19 +67,30 @@ impl PeerNetwork {
 
     /// A lazily connecting channel to a peer listener.
     pub fn channel(&self, peer_addr: &str) -> Result<Channel, String> {
-        let ep = Endpoint::from_shared(format!("http://{peer_addr}"))
-            .map_err(|e| format!("bad peer address {peer_addr:?}: {e}"))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        Ok(ep.connect_lazy())
+        ChannelSettings::new(self.connect_timeout)
+            .lazy(peer_addr)
+            .map_err(|e| format!("peer address: {e}"))
     }
 
     pub fn client(&self, peer_addr: &str) -> Result<RaftPeerClient<Channel>, String> {
         Ok(RaftPeerClient::new(self.channel(peer_addr)?)
             .max_decoding_message_size(self.message_bytes_max)
             .max_encoding_message_size(self.message_bytes_max))
+    }
+
+    /// A request to `target` carrying `payload`, with a deadline and the
+    /// current span's trace context (for the calls made outside openraft:
+    /// pre-vote, TimeoutNow, ReadIndex).
+    pub fn request(
+        &self,
+        target: NodeId,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> tonic::Request<RaftRequest> {
+        let mut req = tonic::Request::new(self.envelope(target, payload));
+        req.set_timeout(timeout);
+        propagation::inject(req.metadata_mut());
+        req
     }
 
     /// The envelope for a message to `target`.
@@ -248,7 +264,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> Result<AppendEntriesResponse, RpcError> {
         let span = self.span(
             Method::AppendEntries,
-            &links::parent_for_entries(&rpc.entries),
+            &self.net.links.parent_for_entries(&rpc.entries),
         );
         span.record("raft.term", rpc.vote.leader_id().term);
         span.record("raft.entries", rpc.entries.len());
@@ -278,7 +294,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> Result<VoteResponse, RpcError> {
         let span = self.span(
             Method::Vote,
-            &links::election_parent(self.net.me, rpc.vote.leader_id().term),
+            &self.net.links.election_parent(rpc.vote.leader_id().term),
         );
         span.record("raft.term", rpc.vote.leader_id().term);
         self.call(Method::Vote, &rpc, option.hard_ttl(), span).await

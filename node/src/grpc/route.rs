@@ -1,0 +1,182 @@
+//! Where a write or an administrative call is executed: here (this node leads)
+//! or forwarded to the leader. One rule for the KV and the Cluster services.
+
+use raftkv_proto::FORWARDED_HEADER;
+use tonic::Request;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::NodeId;
+use crate::grpc::errors;
+use crate::node::Node;
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Local,
+    Forward { leader: NodeId, client_addr: String },
+}
+
+/// Why a request cannot be executed or forwarded right now (all retryable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// This leader is handing leadership off.
+    Transferring,
+    NoLeader,
+    /// A forwarded request reached a node that does not lead: never forward twice.
+    ForwardedToFollower {
+        leader: NodeId,
+        client_addr: String,
+    },
+}
+
+/// What the node knows when a request arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteView {
+    pub is_leader: bool,
+    pub transferring: bool,
+    /// The known leader and its client address.
+    pub leader: Option<(NodeId, String)>,
+    /// The request was already forwarded once.
+    pub forwarded: bool,
+}
+
+/// The rule: a leader executes unless it is handing off; a follower forwards
+/// to the leader it knows, once.
+pub fn decide(v: &RouteView) -> Result<Route, Refusal> {
+    if v.is_leader {
+        if v.transferring {
+            return Err(Refusal::Transferring);
+        }
+        return Ok(Route::Local);
+    }
+    let Some((leader, client_addr)) = v.leader.clone() else {
+        return Err(Refusal::NoLeader);
+    };
+    if v.forwarded {
+        return Err(Refusal::ForwardedToFollower {
+            leader,
+            client_addr,
+        });
+    }
+    Ok(Route::Forward {
+        leader,
+        client_addr,
+    })
+}
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        match r {
+            Refusal::Transferring => {
+                Status::unavailable("leadership is being handed off; retry shortly")
+            }
+            Refusal::NoLeader => Status::unavailable(
+                "no leader is known right now (election in progress?); retry shortly",
+            ),
+            Refusal::ForwardedToFollower {
+                leader,
+                client_addr,
+            } => errors::unavailable_with_hint(
+                format!("forwarded request reached a non-leader; the leader is {leader}"),
+                Some(&client_addr),
+            ),
+        }
+    }
+}
+
+/// The leader a request is forwarded to.
+pub struct Leader {
+    pub id: NodeId,
+    pub client_addr: String,
+    pub channel: Channel,
+}
+
+/// Routes `req` on `node`: `None` to execute here, or the leader to forward to.
+pub fn route<T>(node: &Node, req: &Request<T>) -> Result<Option<Leader>, Status> {
+    let m = node.metrics();
+    let view = RouteView {
+        is_leader: m.state.is_leader(),
+        transferring: node.is_transferring(),
+        leader: node.leader(&m).map(|(id, info)| (id, info.client_addr)),
+        forwarded: req.metadata().contains_key(FORWARDED_HEADER),
+    };
+    match decide(&view)? {
+        Route::Local => Ok(None),
+        Route::Forward {
+            leader,
+            client_addr,
+        } => Ok(Some(Leader {
+            id: leader,
+            channel: node.forward_channel(&client_addr)?,
+            client_addr,
+        })),
+    }
+}
+
+/// A request on its way to the leader, marked so that it is never forwarded a
+/// second time.
+pub fn forwarded<T>(inner: T) -> Request<T> {
+    let mut r = Request::new(inner);
+    r.metadata_mut().insert(
+        FORWARDED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(is_leader: bool, transferring: bool, leader: bool, forwarded: bool) -> RouteView {
+        RouteView {
+            is_leader,
+            transferring,
+            leader: leader.then(|| (7, "10.0.0.7:7000".to_string())),
+            forwarded,
+        }
+    }
+
+    /// Every combination of the four inputs, against the rule written as a table.
+    #[test]
+    fn every_combination_routes_by_the_table() {
+        for bits in 0..16u8 {
+            let (l, t, k, f) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0);
+            let got = decide(&view(l, t, k, f));
+            let fwd = Route::Forward {
+                leader: 7,
+                client_addr: "10.0.0.7:7000".into(),
+            };
+            let expect = match (l, t, k, f) {
+                (true, true, _, _) => Err(Refusal::Transferring),
+                (true, false, _, _) => Ok(Route::Local),
+                (false, _, false, _) => Err(Refusal::NoLeader),
+                (false, _, true, true) => Err(Refusal::ForwardedToFollower {
+                    leader: 7,
+                    client_addr: "10.0.0.7:7000".into(),
+                }),
+                (false, _, true, false) => Ok(fwd),
+            };
+            assert_eq!(
+                got, expect,
+                "leader={l} transferring={t} known={k} forwarded={f}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_are_retryable_and_hint_the_leader() {
+        let s = Status::from(Refusal::ForwardedToFollower {
+            leader: 7,
+            client_addr: "10.0.0.7:7000".into(),
+        });
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            s.metadata()
+                .get(raftkv_proto::LEADER_HINT_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("10.0.0.7:7000")
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! A running node's shared state: the Raft instance and the handles the
+//! services work on, behind narrow methods. What the node *does* lives in the
+//! modules that use it (`grpc`, `raft::election`, `raft::transfer`, `health`);
+//! this file imports none of them, so nothing imports back into it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use raftkv_client::channel::ChannelSettings;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::config::{Limits, NodeConfig};
+use crate::observability::links::TraceLinks;
+use crate::peer::network::PeerNetwork;
+use crate::raft::contact::LeaderContact;
+use crate::raft::quorum;
+use crate::raft::read_index::{self, ReadIndexBatcher};
+use crate::storage::{IdentityStore, KvReader, LogStore};
+use crate::typ::{Raft, RaftMetrics};
+use crate::{NodeId, NodeInfo};
+
+pub struct Node {
+    id: NodeId,
+    raft: Raft,
+    identity: std::sync::Arc<IdentityStore>,
+    reader: KvReader,
+    config: NodeConfig,
+    contact: LeaderContact,
+    net: PeerNetwork,
+    /// A handle on the Raft log (shared with openraft) for the pre-vote's
+    /// last-log comparison.
+    log: LogStore,
+    /// Set on the leader while it hands leadership off: new writes and
+    /// membership changes are refused (UNAVAILABLE, retryable) so the target
+    /// can catch up completely.
+    transferring: AtomicBool,
+    /// Set on a leader-transfer target while it campaigns: it then refuses
+    /// pre-votes, so a third voter cannot win the race the transfer started.
+    transfer_campaign: AtomicBool,
+    /// Coalesces concurrent linearizable reads into one confirmation.
+    read_batcher: ReadIndexBatcher,
+    /// Channels to other nodes' client listeners, for forwarding.
+    forward_channels: Mutex<HashMap<String, Channel>>,
+    /// Traces of writes across openraft's tasks (shared with the peer network
+    /// and the storage hooks).
+    links: std::sync::Arc<TraceLinks>,
+}
+
+/// The parts a node is made of (see `app::start_node`).
+pub struct Parts {
+    pub raft: Raft,
+    pub identity: std::sync::Arc<IdentityStore>,
+    pub reader: KvReader,
+    pub config: NodeConfig,
+    pub net: PeerNetwork,
+    pub log: LogStore,
+    pub links: std::sync::Arc<TraceLinks>,
+}
+
+impl Node {
+    pub fn new(p: Parts) -> Self {
+        Node {
+            id: p.identity.node_id(),
+            raft: p.raft,
+            identity: p.identity,
+            reader: p.reader,
+            config: p.config,
+            contact: LeaderContact::default(),
+            net: p.net,
+            log: p.log,
+            transferring: AtomicBool::new(false),
+            transfer_campaign: AtomicBool::new(false),
+            read_batcher: ReadIndexBatcher::default(),
+            forward_channels: Mutex::new(HashMap::new()),
+            links: p.links,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    pub fn reader(&self) -> &KvReader {
+        &self.reader
+    }
+
+    pub fn identity(&self) -> &IdentityStore {
+        &self.identity
+    }
+
+    pub fn cluster_id(&self) -> String {
+        self.identity.cluster_id().unwrap_or_default()
+    }
+
+    pub fn contact(&self) -> &LeaderContact {
+        &self.contact
+    }
+
+    pub fn net(&self) -> &PeerNetwork {
+        &self.net
+    }
+
+    pub fn links(&self) -> &std::sync::Arc<TraceLinks> {
+        &self.links
+    }
+
+    pub fn log(&self) -> LogStore {
+        self.log.clone()
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// This node's own membership entry.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            client_addr: self.config.advertise_client.clone(),
+            peer_addr: self.config.advertise_peer.clone(),
+            name: self.config.name.clone(),
+        }
+    }
+
+    /// The leader this node knows of, with its membership entry.
+    pub fn leader(&self, m: &RaftMetrics) -> Option<(NodeId, NodeInfo)> {
+        let id = m.current_leader?;
+        let info = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, info))
+    }
+
+    pub fn is_member(&self, m: &RaftMetrics) -> bool {
+        m.membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
+    }
+
+    pub fn is_voter(&self, m: &RaftMetrics) -> bool {
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.id)
+    }
+
+    pub fn is_transferring(&self) -> bool {
+        self.transferring.load(Ordering::Acquire)
+    }
+
+    /// Marks this leader as handing off until the guard drops.
+    pub fn begin_transfer(&self) -> FlagGuard<'_> {
+        FlagGuard::raise(&self.transferring)
+    }
+
+    /// This node campaigns as a leader-transfer target until the guard drops.
+    pub fn begin_transfer_campaign(&self) -> FlagGuard<'_> {
+        FlagGuard::raise(&self.transfer_campaign)
+    }
+
+    pub fn in_transfer_campaign(&self) -> bool {
+        self.transfer_campaign.load(Ordering::Acquire)
+    }
+
+    /// A channel to another node's client listener (cached).
+    pub fn forward_channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut map = self.forward_channels.lock();
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        if map.len() >= self.config.limits.forward_channels_max {
+            map.clear();
+        }
+        let ch = ChannelSettings::new(self.config.limits.forward_connect_timeout)
+            .with_request_timeout(self.config.limits.forward_timeout)
+            .lazy(addr)
+            .map_err(|e| Status::internal(format!("leader address: {e}")))?;
+        map.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// The commit index as this node knows it: on the leader, the highest index
+    /// replicated to a joint majority; elsewhere, what the leader last told us
+    /// (bounded by our own log).
+    pub fn commit_index(&self, m: &RaftMetrics) -> u64 {
+        let last = m.last_log_index.unwrap_or(0);
+        if m.current_leader == Some(self.id) && m.state.is_leader() {
+            let configs = m.membership_config.membership().get_joint_config();
+            quorum::committed_index(configs, |id| {
+                if id == self.id {
+                    last
+                } else {
+                    matched_index(m, id)
+                }
+            })
+        } else {
+            self.contact
+                .last()
+                .map(|c| c.leader_commit.min(last))
+                .unwrap_or(0)
+        }
+    }
+
+    /// Wait until this node has applied `index`, bounded by the read wait limit.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), Status> {
+        let mut rx = self.reader.subscribe();
+        let wait = rx.wait_for(|a| a.index >= index);
+        match tokio::time::timeout(self.config.limits.read_wait_max, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Status::unavailable("this node is shutting down")),
+            Err(_) => Err(Status::unavailable(format!(
+                "this node has applied up to {} but needs {index}; it is catching up, retry or read elsewhere",
+                self.reader.applied().index
+            ))),
+        }
+    }
+
+    /// Wait until the store has reached `revision` (read-your-writes).
+    pub async fn wait_revision(&self, revision: u64) -> Result<(), Status> {
+        let mut rx = self.reader.subscribe();
+        let wait = rx.wait_for(|a| a.revision >= revision);
+        match tokio::time::timeout(self.config.limits.read_wait_max, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Status::unavailable("this node is shutting down")),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "revision {revision} not reached on this node within {:?} (at {})",
+                self.config.limits.read_wait_max,
+                self.reader.applied().revision
+            ))),
+        }
+    }
+
+    /// ReadIndex: the index this node must apply before a linearizable read,
+    /// confirmed after this call started (batched with concurrent reads).
+    pub async fn read_index(&self) -> Result<u64, Status> {
+        self.read_batcher.read_index().await
+    }
+
+    /// The one task that confirms read indexes for every batch, until `stop`.
+    pub async fn run_read_confirmations(&self, stop: impl std::future::Future<Output = ()>) {
+        let fetch =
+            || read_index::confirm(&self.raft, &self.net, self.config.limits.peer_rpc_timeout);
+        self.read_batcher
+            .run(fetch, self.config.limits.read_wait_max, stop)
+            .await
+    }
+
+    /// How long since this node last heard from a leader or granted a vote.
+    pub fn quiet_for(&self, now: Instant) -> Option<Duration> {
+        self.contact.quiet_for(now)
+    }
+}
+
+/// What the leader knows `id` holds (0 if unknown).
+pub fn matched_index(m: &RaftMetrics, id: NodeId) -> u64 {
+    m.replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|l| l.index)
+        .unwrap_or(0)
+}
+
+/// Lowers a flag when dropped, however the scope ends.
+pub struct FlagGuard<'a> {
+    flag: &'a AtomicBool,
+}
+
+impl<'a> FlagGuard<'a> {
+    fn raise(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::Release);
+        FlagGuard { flag }
+    }
+}
+
+impl Drop for FlagGuard<'_> {
+    fn drop(&mut self) {
+        self.flag.store(false, Ordering::Release);
+    }
+}
