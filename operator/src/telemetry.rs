@@ -6,7 +6,7 @@
 //! The sampler (parent-based, ratio + per-process rate limit), the OTLP
 //! pipeline and the `traceparent` helpers are the `raftkv-telemetry` crate's,
 //! shared with the node (node and operator never depend on each other;
-//! DESIGN.md).
+//! docs/design.md).
 //!
 //! Use: `let _telemetry = telemetry::init(json);` inside the tokio runtime,
 //! keep the guard for the life of `main`;
