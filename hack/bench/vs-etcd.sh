@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# raftkv side by side with etcd on this machine, in one run (DESIGN.md "Performance
-# targets (the reference is etcd on the same machine)").
+# raftkv side by side with etcd on this machine, in one run (docs/design.md, "Performance
+# targets": the reference is etcd on the same machine).
 #
 #   hack/bench/vs-etcd.sh            table on stdout, progress on stderr
 #   hack/bench/vs-etcd.sh -o json    one JSON document on stdout
