@@ -4,13 +4,14 @@
 #     (a link that leaves the repository root is an error, even if the file exists);
 #   - a #anchor names a heading of the target .md file (GitHub's slug rules) or an explicit
 #     <a name/id> anchor; a bare #anchor names one of the same file;
-#   - no file references shared/DESIGN (a document outside the repository; see docs/design.md).
+#   - no tracked file (of any kind) references the old design notes outside the repository ("shared" + "/DESIGN";
+#     spelled apart here so that a plain grep for it finds nothing): docs/design.md replaces them.
 # Links with a scheme (https:, mailto:, ...) are not followed: no network. Links inside code
 # blocks and code spans are not links.
 #
 #   hack/check-links.sh               # check the repository; exit 1 listing every bad link
 #   hack/check-links.sh --self-test   # prove the checker reports a broken link, a link leaving
-#                                     # the repository, a bad anchor and a shared/DESIGN reference
+#                                     # the repository, a bad anchor and a reference to those notes
 #
 # Needs bash, git and python3.
 set -euo pipefail
@@ -22,6 +23,7 @@ check() { # check REPO_ROOT: prints "file:line: message" per bad link, exits 1 i
 import os, re, subprocess, sys, urllib.parse
 
 root = os.path.realpath(sys.argv[1])
+NEEDLE = "shared/" + "DESIGN"
 files = subprocess.run(["git", "-C", root, "ls-files", "-z", "--", "*.md"],
                        check=True, capture_output=True).stdout.decode().split("\0")
 files = [f for f in files if f]
@@ -96,6 +98,19 @@ def anchors(path):
     return out
 
 bad = []
+# The old design notes must not be referenced from any tracked file, Markdown or not.
+for f in sorted(tracked):
+    if f.endswith(".md"):
+        continue  # checked line by line below
+    try:
+        with open(os.path.join(root, f), "rb") as fh:
+            data = fh.read()
+    except OSError:
+        continue
+    if NEEDLE.encode() in data:
+        for n, line in enumerate(data.split(b"\n"), 1):
+            if NEEDLE.encode() in line:
+                bad.append(f"{f}:{n}: references {NEEDLE} (outside the repository; use docs/design.md)")
 for f in files:
     full = os.path.join(root, f)
     if not os.path.isfile(full):
@@ -103,8 +118,8 @@ for f in files:
     with open(full, encoding="utf-8") as fh:
         text = fh.read()
     for n, line in enumerate(text.split("\n"), 1):
-        if "shared/DESIGN" in line:
-            bad.append(f"{f}:{n}: references shared/DESIGN (outside the repository; use docs/design.md)")
+        if NEEDLE in line:
+            bad.append(f"{f}:{n}: references {NEEDLE} (outside the repository; use docs/design.md)")
     for n, line in lines_outside_code(text):
         stripped = CODE_SPAN.sub("", line)
         targets = [m.group(1) for m in INLINE.finditer(stripped)]
@@ -163,13 +178,14 @@ self_test() {
 [broken](docs/missing.md)
 [leaves the repository](../outside.md)
 [bad anchor](docs/guide.md#no-such-heading)
-See ../shared/DESIGN.md for the design.
+See ../SHARED_DESIGN_PLACEHOLDER.md for the design.
 `[not a link](nowhere.md)`
 
 ```
 [not a link either](nowhere.md)
 ```
 EOF
+  printf '// see ../%s.md\n' "shared/""DESIGN" >"$tmp/repo/docs/code.rs"
   cat >"$tmp/repo/docs/guide.md" <<'EOF'
 # Guide
 
@@ -177,6 +193,8 @@ EOF
 
 [back](../README.md#title) [https is external](https://example.com/x.md)
 EOF
+  local needle="shared/""DESIGN"
+  sed -i "s|SHARED_DESIGN_PLACEHOLDER|${needle}|" "$tmp/repo/README.md"
   git -C "$tmp/repo" init -q
   git -C "$tmp/repo" add -A
   local out rc=0
@@ -199,13 +217,14 @@ EOF
   expect "README.md:7: 'docs/missing.md': no such file"
   expect "README.md:8: '../outside.md': leaves the repository"
   expect "README.md:9: 'docs/guide.md#no-such-heading': no heading for #no-such-heading"
-  expect "README.md:10: references shared/DESIGN"
+  expect "README.md:10: references ${needle}"
+  expect "docs/code.rs:1: references ${needle}"
   refuse "nowhere.md"
   refuse "docs/guide.md#second-part"
   refuse "#a-code-heading-with-punctuation"
   refuse "README.md#title"
   refuse "example.com"
-  [[ $(wc -l <<<"$out") -eq 4 ]] || { echo "self-test FAILED: expected 4 reports, got:" >&2; echo "$out" >&2; failed=1; }
+  [[ $(wc -l <<<"$out") -eq 5 ]] || { echo "self-test FAILED: expected 5 reports, got:" >&2; echo "$out" >&2; failed=1; }
   [[ $rc -ne 0 ]] || { echo "self-test FAILED: exit status 0 despite bad links" >&2; failed=1; }
   ((failed == 0)) || return 1
   echo "self-test OK"
