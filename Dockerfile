@@ -25,9 +25,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot AS raft-node
 COPY --from=builder /out/raft-node /out/raftctl /usr/local/bin/
 USER 65532:65532
-# 7000: clients (KV, Cluster, gRPC health); 7001: Raft peers; 9090: metrics (the operator
+# 7000: clients (KV, Cluster, gRPC health); 7001: Raft peers; 9100: metrics (the operator
 # sets the actual addresses and the data directory on the command line).
-EXPOSE 7000 7001 9090
+EXPOSE 7000 7001 9100
 ENTRYPOINT ["/usr/local/bin/raft-node"]
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS raft-operator

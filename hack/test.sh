@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (see README "Testing").
+# The project's test command (see README "Tests" and docs/testing.md).
 #
 #   hack/test.sh          # everything: lint, unit + multi-process tests, end-to-end on a local Kubernetes
 #   hack/test.sh lint     # rustfmt + clippy (-D warnings)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# raftkv side by side with etcd on this machine, in one run (DESIGN.md "Performance
-# targets (the reference is etcd on the same machine)").
+# raftkv side by side with etcd on this machine, in one run (docs/design.md, "Performance
+# targets": the reference is etcd on the same machine).
 #
 #   hack/bench/vs-etcd.sh            table on stdout, progress on stderr
 #   hack/bench/vs-etcd.sh -o json    one JSON document on stdout
@@ -18,7 +18,7 @@
 #   4. leader failover, etcd then raftkv: FAILOVER_RUNS times, kill -9 the leader while a
 #      writer starts a CLI write every 100 ms; time from the kill to the first acknowledged
 #      write started after it; the killed member is restarted before the next run;
-#   5. a table: metric | etcd | raftkv | ratio | DESIGN target, and the machine's load.
+#   5. a table: metric | etcd | raftkv | ratio | design target (docs/design.md), and the machine's load.
 #
 # No assertion on speed: this prints figures. Knobs (environment):
 #   BENCH_SECONDS=10 ROUNDS=3 CLIENTS=64 ETCD_CONNS=64 KEYS=1000 VALUE_SIZE=100 FAILOVER_RUNS=5

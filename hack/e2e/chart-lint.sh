@@ -13,7 +13,7 @@ chart=charts/raft-operator
 render() { "$HELM" template raft-operator "$chart" --namespace raftkv-system "$@" >/dev/null; }
 render
 render --set watchNamespace=apps
-render --set tracing.enabled=true --set tracing.endpoint=http://otel:4317 --set tracing.nodeEndpoint=http://otel:4317 \
+render --set tracing.enabled=true --set tracing.endpoint=http://otel:4317 \
   --set serviceMonitor.enabled=true --set networkPolicy.enabled=true --set replicas=1 --set leaderElection.enabled=false
 if render --set replicas=2 --set leaderElection.enabled=false 2>/dev/null; then
   echo "chart accepted 2 replicas without leader election" >&2
