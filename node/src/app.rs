@@ -74,9 +74,10 @@ impl NodeHandle {
         }
     }
 
-    /// Run until a server fails (or forever).
+    /// Run until a task fails (or forever). A task that ends without an
+    /// error (its input closed) does not end the node; a failed one does.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        if let Some(r) = self.tasks.join_next().await {
+        while let Some(r) = self.tasks.join_next().await {
             r??;
         }
         Ok(())
@@ -168,6 +169,26 @@ pub async fn start_node_with_options(
         Ok(())
     });
 
+    // A fatal Raft error (a failed log write, a failed fsync) stops openraft's
+    // core for good; the process exits non-zero so its supervisor (kubelet,
+    // `raft-node local`) restarts it and it recovers from disk.
+    let watched = node.clone();
+    let fatal_stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move {
+        let mut metrics = watched.raft().metrics();
+        let fatal = metrics.wait_for(|m| m.running_state.is_err());
+        let why = tokio::select! {
+            r = fatal => match r {
+                Ok(m) => m.running_state.clone().err().map(|e| e.to_string()).unwrap_or_default(),
+                // The core dropped its metrics: it is gone just the same.
+                Err(_) => "the Raft core stopped".to_string(),
+            },
+            _ = fatal_stop => return Ok(()),
+        };
+        tracing::error!(error = %why, "raft stopped on a fatal error; exiting");
+        Err(anyhow::anyhow!("raft stopped on a fatal error: {why}"))
+    });
+
     let elections = node.clone();
     let election_stop = stopped(shutdown_rx.clone());
     tasks.spawn(async move {
@@ -182,8 +203,10 @@ pub async fn start_node_with_options(
         shutdown_rx.clone(),
     ));
 
+    // Requests are bounded by the KV limits before any handler runs; replies
+    // (a Range) by the message limit.
     let kv = KvServer::new(crate::grpc::kv::KvService::new(node.clone()))
-        .max_decoding_message_size(message_max)
+        .max_decoding_message_size(node.limits().kv.request_bytes_max())
         .max_encoding_message_size(message_max);
     let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService::new(node.clone()));
     let client_server = Server::builder()

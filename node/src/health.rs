@@ -1,6 +1,8 @@
 //! Keeps the standard gRPC health service (`grpc.health.v1`) in step with the
-//! node: SERVING only while it is a caught-up member of a cluster with a
-//! leader. Kubernetes uses it as the readiness probe.
+//! node: the default service (and `raftkv.v1.KV`) is SERVING only while it is a
+//! caught-up member of a cluster with a leader: Kubernetes' readiness probe.
+//! [`LIVENESS_SERVICE`] is SERVING while the Raft core runs: the liveness probe
+//! (a node that is merely behind or without a leader must not be restarted).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,9 @@ use tonic_health::server::HealthReporter;
 use crate::node::Node;
 use crate::typ::RaftMetrics;
 
+/// The health service name of the liveness probe.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 pub async fn run(
     node: Arc<Node>,
     reporter: HealthReporter,
@@ -19,8 +24,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut metrics = node.raft().metrics();
     let mut last = None;
+    let mut last_alive = None;
     loop {
-        let healthy = is_healthy(&node, &metrics.borrow_and_update().clone());
+        let m = metrics.borrow_and_update().clone();
+        let alive = m.running_state.is_ok();
+        if last_alive != Some(alive) {
+            let status = if alive {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status(LIVENESS_SERVICE, status).await;
+            last_alive = Some(alive);
+        }
+        let healthy = is_healthy(&node, &m);
         if last != Some(healthy) {
             let status = if healthy {
                 ServingStatus::Serving

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::{Command, CommandResult};
 
-/// Raft node IDs are random 64-bit numbers created with a node's data directory
+/// Raft node IDs are random 53-bit numbers (exact in JSON) created with a node's data directory
 /// (see `storage::identity`); they are never reused.
 pub type NodeId = u64;
 

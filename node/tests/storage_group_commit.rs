@@ -15,6 +15,7 @@ async fn concurrent_writes_share_fsyncs_and_faults_are_injected() {
         fail_ppm: 0,
         delay_ppm: 1_000_000,
         delay: Duration::from_millis(20),
+        fail_after: None,
     };
     let s = storage::open(
         dir.path(),
@@ -56,6 +57,7 @@ async fn concurrent_writes_share_fsyncs_and_faults_are_injected() {
         fail_ppm: 1_000_000,
         delay_ppm: 0,
         delay: Duration::ZERO,
+        fail_after: None,
     };
     let e = storage::open(
         dir.path(),

@@ -29,11 +29,17 @@ impl KvService {
     }
 
     fn header(&self, revision: u64) -> pb::ResponseHeader {
+        let applied_index = self.node.reader().applied().index;
+        self.header_at(revision, applied_index)
+    }
+
+    /// A read's header: the revision and applied index of the state it read.
+    fn header_at(&self, revision: u64, applied_index: u64) -> pb::ResponseHeader {
         let m = self.node.metrics();
         pb::ResponseHeader {
             node_id: self.node.id(),
             revision,
-            applied_index: self.node.reader().applied().index,
+            applied_index,
             leader_id: m.current_leader.unwrap_or(0),
             term: m.current_term,
             cluster_id: self.node.cluster_id(),
@@ -236,7 +242,10 @@ impl Kv for KvService {
             .check_value(&request.get_ref().value)
             .map_err(errors::input)?;
         let expect = match &request.get_ref().expect {
-            Some(pb::compare_and_swap_request::Expect::ExpectValue(v)) => Expect::Value(v.clone()),
+            Some(pb::compare_and_swap_request::Expect::ExpectValue(v)) => {
+                limits.check_expected_value(v).map_err(errors::input)?;
+                Expect::Value(v.clone())
+            }
             Some(pb::compare_and_swap_request::Expect::ExpectAbsent(true)) => Expect::Absent,
             Some(pb::compare_and_swap_request::Expect::ExpectAbsent(false)) => {
                 return Err(Status::invalid_argument(
@@ -303,10 +312,12 @@ impl Kv for KvService {
             .check_key(&req.key)
             .map_err(errors::input)?;
         self.read_barrier(req.read.as_ref()).await?;
-        let revision = self.node.reader().applied().revision;
-        match self.node.reader().get(&req.key) {
+        // The header's revision and the value come from the same state.
+        let (kv, applied) = self.node.reader().get_at(&req.key);
+        let revision = applied.revision;
+        match kv {
             Some(kv) => Ok(Response::new(pb::GetResponse {
-                header: Some(self.header(revision)),
+                header: Some(self.header_at(revision, applied.index)),
                 kv: Some(to_pb(kv)),
             })),
             None => Err(Status::not_found(format!(
@@ -350,10 +361,14 @@ impl Kv for KvService {
             (req.start.clone(), end)
         };
         self.read_barrier(req.read.as_ref()).await?;
-        let revision = self.node.reader().applied().revision;
-        let (kvs, more) = self.node.reader().range(&start, end.as_deref(), limit);
+        let bytes_max = self.node.limits().kv.range_bytes_max;
+        let (kvs, more, applied) =
+            self.node
+                .reader()
+                .range_at(&start, end.as_deref(), limit, bytes_max);
+        let revision = applied.revision;
         Ok(Response::new(pb::RangeResponse {
-            header: Some(self.header(revision)),
+            header: Some(self.header_at(revision, applied.index)),
             kvs: kvs.into_iter().map(to_pb).collect(),
             more,
         }))

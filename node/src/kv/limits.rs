@@ -10,6 +10,10 @@ pub struct KvLimits {
     pub value_bytes_max: usize,
     /// Upper bound on keys returned by one Range.
     pub range_limit_max: u32,
+    /// Upper bound on the key and value bytes of one Range reply: the reply is
+    /// built in memory and sent in one gRPC message, so a scan over large values
+    /// stops early (`more = true`) instead of growing without bound.
+    pub range_bytes_max: usize,
 }
 
 impl Default for KvLimits {
@@ -18,6 +22,7 @@ impl Default for KvLimits {
             key_bytes_max: 4 * 1024,
             value_bytes_max: 1024 * 1024,
             range_limit_max: 10_000,
+            range_bytes_max: 16 * 1024 * 1024,
         }
     }
 }
@@ -30,9 +35,18 @@ pub enum InputError {
     KeyTooLarge { len: usize, max: usize },
     #[error("value is {len} bytes, the limit is {max} bytes")]
     ValueTooLarge { len: usize, max: usize },
+    #[error("expected value is {len} bytes, the limit is {max} bytes")]
+    ExpectedValueTooLarge { len: usize, max: usize },
 }
 
 impl KvLimits {
+    /// The largest KV request message accepted: a compare-and-swap carries a
+    /// key, a value and an expected value, plus framing. Checked by the gRPC
+    /// server before a handler runs, so no oversized request reaches the log.
+    pub fn request_bytes_max(&self) -> usize {
+        self.key_bytes_max + 2 * self.value_bytes_max + 64 * 1024
+    }
+
     pub fn check_key(&self, key: &[u8]) -> Result<(), InputError> {
         if key.is_empty() {
             return Err(InputError::EmptyKey);
@@ -44,6 +58,16 @@ impl KvLimits {
             });
         }
         Ok(())
+    }
+
+    /// A compare-and-swap's expected value: it travels in the log entry like
+    /// a value, so it has the same bound.
+    pub fn check_expected_value(&self, value: &[u8]) -> Result<(), InputError> {
+        self.check_value(value)
+            .map_err(|_| InputError::ExpectedValueTooLarge {
+                len: value.len(),
+                max: self.value_bytes_max,
+            })
     }
 
     pub fn check_value(&self, value: &[u8]) -> Result<(), InputError> {
@@ -75,5 +99,16 @@ mod tests {
         );
         assert!(l.check_value(&vec![0; 1 << 20]).is_ok());
         assert!(l.check_value(&vec![0; (1 << 20) + 1]).is_err());
+        assert!(l.check_expected_value(&vec![0; 1 << 20]).is_ok());
+        assert_eq!(
+            l.check_expected_value(&vec![0; (1 << 20) + 1]),
+            Err(InputError::ExpectedValueTooLarge {
+                len: (1 << 20) + 1,
+                max: 1 << 20
+            })
+        );
+        // A maximal compare-and-swap fits in a request; twice a value does not fit twice.
+        assert!(l.request_bytes_max() > l.key_bytes_max + 2 * l.value_bytes_max);
+        assert!(l.request_bytes_max() < 4 * l.value_bytes_max);
     }
 }

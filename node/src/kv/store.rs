@@ -62,6 +62,19 @@ impl KvStore {
     /// a request path pass a bounded limit). The flag is true when more keys
     /// in the range exist beyond the returned ones.
     pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> (Vec<KeyValue>, bool) {
+        self.range_bounded(start, end, limit, usize::MAX)
+    }
+
+    /// [`KvStore::range`] that also stops (with `more`) before the keys and
+    /// values returned would exceed `bytes_max`; the first pair is always
+    /// returned, so a caller paging with `start` always makes progress.
+    pub fn range_bounded(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        bytes_max: usize,
+    ) -> (Vec<KeyValue>, bool) {
         if let Some(end) = end
             && end <= start
         {
@@ -74,11 +87,16 @@ impl KvStore {
         let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Included(start), upper);
         let mut out = Vec::new();
         let mut more = false;
+        let mut bytes = 0usize;
         for (k, v) in self.map.range::<_, [u8]>(bounds) {
-            if limit != 0 && out.len() == limit {
+            let size = k.len() + v.value.len();
+            if (limit != 0 && out.len() == limit)
+                || (!out.is_empty() && bytes.saturating_add(size) > bytes_max)
+            {
                 more = true;
                 break;
             }
+            bytes += size;
             out.push(to_key_value(k, v));
         }
         (out, more)

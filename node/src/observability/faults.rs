@@ -30,6 +30,10 @@ pub struct FaultArgs {
     /// must restart and recover, as after a real fsync failure).
     #[arg(long, env = "RAFTKV_FAULT_FSYNC_FAIL_PCT", default_value_t = 0.0, value_parser = parse_pct)]
     pub fault_fsync_fail_pct: f64,
+    /// Every fsync after the first N of the process fails (a disk that breaks
+    /// while the node runs).
+    #[arg(long, env = "RAFTKV_FAULT_FSYNC_FAIL_AFTER")]
+    pub fault_fsync_fail_after: Option<u64>,
     /// Percentage of fsyncs delayed by `--fault-fsync-delay`.
     #[arg(long, env = "RAFTKV_FAULT_FSYNC_DELAY_PCT", default_value_t = 0.0, value_parser = parse_pct)]
     pub fault_fsync_delay_pct: f64,
@@ -91,6 +95,7 @@ impl FaultArgs {
             fail_ppm: pct_to_ppm(self.fault_fsync_fail_pct),
             delay_ppm: pct_to_ppm(self.fault_fsync_delay_pct),
             delay: self.fault_fsync_delay,
+            fail_after: self.fault_fsync_fail_after,
         }
     }
 
@@ -112,6 +117,7 @@ impl FaultArgs {
         if fsync.is_on() {
             tracing::warn!(
                 fail_pct = self.fault_fsync_fail_pct,
+                fail_after = ?self.fault_fsync_fail_after,
                 delay_pct = self.fault_fsync_delay_pct,
                 delay = ?self.fault_fsync_delay,
                 "FAULT INJECTION ON: fsyncs fail/are delayed on purpose; never run like this in production"

@@ -55,11 +55,16 @@ pub struct FsyncFaults {
     pub delay_ppm: u32,
     /// How long a delayed fsync sleeps before it runs.
     pub delay: Duration,
+    /// Every fsync after the first this many of the process fails: a disk that
+    /// breaks while the node runs (a test of what a fatal storage error does).
+    pub fail_after: Option<u64>,
 }
 
 impl FsyncFaults {
     pub fn is_on(&self) -> bool {
-        self.fail_ppm > 0 || (self.delay_ppm > 0 && !self.delay.is_zero())
+        self.fail_ppm > 0
+            || (self.delay_ppm > 0 && !self.delay.is_zero())
+            || self.fail_after.is_some()
     }
 }
 

@@ -183,15 +183,17 @@ impl KvReader {
         (s.kv.get(key), s.applied())
     }
 
-    /// Like [`KvReader::range`], with the applied state the read saw.
+    /// Like [`KvReader::range`] bounded to `bytes_max` of keys and values,
+    /// with the applied state the read saw.
     pub fn range_at(
         &self,
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
+        bytes_max: usize,
     ) -> (Vec<KeyValue>, bool, AppliedState) {
         let s = self.shared.state.read();
-        let (kvs, more) = s.kv.range(start, end, limit);
+        let (kvs, more) = s.kv.range_bounded(start, end, limit, bytes_max);
         (kvs, more, s.applied())
     }
 

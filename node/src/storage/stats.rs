@@ -99,7 +99,10 @@ pub(crate) fn sync_file(file: &File, data_only: bool, faults: &FsyncFaults) -> i
         if faults.delay_ppm > 0 && rand::random_range(0..1_000_000) < faults.delay_ppm {
             std::thread::sleep(faults.delay);
         }
-        if faults.fail_ppm > 0 && rand::random_range(0..1_000_000) < faults.fail_ppm {
+        let broken = faults
+            .fail_after
+            .is_some_and(|n| STATS.fsyncs.load(Relaxed) >= n);
+        if broken || (faults.fail_ppm > 0 && rand::random_range(0..1_000_000) < faults.fail_ppm) {
             STATS.fsync_failures.fetch_add(1, Relaxed);
             return Err(io::Error::other(
                 "injected fsync failure (storage fsync_faults)",
