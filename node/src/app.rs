@@ -189,6 +189,13 @@ pub async fn start_node_with_options(
         Err(anyhow::anyhow!("raft stopped on a fatal error: {why}"))
     });
 
+    let joints = node.clone();
+    let joint_stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move {
+        crate::membership::finish_left_joint(joints, joint_stop).await;
+        Ok(())
+    });
+
     let elections = node.clone();
     let election_stop = stopped(shutdown_rx.clone());
     tasks.spawn(async move {

@@ -20,6 +20,7 @@ pub mod grpc;
 pub mod health;
 pub mod kv;
 pub mod local;
+pub mod membership;
 pub mod node;
 pub mod observability;
 pub mod peer;

@@ -4,7 +4,7 @@
 //! this file imports none of them, so nothing imports back into it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -40,6 +40,8 @@ pub struct Node {
     /// Set on a leader-transfer target while it campaigns: it then refuses
     /// pre-votes, so a third voter cannot win the race the transfer started.
     transfer_campaign: AtomicBool,
+    /// Membership changes this node is running (see `crate::membership`).
+    membership_changes: AtomicUsize,
     /// Coalesces concurrent linearizable reads into one confirmation.
     read_batcher: ReadIndexBatcher,
     /// Channels to other nodes' client listeners, for forwarding.
@@ -73,6 +75,7 @@ impl Node {
             log: p.log,
             transferring: AtomicBool::new(false),
             transfer_campaign: AtomicBool::new(false),
+            membership_changes: AtomicUsize::new(0),
             read_batcher: ReadIndexBatcher::default(),
             forward_channels: Mutex::new(HashMap::new()),
             links: p.links,
@@ -169,6 +172,18 @@ impl Node {
     /// This node campaigns as a leader-transfer target until the guard drops.
     pub fn begin_transfer_campaign(&self) -> FlagGuard<'_> {
         FlagGuard::raise(&self.transfer_campaign)
+    }
+
+    /// Counts a membership change as running until the guard drops.
+    pub fn begin_membership_change(&self) -> CountGuard<'_> {
+        self.membership_changes.fetch_add(1, Ordering::AcqRel);
+        CountGuard {
+            count: &self.membership_changes,
+        }
+    }
+
+    pub fn membership_change_running(&self) -> bool {
+        self.membership_changes.load(Ordering::Acquire) > 0
     }
 
     pub fn in_transfer_campaign(&self) -> bool {
@@ -271,6 +286,17 @@ pub fn matched_index(m: &RaftMetrics, id: NodeId) -> u64 {
         .and_then(|r| r.get(&id).cloned().flatten())
         .map(|l| l.index)
         .unwrap_or(0)
+}
+
+/// Decrements a counter when dropped, however the scope ends.
+pub struct CountGuard<'a> {
+    count: &'a AtomicUsize,
+}
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Lowers a flag when dropped, however the scope ends.

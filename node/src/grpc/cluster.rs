@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::errors;
 use crate::grpc::route;
+use crate::membership;
 use crate::node::{Node, matched_index};
 use crate::typ::{RaftMetrics, StoredMembership};
 use crate::{NodeId, NodeInfo};
@@ -98,7 +99,11 @@ impl ClusterService {
         new_voters: &BTreeSet<NodeId>,
     ) -> Result<(), Status> {
         let membership = m.membership_config.membership();
-        if crate::raft::quorum::is_joint(membership.get_joint_config()) {
+        let configs = membership.get_joint_config();
+        // The one change allowed during a joint configuration is the one that
+        // finishes it (a retry of a change whose caller went away).
+        let finishing = configs.len() > 1 && configs.last() == Some(new_voters);
+        if crate::raft::quorum::is_joint(configs) && !finishing {
             return Err(Status::failed_precondition(
                 "a membership change is already in progress",
             ));
@@ -312,12 +317,7 @@ impl Cluster for ClusterService {
         let m = self.node.metrics();
         self.check_voter_change(&m, &new_voters)?;
         tracing::info!(voters = ?new_voters, retain = req.retain, "changing membership (joint consensus)");
-        self.node
-            .links()
-            .membership_change(
-                "change_voters",
-                self.node.raft().change_membership(new_voters, req.retain),
-            )
+        membership::change(&self.node, "change_voters", new_voters.into(), req.retain)
             .await
             .map_err(errors::client_write)?;
         Ok(Response::new(self.membership_response()))
@@ -344,22 +344,12 @@ impl Cluster for ClusterService {
         if membership.voter_ids().any(|v| v == id) {
             let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
             self.check_voter_change(&m, &voters)?;
-            self.node
-                .links()
-                .membership_change(
-                    "remove_voter",
-                    self.node.raft().change_membership(voters, false),
-                )
+            membership::change(&self.node, "remove_voter", voters.into(), false)
                 .await
                 .map_err(errors::client_write)?;
         } else {
             let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-            self.node
-                .links()
-                .membership_change(
-                    "remove_learner",
-                    self.node.raft().change_membership(change, false),
-                )
+            membership::change(&self.node, "remove_learner", change, false)
                 .await
                 .map_err(errors::client_write)?;
         }

@@ -7,6 +7,7 @@ mod util;
 mod test_basics;
 mod test_failover;
 mod test_identity;
+mod test_joint;
 mod test_limits;
 mod test_membership;
 mod test_snapshot;
