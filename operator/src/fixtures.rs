@@ -29,6 +29,9 @@ use crate::resources::{self, FIELD_MANAGER, MANAGED_BY};
 pub const NAMESPACE: &str = "testns";
 pub const NAME: &str = "demo";
 const UID: &str = "6f1c2d3e-0000-4000-8000-00000000demo";
+/// The StatefulSet controller's message in [`Scenario::PodsNotCreated`].
+const FAILED_CREATE: &str = "create Pod demo-0 in StatefulSet demo failed error: Pod \"demo-0\" is invalid: metadata.labels: Invalid value";
+
 /// The operator's default node image in [`Context::test`].
 pub const DEFAULT_NODE_IMAGE: &str = "raftkv/raft-node:operator-default";
 
@@ -125,6 +128,10 @@ pub enum Scenario {
     /// As [`Scenario::Bootstrap`], but the status write is answered with this HTTP
     /// error: the step was taken, so its Event is still created.
     StatusWriteFails(RaftCluster, StatusCode),
+    /// The voters' StatefulSet exists at `spec.replicas` but has no pod, and its
+    /// latest Event is a `FailedCreate`: observe reads it, and the status says
+    /// `Degraded=True PodsNotCreated` with the StatefulSet controller's message.
+    PodsNotCreated(RaftCluster),
     /// No request at all.
     NoCalls,
 }
@@ -298,6 +305,20 @@ impl ApiServerVerifier {
                     server.apply_owned(replicas, 0).await;
                     server.status_patch_answered(&rc, Some(code)).await;
                     server.statefulset_scaled_event(replicas).await;
+                }
+                Scenario::PodsNotCreated(rc) => {
+                    let replicas = rc.spec.replicas;
+                    server.observe_missing_pods(&rc).await;
+                    server.apply_owned(replicas, 0).await;
+                    let status = server.status_patch(&rc).await;
+                    assert_eq!(status["phase"], "Pending");
+                    let degraded = condition(&status, "Degraded");
+                    assert_eq!(degraded["status"], "True");
+                    assert_eq!(degraded["reason"], "PodsNotCreated");
+                    assert_eq!(
+                        degraded["message"],
+                        format!("StatefulSet {NAME} cannot create its pods: {FAILED_CREATE}")
+                    );
                 }
                 Scenario::PodsPending(rc) => {
                     let replicas = rc.spec.replicas;
@@ -498,6 +519,60 @@ impl ApiServerVerifier {
             "kind": "PodList",
             "metadata": {"resourceVersion": "2"},
             "items": pods,
+        }));
+    }
+
+    /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas` with
+    /// no pod: the StatefulSet's `FailedCreate` Events are listed.
+    async fn observe_missing_pods(&mut self, rc: &RaftCluster) {
+        let replicas = u32::try_from(rc.spec.replicas).expect("replicas >= 0");
+        let call = self.next_call().await;
+        assert_eq!(call.path, path("statefulsets", NAME));
+        let mut sts = serde_json::to_value(resources::statefulset(
+            rc,
+            Set::Voters,
+            replicas,
+            DEFAULT_NODE_IMAGE,
+        ))
+        .expect("StatefulSet serializes");
+        sts["status"] = json!({"replicas": 0, "updateRevision": format!("{NAME}-rev1")});
+        call.ok(&sts);
+        let call = self.next_call().await;
+        assert_eq!(call.path, path("statefulsets", &format!("{NAME}-read")));
+        call.fail(StatusCode::NOT_FOUND, "NotFound");
+        let call = self.next_call().await;
+        assert_eq!(call.path, path("pods", ""));
+        call.ok(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}));
+
+        let call = self.next_call().await;
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(call.path, format!("/api/v1/namespaces/{NAMESPACE}/events"));
+        assert_eq!(
+            call.query.get("fieldSelector").map(String::as_str),
+            Some(
+                format!(
+                    "involvedObject.kind=StatefulSet,involvedObject.name={NAME},reason=FailedCreate"
+                )
+                .as_str()
+            )
+        );
+        let event = |message: &str, last: Timestamp| {
+            json!({
+                "metadata": {"name": format!("{NAME}.{}", last.as_second()), "namespace": NAMESPACE},
+                "involvedObject": {"kind": "StatefulSet", "name": NAME, "namespace": NAMESPACE},
+                "reason": "FailedCreate", "type": "Warning", "message": message,
+                "lastTimestamp": last.to_string(), "count": 3,
+            })
+        };
+        let now = Timestamp::now();
+        call.ok(&json!({
+            "apiVersion": "v1",
+            "kind": "EventList",
+            "metadata": {},
+            "items": [
+                event("an older failure", now - std::time::Duration::from_secs(60)),
+                event(FAILED_CREATE, now - std::time::Duration::from_secs(5)),
+            ],
         }));
     }
 

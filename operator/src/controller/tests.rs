@@ -189,3 +189,20 @@ fn a_deleted_cluster_is_not_an_error_to_log() {
     let real: E<Error, watcher::Error> = E::ReconcilerFailed(api(500), obj());
     assert!(!already_deleted(&real));
 }
+
+#[tokio::test]
+async fn pods_the_statefulset_cannot_create_are_reported_in_status() {
+    let (ctx, server) = Context::test();
+    let rc = RaftCluster::test();
+    let verifier = server.run(Scenario::PodsNotCreated(rc.clone()));
+
+    let action = reconcile_once(&rc, &ctx).await;
+    drop(ctx);
+    timeout_after_1s(verifier).await;
+
+    // Degraded: look again soon.
+    assert_eq!(
+        action.expect("reconcile succeeds"),
+        Action::requeue(Duration::from_secs(REQUEUE_BUSY_SECS))
+    );
+}
