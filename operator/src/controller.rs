@@ -177,7 +177,12 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     let written = execute::write_status(&rc, &ctx, &status).await;
 
     if let Err(e) = result {
-        tracing::warn!(error = %e, step = ?plan.step, "step failed");
+        if e.is_not_found() {
+            // Usually the RaftCluster (or its namespace) deleted meanwhile.
+            tracing::debug!(error = %e, step = ?plan.step, "step failed: not found");
+        } else {
+            tracing::warn!(error = %e, step = ?plan.step, "step failed");
+        }
         if let Err(w) = &written {
             tracing::warn!(error = %w, "cannot write status");
         }

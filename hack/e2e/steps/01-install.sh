@@ -84,23 +84,24 @@ kind: RaftCluster
 metadata: {name: bad.name}
 spec: {replicas: 1, image: ${NODE_IMAGE}}
 EOF
-  # One field alone, checked against raft-node's defaults (heartbeat 50, min 200, max 400).
+  # One field alone, checked against raft-node's defaults (heartbeat 50, min 200, max 400),
+  # which the message names.
   expect_refused "heartbeatMs: 500 alone (the default min 200 is under 3 heartbeats)" "spec.raft" \
-    "electionTimeoutMinMs (200 ms) must be at least 3 times heartbeatMs (500 ms)" <<EOF
+    "electionTimeoutMinMs must be at least 3 times heartbeatMs; an unset field takes the raft-node default (heartbeatMs 50, electionTimeoutMinMs 200" <<EOF
 apiVersion: raftkv.dev/v1alpha1
 kind: RaftCluster
 metadata: {name: bad-timings}
 spec: {replicas: 1, image: ${NODE_IMAGE}, raft: {heartbeatMs: 500}}
 EOF
   expect_refused "electionTimeoutMinMs: 30 alone (under 3 default heartbeats)" "spec.raft" \
-    "electionTimeoutMinMs (30 ms) must be at least 3 times heartbeatMs (50 ms)" <<EOF
+    "electionTimeoutMinMs must be at least 3 times heartbeatMs; an unset field takes the raft-node default (heartbeatMs 50," <<EOF
 apiVersion: raftkv.dev/v1alpha1
 kind: RaftCluster
 metadata: {name: bad-timings}
 spec: {replicas: 1, image: ${NODE_IMAGE}, raft: {electionTimeoutMinMs: 30}}
 EOF
   expect_refused "electionTimeoutMaxMs: 100 alone (not above the default min 200)" "spec.raft" \
-    "electionTimeoutMaxMs (100 ms) must be greater than electionTimeoutMinMs (200 ms)" <<EOF
+    "electionTimeoutMaxMs must be greater than electionTimeoutMinMs; an unset field takes the raft-node default" <<EOF
 apiVersion: raftkv.dev/v1alpha1
 kind: RaftCluster
 metadata: {name: bad-timings}
