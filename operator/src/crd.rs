@@ -219,7 +219,9 @@ pub struct RaftClusterSpec {
     pub image_pull_policy: Option<PullPolicy>,
     /// Persistent volume of every member. Immutable.
     #[serde(default)]
-    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("storage is immutable"))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message(
+        "storage (size, storageClassName) is immutable: the members' PersistentVolumeClaims were created from it"
+    ))]
     pub storage: StorageSpec,
     /// Compute resources of the raft-node container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
