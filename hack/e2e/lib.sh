@@ -175,8 +175,8 @@ dump_diagnostics() {
     echo "### objects (${E2E_NS})"
     k get statefulsets,services,endpointslices,pdb,pods,pvc -o wide 2>&1
     k get pods -L raftkv.dev/role 2>&1
-    echo "### Events (${E2E_NS})"
-    k get events --sort-by=.lastTimestamp 2>&1 | tail -n 120
+    echo "### Events (${E2E_NS}), oldest first (kubectl events orders events.k8s.io Events)"
+    k events 2>&1 | tail -n 120
     echo "### cluster status via raftctl"
     rctl status -o json 2>&1 | head -c 4000
     echo

@@ -24,6 +24,8 @@ pub struct RunConfig {
     pub leader_election_namespace: Option<String>,
     pub lease_name: String,
     pub node_addressing: NodeAddressing,
+    /// raft-node image of RaftClusters without `spec.image`.
+    pub default_node_image: String,
 }
 
 /// The pod name in-cluster (`POD_NAME` from the downward API), else host name + pid.
@@ -65,6 +67,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         namespace: config.watch_namespace.clone(),
         node_addressing: config.node_addressing,
         instance: identity.clone(),
+        default_node_image: config.default_node_image.clone(),
     };
     let work = async {
         if !config.leader_election {

@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::app::RunConfig;
 use crate::controller::NodeAddressing;
 
+/// The node image of this operator's version, when nothing else is configured.
+pub const DEFAULT_NODE_IMAGE: &str = concat!("raftkv/raft-node:", env!("CARGO_PKG_VERSION"));
+
 #[derive(Parser)]
 #[command(
     name = "raft-operator",
@@ -47,6 +50,10 @@ pub enum Command {
         /// How to reach nodes: pod DNS names (in-cluster) or pod IPs (out-of-cluster).
         #[arg(long, value_enum, default_value = "pod-dns")]
         node_addressing: NodeAddressing,
+        /// raft-node image of RaftClusters without spec.image (the Helm chart sets
+        /// raft-node at the operator's own tag).
+        #[arg(long, env = "RAFTKV_DEFAULT_NODE_IMAGE", default_value = DEFAULT_NODE_IMAGE)]
+        default_node_image: String,
     },
     /// Print the RaftCluster CRD as YAML (or write it to each --output file).
     Crd {
@@ -66,6 +73,7 @@ impl Command {
             leader_election_namespace,
             lease_name,
             node_addressing,
+            default_node_image,
         } = self
         else {
             return None;
@@ -77,6 +85,7 @@ impl Command {
             leader_election_namespace: leader_election_namespace.clone(),
             lease_name: lease_name.clone(),
             node_addressing: *node_addressing,
+            default_node_image: default_node_image.clone(),
         };
         Some((config, matches!(log_format, LogFormat::Json)))
     }

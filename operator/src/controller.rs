@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
@@ -17,6 +17,7 @@ use kube::{Client, ResourceExt};
 use tracing::Instrument;
 
 use crate::crd::RaftCluster;
+use crate::events::EventRecorder;
 use crate::metrics::Metrics;
 use crate::planner::{self, limits};
 use crate::resources::{APP_NAME, MANAGED_BY};
@@ -34,9 +35,11 @@ pub enum NodeAddressing {
 /// Shared state of every reconcile.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub metrics: Arc<Metrics>,
     pub node_addressing: NodeAddressing,
+    /// raft-node image of RaftClusters without `spec.image`.
+    pub default_node_image: String,
 }
 
 /// Settings of [`run`].
@@ -47,6 +50,7 @@ pub struct ControllerConfig {
     pub node_addressing: NodeAddressing,
     /// Reporting instance in Events (the pod name in-cluster).
     pub instance: String,
+    pub default_node_image: String,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -68,9 +72,10 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: EventRecorder::new(client.clone(), reporter),
         metrics,
         node_addressing: config.node_addressing,
+        default_node_image: config.default_node_image.clone(),
     });
     let ns = &config.namespace;
     let owned = watcher::Config::default().labels(&format!(
@@ -102,6 +107,10 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
+                // Requeues and watch events of a RaftCluster deleted meanwhile.
+                Err(e) if already_deleted(&e) => {
+                    tracing::debug!(error = %e, "reconcile skipped: object already deleted")
+                }
                 Err(e) => tracing::warn!(error = %e, "reconcile failed"),
             }
         })
@@ -126,12 +135,18 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
 
     let mut result = Ok(());
     let mut step_trace = None;
+    // What was being done when `result` became an error (the failure Event's action).
+    let mut doing = "Apply".to_string();
     if !obs.observed.paused {
         result = execute::apply_owned(&rc, &ctx, &plan).await;
         if result.is_ok() {
+            doing = "LabelPods".into();
             result = execute::apply_labels(&rc, &ctx, &plan).await;
         }
         if result.is_ok() {
+            if let Some(ev) = &plan.event {
+                doing.clone_from(&ev.action);
+            }
             let span = step_span(&rc, plan.step.as_ref());
             result = execute::run_step(&rc, &ctx, &obs, &plan)
                 .instrument(span.clone())
@@ -140,8 +155,18 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     let mut status = plan.status.clone();
-    if result.is_err() {
+    let mut failure_event = None;
+    if let Err(e) = &result {
         status.last_membership_change = obs.observed.previous_membership_change.clone();
+        // The API server's or the node's own words, in status and a Warning Event.
+        failure_event = Some(planner::record_failure(
+            &mut status,
+            &obs.observed.previous_conditions,
+            obs.observed.now_ms,
+            &doing,
+            e.failure_reason(),
+            &e.user_message(),
+        ));
     } else if let (Some(change), Some(step)) = (&mut status.last_membership_change, &plan.step)
         && step.is_membership_action()
     {
@@ -152,9 +177,20 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     let written = execute::write_status(&rc, &ctx, &status).await;
 
     if let Err(e) = result {
-        tracing::warn!(error = %e, step = ?plan.step, "step failed");
-        if let Err(w) = written {
+        if e.is_not_found() {
+            // Usually the RaftCluster (or its namespace) deleted meanwhile.
+            tracing::debug!(error = %e, step = ?plan.step, "step failed: not found");
+        } else {
+            tracing::warn!(error = %e, step = ?plan.step, "step failed");
+        }
+        if let Err(w) = &written {
             tracing::warn!(error = %w, "cannot write status");
+        }
+        if let Some(ev) = &failure_event
+            && !e.is_not_found()
+            && let Err(p) = execute::publish(&rc, &ctx, ev).await
+        {
+            tracing::warn!(error = %p, "cannot publish event");
         }
         return Err(e);
     }
@@ -187,6 +223,18 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         limits::REQUEUE_IDLE_SECS
     };
     Ok(Action::requeue(Duration::from_secs(secs)))
+}
+
+/// The error says the RaftCluster is gone: a requeue or event of a deleted object
+/// (`ObjectNotFound` from the store, or a 404 from the API server). Nobody can act on
+/// it, so it is not logged as an error.
+fn already_deleted<Q: std::error::Error>(e: &kube::runtime::controller::Error<Error, Q>) -> bool {
+    use kube::runtime::controller::Error as E;
+    match e {
+        E::ObjectNotFound(_) => true,
+        E::ReconcilerFailed(err, _) => err.is_not_found(),
+        _ => false,
+    }
 }
 
 /// The root span of one step. A step, not a reconcile, starts a trace: most

@@ -43,8 +43,106 @@ pub mod limits {
     /// Read replicas are learners: they cost the leader replication bandwidth.
     pub const READ_REPLICAS_MAX: i32 = 16;
     /// The election timeout must stay well above the heartbeat, or followers call
-    /// elections whenever one heartbeat is late.
+    /// elections whenever one heartbeat is late (raft-node's own rule, see
+    /// [`super::node_defaults`]).
     pub const ELECTION_TO_HEARTBEAT_RATIO_MIN: u32 = 3;
+    /// Longest label value and DNS label Kubernetes accepts.
+    pub const DNS_LABEL_MAX: usize = 63;
+    /// Longest `controller-revision-hash` suffix the StatefulSet controller appends:
+    /// `rand.SafeEncodeString(fmt.Sprint(fnv32))` of a `uint32`, at most 10 digits
+    /// (k8s.io/kubernetes pkg/controller/history `HashControllerRevision`).
+    pub const REVISION_HASH_MAX_LEN: usize = 10;
+    /// Longest RaftCluster name. The longest name or label derived from it is the
+    /// read replicas' pods' `controller-revision-hash` label,
+    /// `<name>-read-<hash>`; it must fit in [`DNS_LABEL_MAX`].
+    /// (`resources::tests::every_derived_name_fits_at_the_longest_cluster_name` builds
+    /// every derived name and checks this is the tight bound.)
+    pub const NAME_MAX_LEN: usize = DNS_LABEL_MAX - "-read-".len() - REVISION_HASH_MAX_LEN;
+}
+
+/// raft-node's defaults of the timings a RaftCluster may leave unset: the CEL rules
+/// evaluate an absent field as this value, exactly as the node will.
+///
+/// Copied from `node/src/config.rs` (`NodeArgs`' `default_value_t`): the operator
+/// cannot depend on raftkv-node. `tests::node_defaults_and_rule_match_node_config_rs`
+/// reads that file and fails when a default or the node's timing check changes.
+pub mod node_defaults {
+    /// `RAFT_HEARTBEAT_MS`.
+    pub const HEARTBEAT_MS: u32 = 50;
+    /// `RAFT_ELECTION_TIMEOUT_MIN_MS`.
+    pub const ELECTION_TIMEOUT_MIN_MS: u32 = 200;
+    /// `RAFT_ELECTION_TIMEOUT_MAX_MS`.
+    pub const ELECTION_TIMEOUT_MAX_MS: u32 = 400;
+}
+
+/// The CEL rules of the spec that need more than a bound, built from the constants
+/// above so the schema and [`RaftTimings::check`] say the same thing.
+pub mod rules {
+    use kube::core::{Message, Rule};
+
+    use super::limits::{ELECTION_TO_HEARTBEAT_RATIO_MIN as RATIO, NAME_MAX_LEN};
+    use super::node_defaults::*;
+
+    /// `metadata.name` fits every derived name (root-level rule: `self` is the object).
+    pub fn name_length() -> Rule {
+        Rule::new(format!("size(self.metadata.name) <= {NAME_MAX_LEN}")).message(Message::Message(format!(
+            "metadata.name must be at most {NAME_MAX_LEN} characters: the longest name derived \
+             from it, the read replicas' controller-revision-hash label <name>-read-<10-character hash>, \
+             must fit in 63"
+        )))
+    }
+
+    /// `metadata.name` names Services (`<name>`, `<name>-peer`, `<name>-read`): a DNS-1035 label.
+    pub fn name_dns_label() -> Rule {
+        Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(
+            "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', \
+             starting with a letter, no '.'): it names the cluster's Services",
+        )
+    }
+
+    /// `self.<field>` or, when absent, raft-node's default.
+    fn or_default(field: &str, default: u32) -> String {
+        format!("(has(self.{field}) ? self.{field} : {default})")
+    }
+
+    fn heartbeat() -> String {
+        or_default("heartbeatMs", HEARTBEAT_MS)
+    }
+    fn min() -> String {
+        or_default("electionTimeoutMinMs", ELECTION_TIMEOUT_MIN_MS)
+    }
+    fn max() -> String {
+        or_default("electionTimeoutMaxMs", ELECTION_TIMEOUT_MAX_MS)
+    }
+
+    /// raft-node: `election_timeout_ms_min >= 3 * heartbeat_interval_ms`.
+    ///
+    /// The message is static: a `messageExpression` printing the values (`string(int)`
+    /// concatenations) exceeds the API server's CEL cost budget, and the CRD is refused.
+    pub fn election_min_vs_heartbeat() -> Rule {
+        Rule::new(format!("{} >= {RATIO} * {}", min(), heartbeat())).message(Message::Message(
+            format!(
+                "electionTimeoutMinMs must be at least {RATIO} times heartbeatMs; {}",
+                defaults_note()
+            ),
+        ))
+    }
+
+    /// raft-node: `election_timeout_ms_max > election_timeout_ms_min`.
+    pub fn election_max_vs_min() -> Rule {
+        Rule::new(format!("{} > {}", max(), min())).message(Message::Message(format!(
+            "electionTimeoutMaxMs must be greater than electionTimeoutMinMs; {}",
+            defaults_note()
+        )))
+    }
+
+    /// The defaults, in the refusal.
+    fn defaults_note() -> String {
+        format!(
+            "an unset field takes the raft-node default (heartbeatMs {HEARTBEAT_MS}, \
+             electionTimeoutMinMs {ELECTION_TIMEOUT_MIN_MS}, electionTimeoutMaxMs {ELECTION_TIMEOUT_MAX_MS})"
+        )
+    }
 }
 
 /// Desired state of a Raft-replicated KV cluster.
@@ -63,11 +161,19 @@ pub mod limits {
         status_replicas_path = ".status.replicas",
         label_selector_path = ".status.selector"
     ),
+    validation = rules::name_length(),
+    validation = rules::name_dns_label(),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired voters (spec.replicas)"
+    ),
     printcolumn(
         name = "Voters",
         type_ = "integer",
-        json_path = ".spec.replicas",
-        description = "Desired voters"
+        json_path = ".status.replicas",
+        description = "Voters in the cluster's Raft membership"
     ),
     printcolumn(
         name = "Ready",
@@ -103,15 +209,19 @@ pub struct RaftClusterSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 16))]
     pub read_replicas: i32,
-    /// Container image of raft-node.
+    /// Container image of raft-node. Default: the operator's own node image (its
+    /// `--default-node-image`; the Helm chart sets raft-node at the operator's tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
     /// Image pull policy of the raft-node containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
     /// Persistent volume of every member. Immutable.
     #[serde(default)]
-    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("storage is immutable"))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message(
+        "storage (size, storageClassName) is immutable: the members' PersistentVolumeClaims were created from it"
+    ))]
     pub storage: StorageSpec,
     /// Compute resources of the raft-node container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,8 +295,8 @@ impl Default for StorageSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("!has(self.heartbeatMs) || !has(self.electionTimeoutMinMs) || self.electionTimeoutMinMs >= 3 * self.heartbeatMs").message("electionTimeoutMinMs must be at least 3 times heartbeatMs"),
-    validation = kube::core::Rule::new("!has(self.electionTimeoutMinMs) || !has(self.electionTimeoutMaxMs) || self.electionTimeoutMaxMs > self.electionTimeoutMinMs").message("electionTimeoutMaxMs must be greater than electionTimeoutMinMs"),
+    validation = rules::election_min_vs_heartbeat(),
+    validation = rules::election_max_vs_min(),
 )]
 pub struct RaftTimings {
     /// Leader heartbeat interval in milliseconds (10..5000).
@@ -375,6 +485,45 @@ impl RaftClusterSpec {
     pub fn pvc_retention(&self) -> PvcRetentionPolicy {
         self.pvc_retention_policy.clone().unwrap_or_default()
     }
+
+    /// The raft-node image: `spec.image`, else the operator's default.
+    pub fn image_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.image.as_deref().unwrap_or(default)
+    }
+}
+
+impl RaftTimings {
+    /// `(heartbeat, election timeout min, max)` in ms as raft-node will run them:
+    /// an unset field is the node's default.
+    pub fn effective(&self) -> (u32, u32, u32) {
+        use node_defaults::*;
+        (
+            self.heartbeat_ms.unwrap_or(HEARTBEAT_MS),
+            self.election_timeout_min_ms
+                .unwrap_or(ELECTION_TIMEOUT_MIN_MS),
+            self.election_timeout_max_ms
+                .unwrap_or(ELECTION_TIMEOUT_MAX_MS),
+        )
+    }
+
+    /// The schema's timing rules ([`rules::election_min_vs_heartbeat`],
+    /// [`rules::election_max_vs_min`]) in Rust, term for term; the tests hold both to
+    /// raft-node's own check.
+    pub fn check(&self) -> Result<(), String> {
+        let (hb, min, max) = self.effective();
+        let (hb, min, max) = (u64::from(hb), u64::from(min), u64::from(max));
+        if min < u64::from(limits::ELECTION_TO_HEARTBEAT_RATIO_MIN) * hb {
+            return Err(format!(
+                "electionTimeoutMinMs ({min} ms) must be at least 3 times heartbeatMs ({hb} ms)"
+            ));
+        }
+        if max <= min {
+            return Err(format!(
+                "electionTimeoutMaxMs ({max} ms) must be greater than electionTimeoutMinMs ({min} ms)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The CRD as YAML, exactly as committed in `crds/raftcluster.yaml`.
@@ -386,4 +535,209 @@ pub fn crd_yaml() -> String {
          # Regenerate: cargo run -p raft-operator -- crd --output crds/raftcluster.yaml \
          --output charts/raft-operator/crds/raftcluster.yaml\n{body}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_defaults::*;
+    use super::*;
+
+    /// raft-node's timing check, copied from `Limits::validate` in node/src/config.rs
+    /// (the lines `node_defaults_and_rule_match_node_config_rs` finds there verbatim).
+    fn node_accepts(heartbeat: u64, min: u64, max: u64) -> bool {
+        let (heartbeat_interval_ms, election_timeout_ms_min, election_timeout_ms_max) =
+            (heartbeat, min, max);
+        if heartbeat_interval_ms == 0 {
+            return false;
+        }
+        if election_timeout_ms_min < 3 * heartbeat_interval_ms {
+            return false;
+        }
+        if election_timeout_ms_max <= election_timeout_ms_min {
+            return false;
+        }
+        true
+    }
+
+    const NODE_CONFIG: &str = include_str!("../../node/src/config.rs");
+
+    /// The number after `needle` in node/src/config.rs.
+    fn number_after(needle: &str) -> u32 {
+        let at = NODE_CONFIG
+            .find(needle)
+            .unwrap_or_else(|| panic!("node/src/config.rs no longer contains {needle:?}"));
+        let digits: String = NODE_CONFIG[at + needle.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '_')
+            .filter(|c| *c != '_')
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|e| panic!("no number after {needle:?}: {e}"))
+    }
+
+    #[test]
+    fn node_defaults_and_rule_match_node_config_rs() {
+        // The flags' defaults (what a pod without RAFT_* variables runs with)...
+        for (env, ours) in [
+            ("RAFT_HEARTBEAT_MS", HEARTBEAT_MS),
+            ("RAFT_ELECTION_TIMEOUT_MIN_MS", ELECTION_TIMEOUT_MIN_MS),
+            ("RAFT_ELECTION_TIMEOUT_MAX_MS", ELECTION_TIMEOUT_MAX_MS),
+        ] {
+            let node = number_after(&format!("env = \"{env}\", default_value_t = "));
+            assert_eq!(
+                node, ours,
+                "raft-node's default of {env} changed: update crd::node_defaults"
+            );
+        }
+        // ...and `Limits::default()`, which must agree with them.
+        for (field, ours) in [
+            ("heartbeat_interval_ms: ", HEARTBEAT_MS),
+            ("election_timeout_ms_min: ", ELECTION_TIMEOUT_MIN_MS),
+            ("election_timeout_ms_max: ", ELECTION_TIMEOUT_MAX_MS),
+        ] {
+            let default_impl = &NODE_CONFIG[NODE_CONFIG
+                .find("impl Default for Limits")
+                .expect("node's Limits::default")..];
+            let at = default_impl.find(field).expect("field in Limits::default");
+            let n: u32 = default_impl[at + field.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .expect("a number");
+            assert_eq!(
+                n, ours,
+                "Limits::default().{field} changed: update crd::node_defaults"
+            );
+        }
+        // The node's timing check, as copied into `node_accepts` above.
+        for line in [
+            "if self.heartbeat_interval_ms == 0 {",
+            "if self.election_timeout_ms_min < 3 * self.heartbeat_interval_ms {",
+            "if self.election_timeout_ms_max <= self.election_timeout_ms_min {",
+        ] {
+            assert!(
+                NODE_CONFIG.contains(line),
+                "raft-node's timing check changed (no {line:?} in node/src/config.rs): \
+                 update node_accepts, RaftTimings::check and crd::rules"
+            );
+        }
+    }
+
+    /// Every combination of set and unset fields over the interesting values (each
+    /// bound, one below, one above) within the schema's ranges: the operator refuses
+    /// exactly what raft-node would refuse at startup.
+    #[test]
+    fn timing_rules_accept_exactly_what_the_node_accepts() {
+        let heartbeats = [
+            None,
+            Some(10),
+            Some(49),
+            Some(50),
+            Some(51),
+            Some(66),
+            Some(67),
+            Some(100),
+            Some(133),
+            Some(134),
+            Some(200),
+            Some(5000),
+        ];
+        let mins = [
+            None,
+            Some(30),
+            Some(149),
+            Some(150),
+            Some(151),
+            Some(199),
+            Some(200),
+            Some(201),
+            Some(399),
+            Some(400),
+            Some(401),
+            Some(402),
+            Some(60000),
+        ];
+        let maxes = [
+            None,
+            Some(31),
+            Some(150),
+            Some(151),
+            Some(200),
+            Some(201),
+            Some(399),
+            Some(400),
+            Some(401),
+            Some(402),
+            Some(120000),
+        ];
+        let (mut refused, mut accepted) = (0, 0);
+        for hb in heartbeats {
+            for min in mins {
+                for max in maxes {
+                    let t = RaftTimings {
+                        heartbeat_ms: hb,
+                        election_timeout_min_ms: min,
+                        election_timeout_max_ms: max,
+                        snapshot_threshold: None,
+                    };
+                    let (h, lo, hi) = t.effective();
+                    let node = node_accepts(h.into(), lo.into(), hi.into());
+                    assert_eq!(
+                        t.check().is_ok(),
+                        node,
+                        "{t:?}: operator {:?}, node accepts: {node}",
+                        t.check()
+                    );
+                    if node { accepted += 1 } else { refused += 1 }
+                }
+            }
+        }
+        assert!(
+            accepted > 100 && refused > 100,
+            "the grid exercises both sides"
+        );
+        // The issue's single-field specs.
+        for (t, what) in [
+            (
+                RaftTimings {
+                    heartbeat_ms: Some(500),
+                    ..Default::default()
+                },
+                "3 times heartbeatMs (500 ms)",
+            ),
+            (
+                RaftTimings {
+                    election_timeout_min_ms: Some(30),
+                    ..Default::default()
+                },
+                "(30 ms) must be at least 3 times heartbeatMs (50 ms)",
+            ),
+            (
+                RaftTimings {
+                    election_timeout_max_ms: Some(100),
+                    ..Default::default()
+                },
+                "electionTimeoutMaxMs (100 ms) must be greater than electionTimeoutMinMs (200 ms)",
+            ),
+        ] {
+            let e = t.check().unwrap_err();
+            assert!(e.contains(what), "{e}");
+        }
+    }
+
+    /// The CEL rules are the terms `check` evaluates: an absent field is the default.
+    #[test]
+    fn cel_timing_rules_use_the_node_defaults() {
+        assert_eq!(
+            rules::election_min_vs_heartbeat().rule,
+            "(has(self.electionTimeoutMinMs) ? self.electionTimeoutMinMs : 200) >= 3 * (has(self.heartbeatMs) ? self.heartbeatMs : 50)"
+        );
+        assert_eq!(
+            rules::election_max_vs_min().rule,
+            "(has(self.electionTimeoutMaxMs) ? self.electionTimeoutMaxMs : 400) > (has(self.electionTimeoutMinMs) ? self.electionTimeoutMinMs : 200)"
+        );
+        assert_eq!(rules::name_length().rule, "size(self.metadata.name) <= 47");
+    }
 }

@@ -50,12 +50,17 @@ pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     apply(
         &sts,
-        &resources::statefulset(rc, Set::Voters, plan.voters_replicas),
+        &resources::statefulset(
+            rc,
+            Set::Voters,
+            plan.voters_replicas,
+            &ctx.default_node_image,
+        ),
     )
     .await?;
     apply(
         &sts,
-        &resources::statefulset(rc, Set::Read, plan.read_replicas),
+        &resources::statefulset(rc, Set::Read, plan.read_replicas, &ctx.default_node_image),
     )
     .await?;
     Ok(())

@@ -15,12 +15,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::controller::{Context, NodeAddressing};
 use crate::crd::{PAUSED_ANNOTATION, RaftCluster, RaftClusterSpec};
+use crate::events::EventRecorder;
 use crate::planner::Set;
 use crate::resources::{self, FIELD_MANAGER, MANAGED_BY};
 
@@ -28,6 +29,11 @@ use crate::resources::{self, FIELD_MANAGER, MANAGED_BY};
 pub const NAMESPACE: &str = "testns";
 pub const NAME: &str = "demo";
 const UID: &str = "6f1c2d3e-0000-4000-8000-00000000demo";
+/// The StatefulSet controller's message in [`Scenario::PodsNotCreated`].
+const FAILED_CREATE: &str = "create Pod demo-0 in StatefulSet demo failed error: Pod \"demo-0\" is invalid: metadata.labels: Invalid value";
+
+/// The operator's default node image in [`Context::test`].
+pub const DEFAULT_NODE_IMAGE: &str = "raftkv/raft-node:operator-default";
 
 impl RaftCluster {
     /// A 3-voter cluster `testns/demo` at generation 1, with no status.
@@ -92,9 +98,10 @@ impl Context {
         };
         let ctx = Context {
             client: client.clone(),
-            recorder: Recorder::new(client, reporter),
+            recorder: EventRecorder::new(client, reporter),
             metrics: Arc::default(),
             node_addressing: NodeAddressing::PodIp,
+            default_node_image: DEFAULT_NODE_IMAGE.into(),
         };
         (Arc::new(ctx), ApiServerVerifier(handle))
     }
@@ -114,12 +121,17 @@ pub enum Scenario {
     PodsPending(RaftCluster),
     /// Paused: observe, then the status write only (phase `Paused`).
     PausedStatusOnly(RaftCluster),
-    /// The first owned-object apply is answered with this HTTP error; the status
-    /// is still written, and nothing else is applied or published.
+    /// The first owned-object apply is answered with this HTTP error; nothing else
+    /// is applied, the status says `Degraded=True ApplyFailed` with the API server's
+    /// message, and a Warning Event says it too.
     ApplyFails(RaftCluster, StatusCode),
     /// As [`Scenario::Bootstrap`], but the status write is answered with this HTTP
     /// error: the step was taken, so its Event is still created.
     StatusWriteFails(RaftCluster, StatusCode),
+    /// The voters' StatefulSet exists at `spec.replicas` but has no pod, and its
+    /// latest Event is a `FailedCreate`: observe reads it, and the status says
+    /// `Degraded=True PodsNotCreated` with the StatefulSet controller's message.
+    PodsNotCreated(RaftCluster),
     /// No request at all.
     NoCalls,
 }
@@ -294,6 +306,20 @@ impl ApiServerVerifier {
                     server.status_patch_answered(&rc, Some(code)).await;
                     server.statefulset_scaled_event(replicas).await;
                 }
+                Scenario::PodsNotCreated(rc) => {
+                    let replicas = rc.spec.replicas;
+                    server.observe_missing_pods(&rc).await;
+                    server.apply_owned(replicas, 0).await;
+                    let status = server.status_patch(&rc).await;
+                    assert_eq!(status["phase"], "Pending");
+                    let degraded = condition(&status, "Degraded");
+                    assert_eq!(degraded["status"], "True");
+                    assert_eq!(degraded["reason"], "PodsNotCreated");
+                    assert_eq!(
+                        degraded["message"],
+                        format!("StatefulSet {NAME} cannot create its pods: {FAILED_CREATE}")
+                    );
+                }
                 Scenario::PodsPending(rc) => {
                     let replicas = rc.spec.replicas;
                     server.observe_pending_pods(&rc).await;
@@ -326,8 +352,17 @@ impl ApiServerVerifier {
                     let paused = condition(&status, "Paused");
                     assert_eq!(paused["status"], "True");
                     assert_eq!(paused["reason"], "PausedByAnnotation");
-                    // Paused, the bootstrap step is not taken: nothing in progress.
-                    assert_eq!(condition(&status, "Progressing")["status"], "False");
+                    // Paused, the bootstrap step is not taken: not progressing, and
+                    // the condition says why and what is due.
+                    let progressing = condition(&status, "Progressing");
+                    assert_eq!(progressing["status"], "False");
+                    assert_eq!(progressing["reason"], "Paused");
+                    assert!(
+                        progressing["message"]
+                            .as_str()
+                            .is_some_and(|m| m.ends_with("scaling voters StatefulSet to 3")),
+                        "{progressing}"
+                    );
                 }
                 Scenario::ApplyFails(rc, code) => {
                     server.observe_nothing().await;
@@ -339,6 +374,19 @@ impl ApiServerVerifier {
                     let status = server.status_patch(&rc).await;
                     assert_eq!(status["phase"], "Pending");
                     assert!(status.get("lastMembershipChange").is_none());
+                    let degraded = condition(&status, "Degraded");
+                    assert_eq!(degraded["status"], "True");
+                    assert_eq!(degraded["reason"], "ApplyFailed");
+                    assert_eq!(degraded["message"], "mocked InternalError");
+                    server
+                        .event_create_typed(
+                            "Warning",
+                            "ApplyFailed",
+                            "Apply",
+                            "mocked InternalError",
+                            None,
+                        )
+                        .await;
                 }
                 Scenario::NoCalls => {}
             }
@@ -423,8 +471,13 @@ impl ApiServerVerifier {
         let call = self.next_call().await;
         assert_eq!(call.method, Method::GET);
         assert_eq!(call.path, path("statefulsets", NAME));
-        let mut sts = serde_json::to_value(resources::statefulset(rc, Set::Voters, replicas))
-            .expect("StatefulSet serializes");
+        let mut sts = serde_json::to_value(resources::statefulset(
+            rc,
+            Set::Voters,
+            replicas,
+            DEFAULT_NODE_IMAGE,
+        ))
+        .expect("StatefulSet serializes");
         sts["status"] = json!({"replicas": replicas, "updateRevision": format!("{NAME}-rev1")});
         call.ok(&sts);
 
@@ -466,6 +519,60 @@ impl ApiServerVerifier {
             "kind": "PodList",
             "metadata": {"resourceVersion": "2"},
             "items": pods,
+        }));
+    }
+
+    /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas` with
+    /// no pod: the StatefulSet's `FailedCreate` Events are listed.
+    async fn observe_missing_pods(&mut self, rc: &RaftCluster) {
+        let replicas = u32::try_from(rc.spec.replicas).expect("replicas >= 0");
+        let call = self.next_call().await;
+        assert_eq!(call.path, path("statefulsets", NAME));
+        let mut sts = serde_json::to_value(resources::statefulset(
+            rc,
+            Set::Voters,
+            replicas,
+            DEFAULT_NODE_IMAGE,
+        ))
+        .expect("StatefulSet serializes");
+        sts["status"] = json!({"replicas": 0, "updateRevision": format!("{NAME}-rev1")});
+        call.ok(&sts);
+        let call = self.next_call().await;
+        assert_eq!(call.path, path("statefulsets", &format!("{NAME}-read")));
+        call.fail(StatusCode::NOT_FOUND, "NotFound");
+        let call = self.next_call().await;
+        assert_eq!(call.path, path("pods", ""));
+        call.ok(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}));
+
+        let call = self.next_call().await;
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(call.path, format!("/api/v1/namespaces/{NAMESPACE}/events"));
+        assert_eq!(
+            call.query.get("fieldSelector").map(String::as_str),
+            Some(
+                format!(
+                    "involvedObject.kind=StatefulSet,involvedObject.name={NAME},reason=FailedCreate"
+                )
+                .as_str()
+            )
+        );
+        let event = |message: &str, last: Timestamp| {
+            json!({
+                "metadata": {"name": format!("{NAME}.{}", last.as_second()), "namespace": NAMESPACE},
+                "involvedObject": {"kind": "StatefulSet", "name": NAME, "namespace": NAMESPACE},
+                "reason": "FailedCreate", "type": "Warning", "message": message,
+                "lastTimestamp": last.to_string(), "count": 3,
+            })
+        };
+        let now = Timestamp::now();
+        call.ok(&json!({
+            "apiVersion": "v1",
+            "kind": "EventList",
+            "metadata": {},
+            "items": [
+                event("an older failure", now - std::time::Duration::from_secs(60)),
+                event(FAILED_CREATE, now - std::time::Duration::from_secs(5)),
+            ],
         }));
     }
 
@@ -570,13 +677,26 @@ impl ApiServerVerifier {
         .await;
     }
 
-    /// An `events.k8s.io/v1` Event about the test cluster.
+    /// A Normal `events.k8s.io/v1` Event about the test cluster.
     async fn event_create(
         &mut self,
         reason: &str,
         action: &str,
         note: &str,
         related: (&str, &str),
+    ) {
+        self.event_create_typed("Normal", reason, action, note, Some(related))
+            .await
+    }
+
+    /// An `events.k8s.io/v1` Event about the test cluster.
+    async fn event_create_typed(
+        &mut self,
+        type_: &str,
+        reason: &str,
+        action: &str,
+        note: &str,
+        related: Option<(&str, &str)>,
     ) {
         let call = self.next_call().await;
         assert_eq!(call.method, Method::POST);
@@ -585,15 +705,24 @@ impl ApiServerVerifier {
         assert_eq!(ev["reason"], reason);
         assert_eq!(ev["action"], action);
         assert_eq!(ev["note"], note);
-        assert_eq!(ev["type"], "Normal");
+        assert_eq!(ev["type"], type_);
+        assert!(
+            ev["eventTime"].is_string(),
+            "eventTime orders `kubectl events`"
+        );
         assert_eq!(ev["reportingController"], MANAGED_BY);
         let regarding = &ev["regarding"];
         assert_eq!(regarding["kind"], "RaftCluster");
         assert_eq!(regarding["name"], NAME);
         assert_eq!(regarding["namespace"], NAMESPACE);
         assert_eq!(regarding["uid"], UID);
-        assert_eq!(ev["related"]["kind"], related.0);
-        assert_eq!(ev["related"]["name"], related.1);
+        match related {
+            Some((kind, name)) => {
+                assert_eq!(ev["related"]["kind"], kind);
+                assert_eq!(ev["related"]["name"], name);
+            }
+            None => assert!(ev.get("related").is_none(), "{ev}"),
+        }
         assert!(
             ev["metadata"]["name"]
                 .as_str()

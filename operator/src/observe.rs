@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 
 use crate::controller::{Context, NodeAddressing};
 use crate::crd::{PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster};
+use crate::planner::limits::CREATE_FAILURE_RECENT_MS;
 use crate::planner::{DesiredSpec, Observed, PodState, Set, StsState, parse_pod_name};
 use crate::resources::{CLIENT_PORT, instance_selector, pod_dns, read_name};
 use crate::{Error, Result, node_client};
@@ -36,8 +37,8 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
-    let voters_sts = sts_api.get_opt(&name).await?.map(sts_state);
-    let read_sts = sts_api.get_opt(&read_name(&name)).await?.map(sts_state);
+    let voters_sts = sts_api.get_opt(&name).await?;
+    let read_sts = sts_api.get_opt(&read_name(&name)).await?;
     let selector = instance_selector(&name)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -87,6 +88,32 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
         }
     }
 
+    // Pods the StatefulSet controller cannot create show only in its Events.
+    let now_ms = Timestamp::now().as_millisecond();
+    let mut sts_states = Vec::new();
+    for (set, sts) in [(Set::Voters, voters_sts), (Set::Read, read_sts)] {
+        let Some(sts) = sts else {
+            sts_states.push(None);
+            continue;
+        };
+        let mut state = sts_state(&sts);
+        let present = states.iter().filter(|p| p.set == set).count() as u32;
+        if state.replicas > present {
+            let sts_name = sts.metadata.name.clone().unwrap_or_default();
+            let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), &ns);
+            let selector = format!(
+                "involvedObject.kind=StatefulSet,involvedObject.name={sts_name},reason=FailedCreate"
+            );
+            match events.list(&ListParams::default().fields(&selector)).await {
+                Ok(list) => state.create_failure = latest_create_failure(&list.items, now_ms),
+                Err(e) => tracing::debug!(error = %e, "cannot list the StatefulSet's Events"),
+            }
+        }
+        sts_states.push(Some(state));
+    }
+    let read_sts = sts_states.pop().flatten();
+    let voters_sts = sts_states.pop().flatten();
+
     let status = rc.status.clone().unwrap_or_default();
     let auto_replace_after_ms = rc
         .spec
@@ -113,21 +140,94 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
             .as_ref()
             .and_then(|a| a.get(PAUSED_ANNOTATION))
             .is_some_and(|v| v == "true"),
-        now_ms: Timestamp::now().as_millisecond(),
+        now_ms,
         voters_sts,
         read_sts,
         pods: states,
         previous_conditions: status.conditions,
         previous_membership_change: status.last_membership_change,
+        previous_phase: status.phase,
     };
     Ok(Observation { observed, addrs })
 }
 
-fn sts_state(sts: StatefulSet) -> StsState {
+fn sts_state(sts: &StatefulSet) -> StsState {
     StsState {
-        replicas: sts.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as u32,
-        update_revision: sts.status.and_then(|s| s.update_revision),
+        replicas: sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1)
+            .max(0) as u32,
+        update_revision: sts.status.as_ref().and_then(|s| s.update_revision.clone()),
+        create_failure: None,
     }
+}
+
+/// The message of the newest `FailedCreate` Event, if it is recent (the StatefulSet
+/// controller repeats it on every retry while the pod cannot be created).
+pub fn latest_create_failure(events: &[CoreEvent], now_ms: i64) -> Option<String> {
+    let last_seen = |e: &CoreEvent| {
+        e.series
+            .as_ref()
+            .and_then(|s| s.last_observed_time.as_ref().map(|t| t.0))
+            .or(e.last_timestamp.as_ref().map(|t| t.0))
+            .or(e.event_time.as_ref().map(|t| t.0))
+            .map(|t| t.as_millisecond())
+    };
+    events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+        .filter_map(|e| Some((last_seen(e)?, e)))
+        .filter(|(t, _)| now_ms - t <= CREATE_FAILURE_RECENT_MS)
+        .max_by_key(|(t, _)| *t)
+        .and_then(|(_, e)| e.message.clone())
+}
+
+/// Waiting reasons of a container that cannot run without someone's help.
+const FAILING_REASONS: [&str; 7] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Longest excerpt of a container's message kept in status.
+const FAILURE_MESSAGE_MAX: usize = 300;
+
+/// Why the pod's container cannot run, if it cannot: the waiting reason and the last
+/// line the node logged before it exited (`FallbackToLogsOnError`), else the
+/// kubelet's message.
+pub fn pod_failing(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        if !FAILING_REASONS.contains(&reason) {
+            return None;
+        }
+        let terminated = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let last_line = terminated
+            .and_then(|t| t.message.as_deref())
+            .and_then(|m| m.lines().rev().map(str::trim).find(|l| !l.is_empty()));
+        let detail = match (last_line, terminated) {
+            (Some(line), _) => line.to_string(),
+            (None, Some(t)) => format!(
+                "exited with code {} ({})",
+                t.exit_code,
+                t.reason.as_deref().unwrap_or("no reason")
+            ),
+            (None, None) => waiting.message.clone().unwrap_or_default(),
+        };
+        let mut detail: String = detail.chars().take(FAILURE_MESSAGE_MAX).collect();
+        if detail.is_empty() {
+            detail = "no message".into();
+        }
+        Some(format!("{reason}: {detail}"))
+    })
 }
 
 fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
@@ -161,5 +261,91 @@ fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
         revision: labels.and_then(|l| l.get("controller-revision-hash").cloned()),
         role_label: labels.and_then(|l| l.get(ROLE_LABEL).cloned()),
         node: None,
+        failing: pod_failing(pod),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "demo-0"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn a_crash_looping_pod_reports_the_nodes_last_words() {
+        let p = pod(json!({"containerStatuses": [{
+            "name": "raft-node", "image": "i", "imageID": "", "ready": false, "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "starting raft-node\nError: invalid configuration: election timeout min (200 ms) must be at least 3x the heartbeat (500 ms)\n"}},
+        }]}));
+        assert_eq!(
+            pod_failing(&p).as_deref(),
+            Some(
+                "CrashLoopBackOff: Error: invalid configuration: election timeout min (200 ms) must be at least 3x the heartbeat (500 ms)"
+            )
+        );
+        // Without a message: the exit code.
+        let p = pod(json!({"containerStatuses": [{
+            "name": "raft-node", "image": "i", "imageID": "", "ready": false, "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}},
+        }]}));
+        assert_eq!(
+            pod_failing(&p).as_deref(),
+            Some("CrashLoopBackOff: exited with code 2 (Error)")
+        );
+        let p = pod(json!({"containerStatuses": [{
+            "name": "raft-node", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope\""}},
+        }]}));
+        assert_eq!(
+            pod_failing(&p).as_deref(),
+            Some("ImagePullBackOff: Back-off pulling image \"nope\"")
+        );
+    }
+
+    #[test]
+    fn starting_and_running_pods_are_not_failing() {
+        for state in [
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+            json!({"running": {"startedAt": "2025-01-01T00:00:00Z"}}),
+        ] {
+            let p = pod(json!({"containerStatuses": [{
+                "name": "raft-node", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": state,
+            }]}));
+            assert_eq!(pod_failing(&p), None);
+        }
+        assert_eq!(pod_failing(&pod(json!({"phase": "Pending"}))), None);
+    }
+
+    #[test]
+    fn only_a_recent_failed_create_is_reported() {
+        let ev = |msg: &str, last: &str| -> CoreEvent {
+            serde_json::from_value(json!({
+                "metadata": {"name": msg}, "involvedObject": {}, "reason": "FailedCreate",
+                "message": msg, "lastTimestamp": last,
+            }))
+            .unwrap()
+        };
+        let now = Timestamp::from_second(1_767_225_600).unwrap(); // 2026-01-01T00:00:00Z
+        let events = [
+            ev("older", "2025-12-31T23:58:00Z"),
+            ev("newest", "2025-12-31T23:59:30Z"),
+            ev("stale", "2025-12-31T23:00:00Z"),
+        ];
+        assert_eq!(
+            latest_create_failure(&events, now.as_millisecond()).as_deref(),
+            Some("newest")
+        );
+        assert_eq!(
+            latest_create_failure(&events[2..], now.as_millisecond()),
+            None
+        );
     }
 }

@@ -27,7 +27,12 @@ fn crd_schema_carries_the_validation_rules() {
     let yaml = raft_operator::crd::crd_yaml();
     for needle in [
         "rule: self == oldSelf",
-        "electionTimeoutMinMs must be at least 3 times heartbeatMs",
+        "electionTimeoutMinMs must be at least 3 times heartbeatMs; an unset field takes the raft-node default (heartbeatMs 50",
+        "(has(self.heartbeatMs) ? self.heartbeatMs : 50)",
+        "rule: size(self.metadata.name) <= 47",
+        "metadata.name must be at most 47 characters",
+        "jsonPath: .status.replicas\n      name: Voters",
+        "jsonPath: .spec.replicas\n      name: Desired",
         "maximum: 9.0",
         "minimum: 1.0",
         "maximum: 16.0",

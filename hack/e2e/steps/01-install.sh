@@ -27,6 +27,16 @@ expect_refused() {
   ok "refused: ${what}"
 }
 
+# expect_accepted WHAT: stdin passes the API server's validation (server-side dry run:
+# nothing is created).
+expect_accepted() {
+  local what=$1 out rc=0
+  check "${what} is accepted by the API server (dry run)"
+  out=$(k apply --dry-run=server -f - 2>&1) || rc=$?
+  ((rc == 0)) || fail "${what} was refused: ${out}"
+  ok "accepted: ${out}"
+}
+
 e2e_step_1() {
   check "helm install ${RELEASE} into ${OPERATOR_NS} (2 replicas, leader election)"
   helm install "$RELEASE" charts/raft-operator --namespace "$OPERATOR_NS" --create-namespace \
@@ -57,6 +67,53 @@ kind: RaftCluster
 metadata: {name: bad-timings}
 spec: {replicas: 3, image: ${NODE_IMAGE}, raft: {heartbeatMs: 100, electionTimeoutMinMs: 200}}
 EOF
+  # Specs the API server used to accept although they can never run (issue 17).
+  local long48 long47
+  long48=$(printf 'a%.0s' {1..48})
+  long47=$(printf 'a%.0s' {1..47})
+  expect_refused "a 48-character name (its read replicas' revision label would exceed 63)" \
+    "metadata.name" "must be at most 47 characters" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: ${long48}}
+spec: {replicas: 1, image: ${NODE_IMAGE}}
+EOF
+  expect_refused "a name with a dot (Services need a DNS-1035 label)" "metadata.name" "DNS-1035" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad.name}
+spec: {replicas: 1, image: ${NODE_IMAGE}}
+EOF
+  # One field alone, checked against raft-node's defaults (heartbeat 50, min 200, max 400),
+  # which the message names.
+  expect_refused "heartbeatMs: 500 alone (the default min 200 is under 3 heartbeats)" "spec.raft" \
+    "electionTimeoutMinMs must be at least 3 times heartbeatMs; an unset field takes the raft-node default (heartbeatMs 50, electionTimeoutMinMs 200" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-timings}
+spec: {replicas: 1, image: ${NODE_IMAGE}, raft: {heartbeatMs: 500}}
+EOF
+  expect_refused "electionTimeoutMinMs: 30 alone (under 3 default heartbeats)" "spec.raft" \
+    "electionTimeoutMinMs must be at least 3 times heartbeatMs; an unset field takes the raft-node default (heartbeatMs 50," <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-timings}
+spec: {replicas: 1, image: ${NODE_IMAGE}, raft: {electionTimeoutMinMs: 30}}
+EOF
+  expect_refused "electionTimeoutMaxMs: 100 alone (not above the default min 200)" "spec.raft" \
+    "electionTimeoutMaxMs must be greater than electionTimeoutMinMs; an unset field takes the raft-node default" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-timings}
+spec: {replicas: 1, image: ${NODE_IMAGE}, raft: {electionTimeoutMaxMs: 100}}
+EOF
+  expect_accepted "a 47-character name with 16 read replicas, no spec.image (the operator's default) and heartbeatMs: 60 alone" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: ${long47}}
+spec: {replicas: 1, readReplicas: 16, raft: {heartbeatMs: 60}}
+EOF
+
   check "nothing was created by the refused applies"
   [[ -z $(k get raftclusters -o name) ]] || fail "a refused RaftCluster exists: $(k get raftclusters -o name)"
   ok "no RaftCluster exists"

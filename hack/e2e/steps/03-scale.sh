@@ -13,6 +13,13 @@ settled_at() {
 pvc_names() { k get pvc -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'; }
 pvc_of_ordinal_exists() { pvc_names | grep -q -- "-${RC}-$1\$"; }
 
+# scaled_events: the StatefulSetScaled messages on the RaftCluster, oldest first, as
+# `kubectl events --for` orders them (by series.lastObservedTime / eventTime).
+scaled_events() {
+  k events --for "raftcluster/${RC}" -o json |
+    jq -r '.items[] | select(.reason == "StatefulSetScaled") | .message'
+}
+
 e2e_step_3() {
   writer_start w3/
   check "kubectl scale raft ${RC} --replicas=5 (scale subresource) while the writer writes"
@@ -40,6 +47,16 @@ e2e_step_3() {
   check "PVCs of the removed members are deleted (default whenScaled: Delete)"
   wait_for "PVCs of ordinals 3 and 4 deleted" 120 eval "! pvc_of_ordinal_exists 3 && ! pvc_of_ordinal_exists 4"
   ok "PVCs: $(pvc_names | tr '\n' ' ')"
+
+  check "each scale step is its own Event with its own message, in order in kubectl events --for raftcluster/${RC}"
+  local scaled
+  scaled=$(scaled_events)
+  say "$(sed 's/^/    /' <<<"$scaled")"
+  grep -qx 'voters StatefulSet scaled to 5' <<<"$scaled" || fail "no 'scaled to 5' Event: ${scaled}"
+  grep -qx 'voters StatefulSet scaled to 3' <<<"$scaled" || fail "no 'scaled to 3' Event: ${scaled}"
+  [[ $(tail -n 1 <<<"$scaled") == 'voters StatefulSet scaled to 3' ]] ||
+    fail "the scale-in's Event is not the newest StatefulSetScaled Event: ${scaled}"
+  ok "StatefulSetScaled Events: $(tr '\n' ';' <<<"$scaled")"
 
   writer_acked_at_least $((acked_mid + 1)) || fail "the writer made no progress during the scale-in"
   writer_stop

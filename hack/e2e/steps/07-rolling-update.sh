@@ -11,6 +11,16 @@ voter_pod_images_are() {
   done
 }
 
+# PHASES_SEEN: a file with every status.phase observed while the update runs.
+PHASES_SEEN=""
+# record_phase: append the current phase to PHASES_SEEN (wait_for's command runs in a
+# subshell, so the record is a file).
+record_phase() { echo "$(date -u +%T) $(rc_field .status.phase)" >>"$PHASES_SEEN"; }
+rolled_to() { record_phase && voter_pod_images_are "$1"; }
+updated_and_running() {
+  record_phase && [[ $(rc_field .status.phase) == Running ]] && cluster_available
+}
+
 e2e_step_7() {
   if ((LOCAL_CLUSTER)); then
     check "retag the node image as ${NODE_IMAGE2} and import it"
@@ -22,8 +32,17 @@ e2e_step_7() {
   writer_start w7/
   check "spec.image=${NODE_IMAGE2} (leader now: ${leader})"
   k patch raftcluster "$RC" --type merge -p "{\"spec\":{\"image\":\"${NODE_IMAGE2}\"}}"
-  wait_for "every voter pod runs ${NODE_IMAGE2} and is Ready" 420 voter_pod_images_are "$NODE_IMAGE2"
-  wait_for "RaftCluster Available" 120 cluster_available
+  PHASES_SEEN=$(mktemp)
+  wait_for "every voter pod runs ${NODE_IMAGE2} and is Ready" 420 rolled_to "$NODE_IMAGE2"
+  wait_for "RaftCluster Running and Available" 120 updated_and_running
+  check "the planned update showed phase Updating, never Degraded"
+  say "    phases seen: $(awk '{print $2}' "$PHASES_SEEN" | uniq | tr '\n' ' ')"
+  if grep -q ' Degraded$' "$PHASES_SEEN"; then
+    fail "phase Degraded during a planned rolling update: $(grep ' Degraded$' "$PHASES_SEEN" | head -n 5 | tr '\n' ' ')"
+  fi
+  grep -q ' Updating$' "$PHASES_SEEN" || fail "phase Updating never seen during the update"
+  rm -f "$PHASES_SEEN"
+  ok "Updating, then Running; never Degraded"
   check "each voter pod was restarted once, the old leader ${leader} last"
   order=$(k get pods -o json | jq -r --arg rc "$RC" \
     '.items[] | select(.metadata.name | test("^" + $rc + "-[0-9]+$")) | "\(.metadata.creationTimestamp) \(.metadata.name)"' | sort)

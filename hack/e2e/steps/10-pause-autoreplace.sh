@@ -7,6 +7,55 @@ sts_replicas() { k get statefulset "$RC" -o jsonpath='{.spec.replicas}'; }
 phase_is() { [[ $(rc_field .status.phase) == "$1" ]]; }
 pod_unschedulable() { [[ $(k get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null) == Pending ]]; }
 
+# columns_are DESIRED VOTERS: `kubectl get raft` shows spec.replicas under DESIRED and
+# the voters of the cluster's membership under VOTERS.
+columns_are() {
+  local table header row
+  table=$(k get raftcluster "$RC")
+  header=$(head -n 1 <<<"$table" | awk '{print $1, $2, $3}')
+  row=$(tail -n 1 <<<"$table" | awk '{print $2, $3}')
+  [[ $header == "NAME DESIRED VOTERS" ]] || { echo "columns: ${header}"; return 1; }
+  [[ $row == "$1 $2" ]] || { echo "DESIRED VOTERS = ${row}, want $1 $2"; return 1; }
+}
+# progressing_reason_is REASON
+progressing_reason_is() {
+  [[ $(rc_json | jq -r '.status.conditions[]? | select(.type == "Progressing") | .reason') == "$1" ]]
+}
+
+# A scale-in to 1 voter while <rc>-0, the only voter that would stay, is down and
+# another pod leads: the leader must leave but no healthy voter can take over, so
+# the operator refuses it. The columns keep the truth: DESIRED 1, VOTERS 3.
+refused_scale_in() {
+  local node uid
+  # (If ${RC}-0 leads, deleting its pod moves the leadership to another voter.)
+  node=$(pod_node "${RC}-0")
+  uid=$(pod_uid "${RC}-0")
+  check "cordon ${node}, delete ${RC}-0 (stays Pending), kubectl scale raft ${RC} --replicas=1"
+  kubectl cordon "$node" >/dev/null
+  # shellcheck disable=SC2034 # read by the trap in hack/e2e.sh
+  CORDONED_NODE=$node
+  k delete pod "${RC}-0" --wait=false >/dev/null
+  wait_for "${RC}-0 recreated and Pending" 60 eval "pod_pending ${RC}-0 && [[ \$(pod_uid ${RC}-0) != ${uid} ]]"
+  wait_for "a leader other than ${RC}-0" 60 leader_is_not "${RC}-0"
+  k scale raftcluster "$RC" --replicas=1 >/dev/null
+  wait_for "a ScaleInBlocked Event" 60 has_event ScaleInBlocked
+  wait_for "Progressing=False reason Blocked" 30 progressing_reason_is Blocked
+  wait_for "kubectl get raft: DESIRED 1, VOTERS 3" 30 columns_are 1 3
+  say "$(k get raftcluster "$RC" | sed 's/^/    /')"
+  say "    Progressing: $(rc_json | jq -r '.status.conditions[] | select(.type == "Progressing") | .message')"
+  [[ $(voter_ids) == "$1" ]] || fail "voters changed by a refused scale-in: $(voter_ids), were $1"
+  ok "scale-in refused: $(events_with_reason ScaleInBlocked | tail -n 1)"
+  check "scale back to 3 and uncordon ${node}: ${RC}-0 returns, nothing changed"
+  k scale raftcluster "$RC" --replicas=3 >/dev/null
+  kubectl uncordon "$node" >/dev/null
+  # shellcheck disable=SC2034
+  CORDONED_NODE=""
+  wait_for "${RC}-0 Ready and the cluster Available with 3 voters" 180 eval "pod_ready ${RC}-0 && settled_at 3"
+  wait_for "kubectl get raft: DESIRED 3, VOTERS 3" 30 columns_are 3 3
+  [[ $(voter_ids) == "$1" ]] || fail "voters changed: $(voter_ids), were $1"
+  ok "back to 3 voters, unchanged"
+}
+
 e2e_step_10() {
   local voters t_end leader victim old node pod
   voters=$(voter_ids)
@@ -23,12 +72,19 @@ e2e_step_10() {
     sleep 2
   done
   ok "20 s paused with spec.replicas=5: StatefulSet still at 3, voters unchanged"
+  check "while paused: DESIRED 5, VOTERS 3, Progressing=False reason Paused"
+  wait_for "kubectl get raft: DESIRED 5, VOTERS 3" 30 columns_are 5 3
+  wait_for "Progressing reason Paused" 30 progressing_reason_is Paused
+  say "$(k get raftcluster "$RC" | sed 's/^/    /')"
+  ok "Progressing: $(rc_json | jq -r '.status.conditions[] | select(.type == "Progressing") | .message')"
   check "scale back to 3 and remove the annotation: the cluster resumes without a change"
   k scale raftcluster "$RC" --replicas=3 >/dev/null
   k annotate raftcluster "$RC" raftkv.dev/paused- >/dev/null
   wait_for "the Paused condition gone and the cluster Available" 60 eval "! condition_is Paused True && cluster_available"
   [[ $(voter_ids) == "$voters" ]] || fail "voters changed: $(voter_ids), were ${voters}"
   ok "resumed; voters ${voters}"
+
+  refused_scale_in "$voters"
 
   check "spec.autoReplace {enabled: true, after: 15s}"
   k patch raftcluster "$RC" --type merge -p '{"spec":{"autoReplace":{"enabled":true,"after":"15s"}}}' >/dev/null

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 use kube::runtime::controller::Action;
 
-use super::{Context, error_policy, reconcile};
+use super::{Context, already_deleted, error_policy, reconcile};
 use crate::Error;
 use crate::crd::RaftCluster;
 use crate::fixtures::{Scenario, timeout_after_1s};
@@ -169,4 +169,40 @@ async fn a_step_taken_is_announced_even_when_the_status_write_fails() {
     }
     // The StatefulSet was scaled: counted, and its Event created (the verifier).
     assert_eq!(steps, 1);
+}
+
+#[test]
+fn a_deleted_cluster_is_not_an_error_to_log() {
+    use kube::runtime::controller::Error as E;
+    use kube::runtime::reflector::ObjectRef;
+    use kube::runtime::watcher;
+    let obj = || Box::new(ObjectRef::<RaftCluster>::new("demo").within("ns").erase());
+    let api = |code: u16| {
+        let mut s = kube::core::Status::failure("boom", "Reason");
+        s.code = code;
+        Error::Kube(kube::Error::Api(Box::new(s)))
+    };
+    let gone: E<Error, watcher::Error> = E::ObjectNotFound(obj());
+    assert!(already_deleted(&gone));
+    let deleted_meanwhile: E<Error, watcher::Error> = E::ReconcilerFailed(api(404), obj());
+    assert!(already_deleted(&deleted_meanwhile));
+    let real: E<Error, watcher::Error> = E::ReconcilerFailed(api(500), obj());
+    assert!(!already_deleted(&real));
+}
+
+#[tokio::test]
+async fn pods_the_statefulset_cannot_create_are_reported_in_status() {
+    let (ctx, server) = Context::test();
+    let rc = RaftCluster::test();
+    let verifier = server.run(Scenario::PodsNotCreated(rc.clone()));
+
+    let action = reconcile_once(&rc, &ctx).await;
+    drop(ctx);
+    timeout_after_1s(verifier).await;
+
+    // Degraded: look again soon.
+    assert_eq!(
+        action.expect("reconcile succeeds"),
+        Action::requeue(Duration::from_secs(REQUEUE_BUSY_SECS))
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::observed::{ClusterView, NodeId, PodState, Role, Set, fmt_id, pod_name};
 use super::{ChangeKind, DeleteReason, Intent, NewMember, Step};
+use crate::crd::Phase;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -14,8 +15,8 @@ pub enum Outcome {
     Wait(Intent, String),
     /// A safety rule or a missing precondition stops progress.
     Blocked(Intent, String),
-    /// Paused by annotation while a step was due.
-    Paused,
+    /// Paused by annotation while a step was due: what that step would do.
+    Paused(String),
     /// Everything matches the spec.
     Idle,
 }
@@ -459,6 +460,24 @@ fn rolling_update(view: &ClusterView) -> Option<Outcome> {
                 "no up-to-date healthy voter can take over leadership".into(),
             ),
         });
+    }
+    // Every voter runs the new revision, but the last one restarted (usually the old
+    // leader) is not back yet: the update is still in progress, not a degradation. A
+    // pod whose container cannot run is not "coming back": that is Degraded.
+    if obs.previous_phase == Some(Phase::Updating)
+        && let Some(p) = voter_pods.iter().find(|p| {
+            p.revision.as_deref() == Some(revision)
+                && p.failing.is_none()
+                && !(p.ready && p.node.as_ref().is_some_and(|n| view.is_healthy(n.node_id)))
+        })
+    {
+        return Some(Outcome::Wait(
+            Intent::Update,
+            format!(
+                "waiting for {} to be ready and caught up after its update",
+                p.name
+            ),
+        ));
     }
     let read_revision = obs.read_sts.as_ref()?.update_revision.as_deref()?;
     let read_pods: Vec<&PodState> = obs.pods.iter().filter(|p| p.set == Set::Read).collect();

@@ -15,6 +15,7 @@ mod status;
 mod tests;
 
 pub use observed::*;
+pub use status::record_failure;
 
 use crate::crd::RaftClusterStatus;
 
@@ -33,6 +34,9 @@ pub mod limits {
     pub const REQUEUE_BUSY_SECS: u64 = 3;
     /// Requeue when everything is settled (seconds).
     pub const REQUEUE_IDLE_SECS: u64 = 60;
+    /// A StatefulSet's `FailedCreate` Event older than this no longer explains missing
+    /// pods (the controller repeats it on each retry, backing off up to ~5 min).
+    pub const CREATE_FAILURE_RECENT_MS: i64 = 10 * 60 * 1000;
 }
 
 /// One member in a membership request.
@@ -188,9 +192,9 @@ pub fn plan(obs: &Observed) -> Plan {
         outcome = decide::Outcome::Blocked(*intent, blocked.0);
     }
     if obs.paused
-        && let decide::Outcome::Act(..) = outcome
+        && let decide::Outcome::Act(step, _) = &outcome
     {
-        outcome = decide::Outcome::Paused;
+        outcome = decide::Outcome::Paused(status::step_message(step));
     }
 
     let (mut voters_replicas, mut read_replicas) = current_replicas(&view);
@@ -202,7 +206,7 @@ pub fn plan(obs: &Observed) -> Plan {
     }
     let labels = status::role_labels(&view);
     let (status, event, blocked) = status::build(&view, &outcome);
-    let busy = !matches!(outcome, decide::Outcome::Idle | decide::Outcome::Paused)
+    let busy = !matches!(outcome, decide::Outcome::Idle | decide::Outcome::Paused(_))
         || status.phase == Some(crate::crd::Phase::Degraded);
     let step = match outcome {
         decide::Outcome::Act(step, _) => Some(step),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::limits;
-use crate::crd::MembershipChange;
+use crate::crd::{MembershipChange, Phase};
 
 /// A Raft node ID (random 64-bit, created with the node's data directory).
 pub type NodeId = u64;
@@ -45,6 +45,9 @@ pub struct Observed {
     pub previous_conditions: Vec<Condition>,
     /// `status.lastMembershipChange` as currently written.
     pub previous_membership_change: Option<MembershipChange>,
+    /// `status.phase` as currently written (a rolling update lasts until its last
+    /// restarted pod is back).
+    pub previous_phase: Option<Phase>,
 }
 
 /// The part of the spec the planner decides on.
@@ -61,6 +64,9 @@ pub struct StsState {
     pub replicas: u32,
     /// `status.updateRevision`: the revision every pod should run.
     pub update_revision: Option<String>,
+    /// Why the StatefulSet cannot create its missing pods: the message of its latest
+    /// recent `FailedCreate` Event, while pods are missing.
+    pub create_failure: Option<String>,
 }
 
 /// One pod and, when reachable, the node's `Status` reply.
@@ -81,6 +87,9 @@ pub struct PodState {
     pub role_label: Option<String>,
     /// `None`: the node did not answer `Status`.
     pub node: Option<NodeStatus>,
+    /// The container cannot run: `CrashLoopBackOff`, an image pull error, ...
+    /// with the kubelet's message or the last lines the node logged before exiting.
+    pub failing: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +210,19 @@ impl<'a> ClusterView<'a> {
             initialized,
             membership_committed,
         }
+    }
+
+    /// The membership to show when no leader reports one: the newest membership any
+    /// reachable member reports (status only; decisions use [`Self::membership`]).
+    pub fn reported_membership(&self) -> Option<&'a MembershipView> {
+        self.membership.or_else(|| {
+            self.obs
+                .pods
+                .iter()
+                .filter_map(|p| p.node.as_ref()?.membership.as_ref())
+                .filter(|m| !m.is_empty())
+                .max_by_key(|m| m.log_index)
+        })
     }
 
     pub fn leader_id(&self) -> Option<NodeId> {

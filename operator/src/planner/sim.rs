@@ -20,6 +20,8 @@ pub struct SimPod {
     pub lag: u64,
     pub revision: String,
     pub role_label: Option<String>,
+    /// The container cannot run (e.g. `CrashLoopBackOff: ...`).
+    pub failing: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +42,10 @@ pub struct Sim {
     /// A change is in flight: the membership is joint / uncommitted.
     pub joint: bool,
     pub next_id: NodeId,
+    /// The voters' StatefulSet reports `FailedCreate` with this message.
+    pub create_failure: Option<String>,
+    /// `status.phase` the last plan wrote.
+    pub previous_phase: Option<crate::crd::Phase>,
 }
 
 impl Sim {
@@ -64,6 +70,8 @@ impl Sim {
             log_index: 0,
             joint: false,
             next_id: 1,
+            create_failure: None,
+            previous_phase: None,
         }
     }
 
@@ -163,6 +171,7 @@ impl Sim {
                 revision: Some(p.revision.clone()),
                 role_label: p.role_label.clone(),
                 node,
+                failing: p.failing.clone(),
             });
         }
         Observed {
@@ -174,14 +183,17 @@ impl Sim {
             voters_sts: self.voters_sts.map(|r| StsState {
                 replicas: r,
                 update_revision: Some(self.revision.clone()),
+                create_failure: self.create_failure.clone(),
             }),
             read_sts: self.read_sts.map(|r| StsState {
                 replicas: r,
                 update_revision: Some(self.revision.clone()),
+                create_failure: None,
             }),
             pods,
             previous_conditions: vec![],
             previous_membership_change: None,
+            previous_phase: self.previous_phase,
         }
     }
 
@@ -198,6 +210,7 @@ impl Sim {
             lag: 0,
             revision: self.revision.clone(),
             role_label: None,
+            failing: None,
         }
     }
 
@@ -294,6 +307,7 @@ impl Sim {
     pub fn step(&mut self) -> Plan {
         self.elect();
         let plan = plan(&self.observe());
+        self.previous_phase = plan.status.phase;
         self.apply_labels(&plan);
         if let Some(step) = &plan.step {
             self.apply(step);

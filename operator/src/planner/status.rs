@@ -26,6 +26,117 @@ pub fn role_labels(view: &ClusterView) -> Vec<(String, String)> {
     out
 }
 
+/// What the `Progressing` condition says.
+enum Progress {
+    /// A step runs, or what it waits for (reason `InProgress`).
+    Moving(String),
+    /// A safety rule stops the next step: `<Reason>: <why>`.
+    Blocked(String),
+    /// Paused while a step was due.
+    Paused(String),
+    /// Nothing to do.
+    Settled,
+}
+
+/// `(status, reason, message)` of the `Degraded` condition, the first problem found:
+/// a blocked step, pods the StatefulSet cannot create, pods that cannot run, then
+/// unhealthy voters (expected, and not a degradation, while a planned rolling update
+/// restarts them one at a time with a quorum up).
+fn degraded_condition(
+    view: &ClusterView,
+    blocked: Option<&(String, String)>,
+    updating: bool,
+    quorum_ok: bool,
+    healthy: &std::collections::BTreeSet<u64>,
+    voters: &std::collections::BTreeSet<u64>,
+) -> (bool, String, String) {
+    let obs = view.obs;
+    if let Some((reason, msg)) = blocked {
+        return (true, reason.clone(), msg.clone());
+    }
+    let not_created: Vec<String> = [
+        (obs.name.clone(), &obs.voters_sts),
+        (format!("{}-read", obs.name), &obs.read_sts),
+    ]
+    .into_iter()
+    .filter_map(|(name, sts)| {
+        let msg = sts.as_ref()?.create_failure.as_ref()?;
+        Some(format!("StatefulSet {name} cannot create its pods: {msg}"))
+    })
+    .collect();
+    if !not_created.is_empty() {
+        return (true, "PodsNotCreated".into(), not_created.join("; "));
+    }
+    let mut failing: Vec<_> = obs.pods.iter().filter(|p| p.failing.is_some()).collect();
+    failing.sort_by_key(|p| (p.set, p.ordinal));
+    if !failing.is_empty() {
+        let msg = failing
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.failing.as_deref().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return (true, "PodsFailing".into(), msg);
+    }
+    let all_healthy = healthy.len() == voters.len() && !voters.is_empty();
+    let count = format!("{} of {} voters healthy", healthy.len(), voters.len());
+    if view.initialized && !all_healthy {
+        if updating && quorum_ok && view.leader.is_some() {
+            return (
+                false,
+                "RollingUpdate".into(),
+                format!("{count}: the rolling update restarts one pod at a time"),
+            );
+        }
+        return (true, "MembersUnhealthy".into(), count);
+    }
+    (false, "Healthy".into(), "no problem found".into())
+}
+
+/// `observedGeneration`, and `lastTransitionTime` kept while the status is unchanged.
+fn stamp(c: &mut Condition, generation: Option<i64>, previous: &[Condition], now_ms: i64) {
+    let now = Time(Timestamp::from_millisecond(now_ms).unwrap_or(Timestamp::UNIX_EPOCH));
+    let prev = previous.iter().find(|p| p.type_ == c.type_);
+    c.observed_generation = generation;
+    c.last_transition_time = match prev {
+        Some(p) if p.status == c.status => p.last_transition_time.clone(),
+        _ => now,
+    };
+}
+
+/// A reconcile failed after planning (an apply refused by the API server, a node
+/// RPC error): `Degraded=True` with the failure's reason and message, phase
+/// `Degraded` once the cluster exists, and the Warning Event that announces it.
+pub fn record_failure(
+    status: &mut RaftClusterStatus,
+    previous: &[Condition],
+    now_ms: i64,
+    action: &str,
+    reason: &str,
+    message: &str,
+) -> PlannedEvent {
+    let generation = status
+        .conditions
+        .first()
+        .and_then(|c| c.observed_generation);
+    let mut degraded = cond("Degraded", true, reason, message);
+    stamp(&mut degraded, generation, previous, now_ms);
+    status.conditions.retain(|c| c.type_ != "Degraded");
+    status.conditions.push(degraded);
+    if !matches!(
+        status.phase,
+        Some(Phase::Pending | Phase::Bootstrapping | Phase::Paused)
+    ) {
+        status.phase = Some(Phase::Degraded);
+    }
+    PlannedEvent {
+        reason: reason.into(),
+        action: action.into(),
+        note: message.into(),
+        warning: true,
+        related: None,
+    }
+}
+
 type Built = (
     RaftClusterStatus,
     Option<PlannedEvent>,
@@ -76,8 +187,12 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
         .filter(|n| n.role == Role::Learner && view.is_healthy(n.node_id))
         .count() as i32;
 
-    let (event, blocked, progressing) = match outcome {
-        Outcome::Act(step, _) => (Some(event_for(view, step)), None, Some(step_message(step))),
+    let (event, blocked, progress) = match outcome {
+        Outcome::Act(step, _) => (
+            Some(event_for(view, step)),
+            None,
+            Progress::Moving(step_message(step)),
+        ),
         Outcome::Blocked(intent, msg) => {
             let reason = intent.blocked_reason().to_string();
             let ev = PlannedEvent {
@@ -87,13 +202,35 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
                 warning: true,
                 related: None,
             };
-            (Some(ev), Some((reason, msg.clone())), None)
+            let progress = Progress::Blocked(format!("{reason}: {msg}"));
+            (Some(ev), Some((reason, msg.clone())), progress)
         }
-        Outcome::Wait(_, msg) => (None, None, Some(msg.clone())),
-        Outcome::Paused | Outcome::Idle => (None, None, None),
+        Outcome::Wait(_, msg) => (None, None, Progress::Moving(msg.clone())),
+        Outcome::Paused(next) => (
+            None,
+            None,
+            Progress::Paused(format!(
+                "paused by the raftkv.dev/paused annotation; next step when resumed: {next}"
+            )),
+        ),
+        Outcome::Idle => (None, None, Progress::Settled),
     };
 
     let all_healthy = healthy.len() == voters.len() && !voters.is_empty();
+    let updating = matches!(
+        outcome,
+        Outcome::Act(_, Intent::Update) | Outcome::Wait(Intent::Update, _)
+    );
+    let degraded = degraded_condition(
+        view,
+        blocked.as_ref(),
+        updating,
+        quorum_ok,
+        &healthy,
+        &voters,
+    );
+    // Pods that cannot be created or cannot run are a degradation whatever the plan.
+    let pods_broken = matches!(degraded.1.as_str(), "PodsNotCreated" | "PodsFailing");
     let phase = if obs.paused {
         Phase::Paused
     } else if !view.initialized {
@@ -102,7 +239,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
         } else {
             Phase::Pending
         }
-    } else if view.leader.is_none() || !quorum_ok || blocked.is_some() {
+    } else if view.leader.is_none() || !quorum_ok || blocked.is_some() || pods_broken {
         Phase::Degraded
     } else {
         match outcome {
@@ -119,7 +256,6 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
         }
     };
 
-    let now = Time(Timestamp::from_millisecond(obs.now_ms).unwrap_or(Timestamp::UNIX_EPOCH));
     let mut conditions = vec![
         cond(
             "Available",
@@ -131,20 +267,13 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
             },
             &format!("{} of {} voters healthy", healthy.len(), voters.len()),
         ),
-        match &progressing {
-            Some(msg) => cond("Progressing", true, "InProgress", msg),
-            None => cond("Progressing", false, "Settled", "nothing in progress"),
+        match &progress {
+            Progress::Moving(msg) => cond("Progressing", true, "InProgress", msg),
+            Progress::Blocked(msg) => cond("Progressing", false, "Blocked", msg),
+            Progress::Paused(msg) => cond("Progressing", false, "Paused", msg),
+            Progress::Settled => cond("Progressing", false, "Settled", "nothing in progress"),
         },
-        match &blocked {
-            Some((reason, msg)) => cond("Degraded", true, reason, msg),
-            None if view.initialized && !all_healthy => cond(
-                "Degraded",
-                true,
-                "MembersUnhealthy",
-                &format!("{} of {} voters healthy", healthy.len(), voters.len()),
-            ),
-            None => cond("Degraded", false, "Healthy", "no problem found"),
-        },
+        cond("Degraded", degraded.0, &degraded.1, &degraded.2),
     ];
     if obs.paused {
         conditions.push(cond(
@@ -155,12 +284,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
         ));
     }
     for c in &mut conditions {
-        let prev = obs.previous_conditions.iter().find(|p| p.type_ == c.type_);
-        c.observed_generation = obs.generation;
-        c.last_transition_time = match prev {
-            Some(p) if p.status == c.status => p.last_transition_time.clone(),
-            _ => now.clone(),
-        };
+        stamp(c, obs.generation, &obs.previous_conditions, obs.now_ms);
     }
 
     let last_membership_change = match (outcome, &event) {
@@ -168,7 +292,9 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
             Some(MembershipChange {
                 kind: ev.reason.clone(),
                 message: ev.note.clone(),
-                time: now.0.to_string(),
+                time: Timestamp::from_millisecond(obs.now_ms)
+                    .unwrap_or(Timestamp::UNIX_EPOCH)
+                    .to_string(),
                 trace_id: None,
             })
         }
@@ -184,7 +310,11 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
             .leader
             .map(|(_, n)| n.cluster_id.clone())
             .filter(|c| !c.is_empty()),
-        replicas: voters.len() as i32,
+        // Voters in the membership (the VOTERS column), as last reported when no
+        // leader answers.
+        replicas: view
+            .reported_membership()
+            .map_or(0, |m| m.voter_ids().len() as i32),
         ready_replicas: healthy.len() as i32,
         read_replicas: read_ready,
         selector: Some(voter_selector(&obs.name)),
@@ -214,7 +344,7 @@ fn ids(list: &[u64]) -> String {
         .join(", ")
 }
 
-fn step_message(step: &Step) -> String {
+pub(super) fn step_message(step: &Step) -> String {
     match step {
         Step::Initialize { members, .. } => format!("initializing with {} voters", members.len()),
         Step::AddLearner { member } => format!("adding learner {}", member.name),

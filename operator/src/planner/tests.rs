@@ -402,3 +402,259 @@ fn a_caught_up_learner_is_promoted_only_after_the_stabilization_time() {
         Some(Step::ChangeMembership { .. })
     ));
 }
+
+// --- conditions and columns (issue 17) ---------------------------------------------
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::crd::Phase;
+
+fn condition<'a>(plan: &'a Plan, type_: &str) -> &'a Condition {
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", plan.status.conditions))
+}
+
+/// (status, reason, message) of a condition.
+fn said(plan: &Plan, type_: &str) -> (String, String, String) {
+    let c = condition(plan, type_);
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+#[test]
+fn paused_with_a_step_due_says_paused_and_what_is_due() {
+    let mut sim = Sim::running("demo", 3);
+    sim.paused = true;
+    sim.spec.replicas = 5;
+    let plan = sim.step();
+    let (status, reason, message) = said(&plan, "Progressing");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Paused"));
+    assert!(
+        message.ends_with("scaling voters StatefulSet to 5"),
+        "{message}"
+    );
+    // The VOTERS column: voters in the membership, not spec.replicas.
+    assert_eq!(plan.status.replicas, 3);
+}
+
+#[test]
+fn paused_with_nothing_due_is_settled() {
+    let mut sim = Sim::running("demo", 3);
+    sim.paused = true;
+    let plan = sim.step();
+    assert_eq!(said(&plan, "Progressing").1, "Settled");
+}
+
+/// The issue's refused scale-in: 3 -> 1 while the only voter that stays is down and
+/// another pod leads. Nothing changes; every signal says why.
+#[test]
+fn a_refused_scale_in_says_blocked_and_keeps_counting_the_members() {
+    let mut sim = Sim::running("demo", 3);
+    sim.leader = Some(sim.id_of("demo-2"));
+    sim.pod_down("demo-0");
+    sim.spec.replicas = 1;
+    let plan = sim.step();
+    assert!(plan.step.is_none(), "{plan:?}");
+    let (status, reason, message) = said(&plan, "Progressing");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Blocked"));
+    assert_eq!(
+        message,
+        "ScaleInBlocked: the leader must leave but no healthy voter can take over"
+    );
+    assert_eq!(said(&plan, "Degraded").1, "ScaleInBlocked");
+    assert_eq!(plan.status.phase, Some(Phase::Degraded));
+    assert_eq!(plan.status.replicas, 3, "VOTERS: 3 are still members");
+}
+
+#[test]
+fn without_a_leader_voters_are_the_last_reported_membership() {
+    let mut sim = Sim::running("demo", 3);
+    sim.pod_down("demo-0"); // the leader
+    sim.pod_down("demo-1");
+    let plan = sim.step();
+    assert!(plan.status.leader.is_none());
+    assert_eq!(plan.status.replicas, 3);
+    assert_eq!(said(&plan, "Available").0, "False");
+}
+
+#[test]
+fn a_rolling_update_is_updating_until_the_last_restarted_pod_is_back() {
+    let mut sim = Sim::running("demo", 3);
+    sim.revision = "r2".into();
+    let mut last = None;
+    for _ in 0..10 {
+        let plan = sim.step();
+        assert_eq!(plan.status.phase, Some(Phase::Updating), "{plan:?}");
+        assert_eq!(said(&plan, "Degraded").0, "False", "{plan:?}");
+        if let Some(Step::DeletePod { pod, .. }) = &plan.step {
+            // The restarted pod takes a while to come back.
+            sim.pod_down(pod);
+            last = Some(pod.clone());
+            let waiting = sim.step();
+            assert_eq!(waiting.status.phase, Some(Phase::Updating), "{waiting:?}");
+            let (status, reason, _) = said(&waiting, "Degraded");
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("False", "RollingUpdate")
+            );
+            assert_eq!(said(&waiting, "Progressing").0, "True");
+            sim.pod_up(pod);
+            if pod == "demo-0" {
+                break;
+            }
+        }
+    }
+    assert_eq!(last.as_deref(), Some("demo-0"), "the old leader rolls last");
+    let done = sim.step();
+    assert_eq!(done.status.phase, Some(Phase::Running));
+    assert_eq!(said(&done, "Progressing").1, "Settled");
+}
+
+#[test]
+fn a_member_down_outside_an_update_is_degraded() {
+    let mut sim = Sim::running("demo", 3);
+    sim.pod_down("demo-2");
+    let plan = sim.step();
+    assert_eq!(plan.status.phase, Some(Phase::Degraded));
+    let (status, reason, message) = said(&plan, "Degraded");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "MembersUnhealthy")
+    );
+    assert_eq!(message, "2 of 3 voters healthy");
+}
+
+#[test]
+fn an_updated_pod_that_crash_loops_is_degraded_not_updating() {
+    let mut sim = Sim::running("demo", 3);
+    sim.revision = "r2".into();
+    let plan = sim.step();
+    let Some(Step::DeletePod { pod, .. }) = plan.step else {
+        panic!("{plan:?}")
+    };
+    sim.pod_down(&pod);
+    sim.pods.get_mut(&pod).unwrap().failing = Some("CrashLoopBackOff: bad flag".into());
+    let plan = sim.step();
+    assert_eq!(plan.status.phase, Some(Phase::Degraded));
+    let (status, reason, message) = said(&plan, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "PodsFailing"));
+    assert_eq!(message, format!("{pod}: CrashLoopBackOff: bad flag"));
+}
+
+#[test]
+fn crash_looping_pods_of_a_new_cluster_are_reported() {
+    let mut sim = Sim::new("demo", 3);
+    sim.step(); // the StatefulSet
+    for p in ["demo-0", "demo-1", "demo-2"] {
+        sim.pod_down(p);
+        sim.pods.get_mut(p).unwrap().failing = Some(
+            "CrashLoopBackOff: Error: invalid configuration: election timeout min (200 ms) must be at least 3x the heartbeat (500 ms)".into(),
+        );
+    }
+    let plan = sim.step();
+    assert_eq!(plan.status.phase, Some(Phase::Pending));
+    let (status, reason, message) = said(&plan, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "PodsFailing"));
+    assert!(
+        message.starts_with(
+            "demo-0: CrashLoopBackOff: Error: invalid configuration: election timeout min (200 ms)"
+        ),
+        "{message}"
+    );
+    assert_eq!(message.matches("CrashLoopBackOff").count(), 3, "{message}");
+}
+
+#[test]
+fn pods_the_statefulset_cannot_create_are_reported() {
+    let mut sim = Sim::new("demo", 3);
+    sim.step();
+    sim.create_failure =
+        Some("create Pod demo-0 in StatefulSet demo failed error: forbidden".into());
+    let plan = sim.step();
+    let (status, reason, message) = said(&plan, "Degraded");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "PodsNotCreated")
+    );
+    assert_eq!(
+        message,
+        "StatefulSet demo cannot create its pods: create Pod demo-0 in StatefulSet demo failed error: forbidden"
+    );
+    // Nothing wrong: no problem reported.
+    sim.create_failure = None;
+    let plan = sim.step();
+    assert_eq!(said(&plan, "Degraded").0, "False");
+}
+
+#[test]
+fn a_failure_after_planning_is_degraded_with_its_message_and_a_warning() {
+    let mut sim = Sim::running("demo", 3);
+    let mut status = sim.step().status;
+    assert_eq!(status.phase, Some(Phase::Running));
+    let previous = status.conditions.clone();
+    let later = sim.now_ms + 5_000;
+    let ev = record_failure(
+        &mut status,
+        &previous,
+        later,
+        "AddLearner",
+        "NodeRpcFailed",
+        "node RPC to demo-0:7000 failed: Unavailable: not the leader",
+    );
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    let degraded: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == "Degraded")
+        .collect();
+    assert_eq!(degraded.len(), 1);
+    assert_eq!(degraded[0].status, "True");
+    assert_eq!(degraded[0].reason, "NodeRpcFailed");
+    assert_eq!(degraded[0].observed_generation, Some(1));
+    let first = degraded[0].last_transition_time.clone();
+    assert_eq!(
+        first.0.as_millisecond(),
+        later,
+        "False -> True is a transition"
+    );
+    assert!(ev.warning);
+    assert_eq!(
+        (ev.reason.as_str(), ev.action.as_str()),
+        ("NodeRpcFailed", "AddLearner")
+    );
+    assert_eq!(
+        ev.note,
+        "node RPC to demo-0:7000 failed: Unavailable: not the leader"
+    );
+
+    // The same failure again: the transition time stays.
+    let previous = status.conditions.clone();
+    record_failure(
+        &mut status,
+        &previous,
+        later + 5_000,
+        "AddLearner",
+        "NodeRpcFailed",
+        "again",
+    );
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.last_transition_time, first);
+
+    // A cluster that does not exist yet stays Pending.
+    let mut pending = Sim::new("demo", 3).step().status;
+    record_failure(
+        &mut pending,
+        &[],
+        later,
+        "Apply",
+        "ApplyFailed",
+        "Service \"x-peer\" is invalid",
+    );
+    assert_eq!(pending.phase, Some(Phase::Pending));
+}

@@ -123,7 +123,8 @@ fn restarted_at(rc: &RaftCluster) -> Option<BTreeMap<String, String>> {
 }
 
 /// The voters' (`<name>`) or read replicas' (`<name>-read`) StatefulSet.
-pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32) -> StatefulSet {
+/// `default_image`: the node image when `spec.image` is unset (the operator's own).
+pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &str) -> StatefulSet {
     let cluster = rc.metadata.name.clone().unwrap_or_default();
     let namespace = rc.metadata.namespace.clone().unwrap_or_default();
     let spec = &rc.spec;
@@ -160,7 +161,7 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32) -> StatefulSet {
     };
     let container = Container {
         name: "raft-node".into(),
-        image: Some(spec.image.clone()),
+        image: Some(spec.image_or(default_image).to_string()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
         command: Some(vec!["raft-node".into()]),
         args: Some(args),
@@ -181,6 +182,9 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32) -> StatefulSet {
             ..Default::default()
         }),
         resources: spec.resources.clone(),
+        // A node that exits (e.g. refusing its configuration) leaves its last log lines
+        // in `lastState.terminated.message`, which the operator reports in status.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(vec![VolumeMount {
             name: DATA_VOLUME.into(),
             mount_path: DATA_DIR.into(),

@@ -6,6 +6,8 @@ use super::*;
 use crate::crd::{RaftCluster, RaftClusterSpec, RaftTimings, TracingSpec};
 use crate::planner::Set;
 
+const DEFAULT_IMAGE: &str = "raftkv/raft-node:default";
+
 fn cluster() -> RaftCluster {
     let spec: RaftClusterSpec = serde_json::from_value(serde_json::json!({
         "replicas": 3,
@@ -25,7 +27,7 @@ fn cluster() -> RaftCluster {
 
 #[test]
 fn voters_statefulset_is_parallel_on_delete_with_stable_dns_args() {
-    let sts = statefulset(&cluster(), Set::Voters, 3);
+    let sts = statefulset(&cluster(), Set::Voters, 3, DEFAULT_IMAGE);
     let spec = sts.spec.unwrap();
     assert_eq!(sts.metadata.name.as_deref(), Some("demo"));
     assert_eq!(spec.replicas, Some(3));
@@ -84,7 +86,7 @@ fn raft_timings_and_tracing_become_environment_variables() {
         endpoint: "http://otel:4317".into(),
         sampling_ratio: 0.25,
     });
-    let sts = statefulset(&rc, Set::Read, 2);
+    let sts = statefulset(&rc, Set::Read, 2, DEFAULT_IMAGE);
     let pod = sts.spec.unwrap().template.spec.unwrap();
     let env: Vec<(String, Option<String>)> = pod.containers[0]
         .env
@@ -157,7 +159,7 @@ fn services_and_pdb_select_the_right_pods() {
 
 #[test]
 fn the_voter_selector_in_status_matches_the_pod_labels() {
-    let sts = statefulset(&cluster(), Set::Voters, 3);
+    let sts = statefulset(&cluster(), Set::Voters, 3, DEFAULT_IMAGE);
     let labels = sts.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     for pair in crate::crd::voter_selector("demo").split(',') {
         let (k, v) = pair.split_once('=').unwrap();
@@ -168,7 +170,10 @@ fn the_voter_selector_in_status_matches_the_pod_labels() {
 #[test]
 fn restarted_at_annotation_changes_the_pod_template() {
     let mut rc = cluster();
-    let before = statefulset(&rc, Set::Voters, 3).spec.unwrap().template;
+    let before = statefulset(&rc, Set::Voters, 3, DEFAULT_IMAGE)
+        .spec
+        .unwrap()
+        .template;
     assert!(before.metadata.unwrap().annotations.is_none());
     rc.metadata.annotations = Some(
         [(
@@ -177,7 +182,87 @@ fn restarted_at_annotation_changes_the_pod_template() {
         )]
         .into(),
     );
-    let after = statefulset(&rc, Set::Read, 3).spec.unwrap().template;
+    let after = statefulset(&rc, Set::Read, 3, DEFAULT_IMAGE)
+        .spec
+        .unwrap()
+        .template;
     let annotations = after.metadata.unwrap().annotations.unwrap();
     assert_eq!(annotations[crate::crd::RESTARTED_AT_ANNOTATION], "1");
+}
+
+#[test]
+fn the_image_defaults_to_the_operators_node_image() {
+    let c = |rc: &RaftCluster| {
+        statefulset(rc, Set::Voters, 3, DEFAULT_IMAGE)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .image
+            .clone()
+    };
+    let mut rc = cluster();
+    assert_eq!(c(&rc).as_deref(), Some("raftkv/raft-node:dev"));
+    rc.spec.image = None;
+    assert_eq!(c(&rc).as_deref(), Some(DEFAULT_IMAGE));
+}
+
+/// Every name and label value a cluster name ends up in, for the largest ordinals
+/// the schema allows and the longest controller-revision hash: the schema's
+/// `NAME_MAX_LEN` is exactly the bound where all of them fit in 63 characters.
+#[test]
+fn every_derived_name_fits_at_the_longest_cluster_name() {
+    use crate::crd::limits::{
+        DNS_LABEL_MAX, NAME_MAX_LEN, READ_REPLICAS_MAX, REPLICAS_MAX, REVISION_HASH_MAX_LEN,
+    };
+    use crate::planner::pod_name;
+
+    /// (what, value) of every DNS label and label value derived from the name.
+    fn derived(name: &str) -> Vec<(String, String)> {
+        let mut rc = cluster();
+        rc.metadata.name = Some(name.into());
+        let hash = "x".repeat(REVISION_HASH_MAX_LEN);
+        let mut out = vec![];
+        for svc in [peer_service(&rc), client_service(&rc), read_service(&rc)] {
+            out.push(("Service".into(), svc.metadata.name.unwrap()));
+        }
+        out.push((
+            "PDB".into(),
+            pod_disruption_budget(&rc).metadata.name.unwrap(),
+        ));
+        for (set, max) in [(Set::Voters, REPLICAS_MAX), (Set::Read, READ_REPLICAS_MAX)] {
+            let sts = statefulset(&rc, set, max as u32, DEFAULT_IMAGE);
+            let sts_name = sts.metadata.name.clone().unwrap();
+            // The StatefulSet controller labels each pod with its revision and name;
+            // a pod's name is also its hostname (a DNS label).
+            out.push((
+                "controller-revision-hash".into(),
+                format!("{sts_name}-{hash}"),
+            ));
+            let pod = pod_name(name, set, max as u32 - 1);
+            out.push(("pod name / hostname".into(), pod));
+            for (k, v) in sts.spec.unwrap().template.metadata.unwrap().labels.unwrap() {
+                out.push((format!("pod label {k}"), v));
+            }
+        }
+        out
+    }
+
+    let longest = "a".repeat(NAME_MAX_LEN);
+    let names = derived(&longest);
+    for (what, value) in &names {
+        assert!(
+            value.len() <= DNS_LABEL_MAX,
+            "{what} {value} has {} characters",
+            value.len()
+        );
+    }
+    assert!(
+        names.iter().any(|(_, v)| v.len() == DNS_LABEL_MAX),
+        "NAME_MAX_LEN is not tight: {names:?}"
+    );
+    let too_long = derived(&"a".repeat(NAME_MAX_LEN + 1));
+    assert!(too_long.iter().any(|(_, v)| v.len() > DNS_LABEL_MAX));
 }
