@@ -2,7 +2,7 @@
 # The project's test command (see README "Tests" and docs/testing.md).
 #
 #   hack/test.sh          # everything: lint, unit + multi-process tests, end-to-end on a local Kubernetes
-#   hack/test.sh lint     # rustfmt + clippy (-D warnings)
+#   hack/test.sh lint     # rustfmt, clippy (-D warnings), import circles, Markdown links
 #   hack/test.sh rust     # cargo test --workspace (unit, property, storage, multi-process, CRD freshness)
 #   hack/test.sh e2e      # local Kubernetes from source + Helm + the e2e suite (tears the cluster down)
 #
@@ -29,6 +29,12 @@ lint() {
   cargo fmt --all -- --check
   step "clippy"
   cargo clippy --workspace --all-targets --locked -- -D warnings
+  step "layout: no import circles, layering rules (hack/check-imports.py)"
+  python3 hack/check-imports.py --self-test
+  python3 hack/check-imports.py
+  step "docs: every relative Markdown link resolves inside the repository (hack/check-links.sh)"
+  hack/check-links.sh --self-test
+  hack/check-links.sh
 }
 
 rust_tests() {

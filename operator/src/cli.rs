@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::RunConfig;
-use crate::controller::NodeAddressing;
+use crate::context::NodeAddressing;
 
 /// The node image of this operator's version, when nothing else is configured.
 pub const DEFAULT_NODE_IMAGE: &str = concat!("raftkv/raft-node:", env!("CARGO_PKG_VERSION"));

@@ -16,31 +16,13 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
 use tracing::Instrument;
 
+pub use crate::context::{Context, NodeAddressing};
 use crate::crd::RaftCluster;
 use crate::events::EventRecorder;
 use crate::metrics::Metrics;
 use crate::planner::{self, limits};
 use crate::resources::{APP_NAME, MANAGED_BY};
 use crate::{Error, Result, execute, observe};
-
-/// How the operator reaches a pod's gRPC listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum NodeAddressing {
-    /// `<pod>.<name>-peer.<ns>.svc.cluster.local` (in-cluster).
-    PodDns,
-    /// The pod IP (out-of-cluster runs on a host that routes to pods).
-    PodIp,
-}
-
-/// Shared state of every reconcile.
-pub struct Context {
-    pub client: Client,
-    pub recorder: EventRecorder,
-    pub metrics: Arc<Metrics>,
-    pub node_addressing: NodeAddressing,
-    /// raft-node image of RaftClusters without `spec.image`.
-    pub default_node_image: String,
-}
 
 /// Settings of [`run`].
 #[derive(Clone, Debug)]

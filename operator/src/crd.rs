@@ -454,7 +454,7 @@ pub enum Phase {
 #[serde(rename_all = "camelCase")]
 pub struct MemberStatus {
     pub pod: String,
-    /// Raft node ID, decimal (a string: IDs use all 64 bits).
+    /// Raft node ID, decimal (a string: IDs are random 53-bit numbers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// leader, follower, candidate, learner, uninitialized or unknown.

@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::controller::Context;
+use crate::context::Context;
 use crate::crd::{ROLE_LABEL, RaftCluster};
 use crate::observe::Observation;
 use crate::planner::{NewMember, Plan, PlannedEvent, Set, Step};

@@ -19,7 +19,7 @@ use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::controller::{Context, NodeAddressing};
+use crate::context::{Context, NodeAddressing};
 use crate::crd::{PAUSED_ANNOTATION, RaftCluster, RaftClusterSpec};
 use crate::events::EventRecorder;
 use crate::planner::Set;

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod events;

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 
-use crate::controller::{Context, NodeAddressing};
+use crate::context::{Context, NodeAddressing};
 use crate::crd::{PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster};
 use crate::planner::limits::CREATE_FAILURE_RECENT_MS;
 use crate::planner::{DesiredSpec, Observed, PodState, Set, StsState, parse_pod_name};

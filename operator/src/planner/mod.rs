@@ -21,10 +21,12 @@ use crate::crd::RaftClusterStatus;
 
 /// Bounds of the planner, in one place.
 pub mod limits {
-    /// A member is caught up when it is at most this many entries behind the leader.
+    /// "In sync" (docs/design.md, "Caught up: two meanings"): at most this many
+    /// entries behind the leader. Stricter than the node's own "caught up for
+    /// promotion" (1,000), which it enforces on every promotion.
     /// Small enough that promoting it does not stall commits, large enough that a
     /// member under steady write load still counts as caught up.
-    pub const CAUGHT_UP_LAG_MAX: u64 = 64;
+    pub const IN_SYNC_LAG_MAX: u64 = 64;
     /// A caught-up learner is promoted only after its pod has been Ready (the node's
     /// own health check: a member in contact with the leader and caught up) this
     /// long, like autopilot's server stabilization time. Costs this much per scale-out

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use super::limits;
 use crate::crd::{MembershipChange, Phase};
 
-/// A Raft node ID (random 64-bit, created with the node's data directory).
+/// A Raft node ID (random 53-bit, created with the node's data directory).
 pub type NodeId = u64;
 
 /// Which StatefulSet a pod belongs to.
@@ -274,7 +274,7 @@ impl<'a> ClusterView<'a> {
             && node.healthy
             && self
                 .lag(id)
-                .is_some_and(|lag| lag <= limits::CAUGHT_UP_LAG_MAX)
+                .is_some_and(|lag| lag <= limits::IN_SYNC_LAG_MAX)
     }
 
     /// Healthy members (voters and learners) of the current membership.

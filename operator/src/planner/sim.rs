@@ -151,7 +151,7 @@ impl Sim {
                     applied_index: self.log_index.saturating_sub(p.lag),
                     membership: p.joined.then(|| membership.clone()),
                     progress,
-                    healthy: p.joined && p.lag <= super::limits::CAUGHT_UP_LAG_MAX,
+                    healthy: p.joined && p.lag <= super::limits::IN_SYNC_LAG_MAX,
                 }
             });
             pods.push(PodState {

@@ -87,6 +87,10 @@ fn node_env(spec: &RaftClusterSpec, cluster: &str) -> Vec<EnvVar> {
     out
 }
 
+/// The raft-node gRPC health service that is SERVING while its Raft core runs
+/// (`node/src/health.rs`, `LIVENESS_SERVICE`).
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 fn default_anti_affinity(selector: &BTreeMap<String, String>) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
@@ -179,6 +183,31 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &st
             period_seconds: Some(5),
             timeout_seconds: Some(2),
             failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        // `liveness` is SERVING while the node's Raft core runs (a node that is
+        // only behind or without a leader is not restarted; a node whose core
+        // stopped on a fatal error exits by itself, this catches a hung one).
+        liveness_probe: Some(Probe {
+            grpc: Some(GRPCAction {
+                port: CLIENT_PORT,
+                service: Some(LIVENESS_SERVICE.into()),
+            }),
+            period_seconds: Some(10),
+            timeout_seconds: Some(3),
+            failure_threshold: Some(6),
+            ..Default::default()
+        }),
+        // The node serves only after recovering its log from disk: liveness is
+        // checked once this has passed (up to 10 minutes of recovery).
+        startup_probe: Some(Probe {
+            grpc: Some(GRPCAction {
+                port: CLIENT_PORT,
+                service: Some(LIVENESS_SERVICE.into()),
+            }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(3),
+            failure_threshold: Some(120),
             ..Default::default()
         }),
         resources: spec.resources.clone(),

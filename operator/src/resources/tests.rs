@@ -59,6 +59,17 @@ fn voters_statefulset_is_parallel_on_delete_with_stable_dns_args() {
             .port,
         7000
     );
+    // Readiness: the default health service (caught up, leader known);
+    // liveness and startup: the node's Raft core runs.
+    let grpc = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .and_then(|p| p.grpc.clone())
+            .expect("a gRPC probe")
+    };
+    assert_eq!(grpc(&c.readiness_probe).service, None);
+    assert_eq!(grpc(&c.liveness_probe).service.as_deref(), Some("liveness"));
+    assert_eq!(grpc(&c.liveness_probe).port, 7000);
+    assert_eq!(grpc(&c.startup_probe).service.as_deref(), Some("liveness"));
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert!(
         pod.affinity.unwrap().pod_anti_affinity.is_some(),
