@@ -49,6 +49,8 @@ pub struct Node {
     /// Traces of writes across openraft's tasks (shared with the peer network
     /// and the storage hooks).
     links: std::sync::Arc<TraceLinks>,
+    /// When this process's node started (a pre-vote is refused within a lease of it).
+    started: Instant,
 }
 
 /// The parts a node is made of (see `app::start_node`).
@@ -79,6 +81,7 @@ impl Node {
             read_batcher: ReadIndexBatcher::default(),
             forward_channels: Mutex::new(HashMap::new()),
             links: p.links,
+            started: Instant::now(),
         }
     }
 
@@ -116,6 +119,10 @@ impl Node {
 
     pub fn net(&self) -> &PeerNetwork {
         &self.net
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     pub fn links(&self) -> &std::sync::Arc<TraceLinks> {

@@ -51,6 +51,8 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        // Contact is dated when the message arrived, not after our own fsync.
+        let arrived = Instant::now();
         let req = request.into_inner();
         self.open(&req)?;
         let rpc: AppendEntriesRequest = envelope::decode(&req.payload)?;
@@ -84,7 +86,7 @@ impl RaftPeer for PeerService {
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
             self.node.contact().record(Contact {
-                at: Instant::now(),
+                at: arrived,
                 leader,
                 term,
                 leader_commit,
@@ -113,9 +115,13 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        let arrived = Instant::now();
         let req = request.into_inner();
         self.open(&req)?;
         let rpc: InstallSnapshotRequest = envelope::decode(&req.payload)?;
+        let (leader, term) = (rpc.vote.leader_id().node_id, rpc.vote.leader_id().term);
+        let sent_vote = rpc.vote;
+        let snapshot_index = rpc.meta.last_log_id.map_or(0, |l| l.index);
         let span = tracing::Span::current();
         span.record("raft.node_id", self.node.id());
         span.record("raft.term", rpc.vote.leader_id().term);
@@ -138,6 +144,18 @@ impl RaftPeer for PeerService {
         } else {
             self.node.raft().install_snapshot(rpc).await
         };
+        // A snapshot chunk from the current leader is leader contact too (a
+        // follower catching up by snapshot must not campaign meanwhile).
+        if let Ok(r) = &res
+            && r.vote <= sent_vote
+        {
+            self.node.contact().record(Contact {
+                at: arrived,
+                leader,
+                term,
+                leader_commit: snapshot_index,
+            });
+        }
         reply(envelope::encode(&res)?)
     }
 
@@ -163,8 +181,17 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         self.open(&req)?;
         let old_term: u64 = envelope::decode(&req.payload)?;
-        if !self.node.is_voter(&self.node.metrics()) {
+        let m = self.node.metrics();
+        if !self.node.is_voter(&m) {
             return Err(Status::failed_precondition("this node is not a voter"));
+        }
+        // Only the leader this node follows, at the term it leads, may hand
+        // leadership over (hole 2 of issue 11: anyone could make it campaign).
+        if m.current_leader != Some(req.from_node_id) || m.current_term != old_term {
+            return Err(Status::failed_precondition(format!(
+                "TimeoutNow refused: node {} is not this node's leader at term {old_term} (leader {:?}, term {})",
+                req.from_node_id, m.current_leader, m.current_term
+            )));
         }
         // Answer at once; the campaign runs on its own.
         tokio::spawn(crate::raft::transfer::campaign(

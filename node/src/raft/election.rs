@@ -33,6 +33,7 @@ pub async fn grant(node: &Node, req: &PreVoteRequest) -> bool {
         transfer_campaign: node.in_transfer_campaign(),
         quiet_for: node.quiet_for(Instant::now()),
         lease: Duration::from_millis(node.limits().election_timeout_ms_max),
+        since_start: node.started().elapsed(),
     };
     prevote::grant(&state, last_log_id(node).await, req)
 }
@@ -85,7 +86,21 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
             }
             continue;
         }
+        let heard_before = node.contact().last().map(|c| c.at);
         if pre_vote(&node, &m).await {
+            // Re-check right before campaigning: a leader heard from during the
+            // round, or a new term meanwhile, makes the campaign needless.
+            let now = node.metrics();
+            let heard_since = node.contact().last().map(|c| c.at) != heard_before;
+            // (Not `current_leader`: a follower keeps naming a dead leader
+            // until a new term starts.)
+            if heard_since || now.current_term != m.current_term || now.state.is_leader() {
+                tracing::info!(
+                    term = now.current_term,
+                    "pre-vote won, but a leader appeared; not campaigning"
+                );
+                continue;
+            }
             tracing::info!(term = m.current_term, "pre-vote won, campaigning");
             let _ = node.raft().trigger().elect().await;
             timeout = random_timeout(

@@ -33,15 +33,21 @@ pub struct VoterState {
     /// The leader lease: the election timeout max (openraft refuses real votes
     /// within it too).
     pub lease: Duration,
+    /// Time since this process started. A restarted voter has no leader
+    /// contact in memory; it must not take that for a dead leader.
+    pub since_start: Duration,
 }
 
 /// Grant only if this voter has no live leader (it is not the leader, nor a
-/// transfer target campaigning for it, and has neither heard from a leader nor
-/// granted a vote within the lease) and the candidate's log is at least as up
-/// to date as ours. `mine` is `None` when our own log could not be read: then
-/// nothing is granted.
+/// transfer target campaigning for it, has run for at least a lease, and has
+/// neither heard from a leader nor granted a vote within the lease) and the
+/// candidate's log is at least as up to date as ours. `mine` is `None` when our
+/// own log could not be read: then nothing is granted.
 pub fn grant(state: &VoterState, mine: Option<Option<LogId>>, req: &PreVoteRequest) -> bool {
     if state.is_leader || state.transfer_campaign {
+        return false;
+    }
+    if state.since_start < state.lease {
         return false;
     }
     if state.quiet_for.is_some_and(|quiet| quiet < state.lease) {
@@ -78,6 +84,7 @@ mod tests {
             transfer_campaign: false,
             quiet_for: None,
             lease: Duration::from_millis(400),
+            since_start: Duration::from_secs(60),
         }
     }
 
@@ -111,6 +118,21 @@ mod tests {
             ..idle()
         };
         assert!(!grant(&target, mine, &req));
+        // Hole 2 of issue 11: a voter that just (re)started knows no leader yet;
+        // it waits out one lease before it supports anyone.
+        let fresh = VoterState {
+            since_start: Duration::from_millis(399),
+            ..idle()
+        };
+        assert!(
+            !grant(&fresh, mine, &req),
+            "refused within a lease of starting"
+        );
+        let settled = VoterState {
+            since_start: Duration::from_millis(400),
+            ..idle()
+        };
+        assert!(grant(&settled, mine, &req));
         assert!(!grant(&idle(), None, &req), "unreadable log: no grant");
     }
 

@@ -10,4 +10,5 @@ mod test_identity;
 mod test_joint;
 mod test_limits;
 mod test_membership;
+mod test_prevote;
 mod test_snapshot;
