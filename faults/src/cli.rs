@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub duration: Duration,
     /// Voters: 3 or 5.
-    #[arg(long, default_value_t = 3, value_parser = clap::builder::PossibleValuesParser::new(["3", "5"]).map(|s| s.parse::<usize>().unwrap()))]
+    #[arg(long, default_value_t = 3, value_parser = parse_nodes)]
     pub nodes: usize,
     /// Where run folders go.
     #[arg(long, default_value = "faults-out")]
@@ -76,6 +76,14 @@ pub struct RunArgs {
     /// Linearizability search steps per key before giving up.
     #[arg(long, default_value_t = crate::checker::DEFAULT_BUDGET)]
     pub budget: u64,
+}
+
+fn parse_nodes(s: &str) -> Result<usize, String> {
+    match s {
+        "3" => Ok(3),
+        "5" => Ok(5),
+        _ => Err(format!("{s:?}: the suite runs 3 or 5 voters")),
+    }
 }
 
 pub fn node_bin(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {

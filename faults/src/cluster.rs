@@ -397,8 +397,8 @@ pub fn member_of(s: &pb::StatusResponse) -> pb::Member {
 pub async fn status_at(ch: Channel) -> anyhow::Result<pb::StatusResponse> {
     let mut req = tonic::Request::new(pb::StatusRequest {});
     req.set_timeout(Duration::from_millis(500));
-    let fut = ClusterClient::new(ch).status(req);
-    match tokio::time::timeout(Duration::from_millis(700), fut).await {
+    let mut client = ClusterClient::new(ch);
+    match tokio::time::timeout(Duration::from_millis(700), client.status(req)).await {
         Ok(Ok(r)) => Ok(r.into_inner()),
         Ok(Err(s)) => bail!("{}: {}", s.code(), s.message()),
         Err(_) => bail!("Status timed out"),

@@ -148,12 +148,12 @@ mod tests {
             prop::option::of((0usize..8, 0u8..4)),
         )
             .prop_map(|(raw, perturb)| {
-                // Linearization points are the op's position * 10; intervals
+                // Linearization points are the op's position * 20; intervals
                 // stretch around them so ops overlap.
                 let mut state: Option<String> = None;
                 let mut ops = Vec::new();
                 for (i, (mut op, before, after)) in raw.into_iter().enumerate() {
-                    let point = 10 * i as u64 + 10;
+                    let point = 20 * i as u64 + 20;
                     op.invoke_ns = point - before * 3;
                     let unknown = op.outcome() == Outcome::Unknown;
                     op.complete_ns = (!unknown).then_some(point + after * 3);

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use raftkv_proto::v1 as pb;
 
 use crate::cluster::{Cluster, ELECTION_TIMEOUT};
 
