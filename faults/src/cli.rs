@@ -14,7 +14,11 @@ use crate::run::{RunConfig, Summary, run_one};
 use crate::workload::Break;
 
 #[derive(Parser)]
-#[command(name = "raftkv-faults", version, about = "Fault-injection suite for raftkv (needs root)")]
+#[command(
+    name = "raftkv-faults",
+    version,
+    about = "Fault-injection suite for raftkv (needs root)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -184,7 +188,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let harness = summaries
         .iter()
         .any(|s| s.harness_error.is_some() || !s.inconclusive_keys.is_empty());
-    for s in summaries.iter().filter(|s| s.kept && (s.anomalies > 0 || s.harness_error.is_some())) {
+    for s in summaries
+        .iter()
+        .filter(|s| s.kept && (s.anomalies > 0 || s.harness_error.is_some()))
+    {
         println!("==> failing run kept in {}", s.dir.display());
     }
     Ok(if anomalies > 0 {
@@ -211,7 +218,18 @@ fn append_summary(out: &std::path::Path, s: &Summary) {
 pub fn print_table(summaries: &[Summary]) {
     println!(
         "\n{:<12} {:>5} {:>4} {:>7} {:>7} {:>6} {:>7} {:>6} {:>9} {:>8} {:>10} {:>9}  RESULT",
-        "NEMESIS", "SEED", "N", "OPS", "OK", "FAIL", "UNKNOWN", "FAULTS", "ANOMALIES", "LEADERS", "NO-WRITE", "RECOVERY"
+        "NEMESIS",
+        "SEED",
+        "N",
+        "OPS",
+        "OK",
+        "FAIL",
+        "UNKNOWN",
+        "FAULTS",
+        "ANOMALIES",
+        "LEADERS",
+        "NO-WRITE",
+        "RECOVERY"
     );
     for s in summaries {
         let result = if s.anomalies > 0 {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use std::sync::Mutex;
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::cluster_client::ClusterClient;
+use std::sync::Mutex;
 use tonic::transport::Channel;
 
 use crate::netns::Net;
@@ -189,7 +189,11 @@ impl Cluster {
                 self.nodes[i].node_id = st.node_id;
                 return Ok(());
             }
-            if let Some(code) = self.nodes[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(code) = self.nodes[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.nodes[i].child = None;
                 bail!(
                     "node {i} exited ({code}) before answering Status; last lines of {}:\n{}",
@@ -320,7 +324,10 @@ impl Cluster {
             .max_by_key(|(_, s)| s.term)
     }
 
-    pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<(usize, pb::StatusResponse)> {
+    pub async fn wait_leader(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<(usize, pb::StatusResponse)> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(l) = self.leader().await {

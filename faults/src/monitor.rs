@@ -33,7 +33,10 @@ pub async fn run(
     targets: Arc<Targets>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Seen {
-    let chans: Vec<_> = nodes.iter().map(|(i, a)| (*i, a.clone(), channel(a))).collect();
+    let chans: Vec<_> = nodes
+        .iter()
+        .map(|(i, a)| (*i, a.clone(), channel(a)))
+        .collect();
     let mut seen = Seen::default();
     loop {
         let polls = chans.iter().map(|(i, _, ch)| {
@@ -41,8 +44,11 @@ pub async fn run(
             let i = *i;
             async move { status_at(ch).await.ok().map(|s| (i, s)) }
         });
-        let statuses: Vec<(usize, pb::StatusResponse)> =
-            futures::future::join_all(polls).await.into_iter().flatten().collect();
+        let statuses: Vec<(usize, pb::StatusResponse)> = futures::future::join_all(polls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         for (_, s) in &statuses {
             if s.leader_id != 0 {
                 seen.leaders.insert((s.term, s.leader_id));

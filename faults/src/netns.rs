@@ -77,7 +77,14 @@ impl Net {
                 nodes: Vec::new(),
                 torn_down: false,
             };
-            run(&["ip", "addr", "add", &format!("10.77.{slot}.1/24"), "dev", &bridge])?;
+            run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.77.{slot}.1/24"),
+                "dev",
+                &bridge,
+            ])?;
             run(&["ip", "link", "set", &bridge, "up"])?;
             // Bridged frames traverse the root FORWARD chain when
             // br_netfilter is loaded; a DROP policy there (Docker sets one)
@@ -111,9 +118,18 @@ impl Net {
         let inside = format!("rkf{}p{i}", self.slot);
         run(&["ip", "netns", "add", &ns])?;
         self.nodes.push(i);
-        run(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &inside])?;
+        run(&[
+            "ip", "link", "add", &host, "type", "veth", "peer", "name", &inside,
+        ])?;
         run(&["ip", "link", "set", &inside, "netns", &ns])?;
-        run(&["ip", "link", "set", &host, "master", &bridge_name(self.slot)])?;
+        run(&[
+            "ip",
+            "link",
+            "set",
+            &host,
+            "master",
+            &bridge_name(self.slot),
+        ])?;
         run(&["ip", "link", "set", &host, "up"])?;
         let addr = format!("{}/24", self.ip(i));
         run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", &inside])?;
@@ -125,7 +141,12 @@ impl Net {
     /// The command prefix that runs a program inside node `i`'s namespace.
     /// `ip netns exec` execs the program, so the child's pid is the program's.
     pub fn exec_prefix(&self, i: usize) -> Vec<String> {
-        vec!["ip".into(), "netns".into(), "exec".into(), self.namespace(i)]
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.namespace(i),
+        ]
     }
 
     /// Cut the given links (both directions), replacing any previous cut.

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::kv_client::KvClient;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tonic::Code;
 
 use crate::cluster::channel;
@@ -24,7 +24,9 @@ pub const OP_TIMEOUT: Duration = Duration::from_millis(1500);
 pub const BOUNDED_MS: u64 = 500;
 
 /// Deliberately broken recording, to prove the checker bites.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Break {
     /// Reads that should be linearizable are sent as stale reads to followers
@@ -234,7 +236,9 @@ impl Worker {
             };
             op.expect = Some(expect.clone());
             let pe = match expect {
-                Expect::Value(v) => pb::compare_and_swap_request::Expect::ExpectValue(v.into_bytes()),
+                Expect::Value(v) => {
+                    pb::compare_and_swap_request::Expect::ExpectValue(v.into_bytes())
+                }
                 Expect::Absent => pb::compare_and_swap_request::Expect::ExpectAbsent(true),
             };
             op.invoke_ns = self.rec.now();
@@ -305,7 +309,11 @@ impl Worker {
             level,
             pb::ReadOptions {
                 consistency: consistency as i32,
-                max_staleness_ms: if level == Level::Bounded { BOUNDED_MS } else { 0 },
+                max_staleness_ms: if level == Level::Bounded {
+                    BOUNDED_MS
+                } else {
+                    0
+                },
                 min_revision: if level == Level::MinRevision {
                     self.revision.max(1)
                 } else {
@@ -383,7 +391,10 @@ mod tests {
     fn only_pre_proposal_refusals_of_writes_are_failures() {
         let un = |m: &str| tonic::Status::unavailable(m.to_string());
         assert_eq!(
-            classify(OpKind::Put, &un("leadership is being handed off; retry shortly")),
+            classify(
+                OpKind::Put,
+                &un("leadership is being handed off; retry shortly")
+            ),
             Outcome::Fail
         );
         assert_eq!(

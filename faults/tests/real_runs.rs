@@ -41,7 +41,8 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn run(name: &str, args: &[&str]) -> Run {
     let node = preconditions();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!("raftkv-faults-test-{name}-{}", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("raftkv-faults-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = Command::new(SUITE)
         .arg("run")
@@ -71,7 +72,10 @@ fn run(name: &str, args: &[&str]) -> Run {
 
 #[test]
 fn a_clean_run_without_faults_finds_no_anomaly() {
-    let r = run("clean", &["--nemesis", "none", "--seed", "1", "--duration", "8s"]);
+    let r = run(
+        "clean",
+        &["--nemesis", "none", "--seed", "1", "--duration", "8s"],
+    );
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.summary["anomalies"], 0, "{}", r.stdout);
     assert!(r.summary["ops"].as_u64().unwrap() > 100, "{}", r.stdout);
@@ -96,7 +100,10 @@ fn stale_reads_labelled_linearizable_are_caught_under_partitions() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.summary["anomalies"].as_u64().unwrap() > 0, "{}", r.stdout);
     assert!(
-        r.summary["anomaly_kinds"].as_str().unwrap().contains("not-linearizable"),
+        r.summary["anomaly_kinds"]
+            .as_str()
+            .unwrap()
+            .contains("not-linearizable"),
         "{}",
         r.stdout
     );
@@ -106,7 +113,16 @@ fn stale_reads_labelled_linearizable_are_caught_under_partitions() {
 fn dropped_acknowledgements_are_caught() {
     let r = run(
         "drop",
-        &["--nemesis", "none", "--seed", "3", "--duration", "6s", "--break", "drop-acks"],
+        &[
+            "--nemesis",
+            "none",
+            "--seed",
+            "3",
+            "--duration",
+            "6s",
+            "--break",
+            "drop-acks",
+        ],
     );
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.summary["anomalies"].as_u64().unwrap() > 0, "{}", r.stdout);

@@ -74,7 +74,11 @@ fn apply(op: &Op, state: &Option<String>) -> Option<Option<String>> {
             if known && op.swapped != Some(holds) {
                 return None;
             }
-            Some(if holds { op.value.clone() } else { state.clone() })
+            Some(if holds {
+                op.value.clone()
+            } else {
+                state.clone()
+            })
         }
     }
 }
@@ -104,7 +108,11 @@ mod tests {
                     key: "k".into(),
                     invoke_ns: call,
                     complete_ns: (!unknown).then_some(call + dur),
-                    outcome: Some(if unknown { Outcome::Unknown } else { Outcome::Ok }),
+                    outcome: Some(if unknown {
+                        Outcome::Unknown
+                    } else {
+                        Outcome::Ok
+                    }),
                     ..Default::default()
                 };
                 match kind {

@@ -28,7 +28,9 @@ pub enum Verdict {
     /// linearizable prefix got stuck.
     NotLinearizable(Failure),
     /// The search exceeded its step budget.
-    Inconclusive { steps: u64 },
+    Inconclusive {
+        steps: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +66,10 @@ pub fn check(ops: &[Op], budget: u64) -> Verdict {
     let actions: Vec<Action> = checked.iter().map(|(_, a)| *a).collect();
     let call_t: Vec<u64> = checked.iter().map(|(o, _)| o.invoke_ns).collect();
     let ret_t: Vec<u64> = checked.iter().map(|(o, _)| o.complete_or_max()).collect();
-    let definite: Vec<bool> = checked.iter().map(|(o, _)| o.complete_ns.is_some()).collect();
+    let definite: Vec<bool> = checked
+        .iter()
+        .map(|(o, _)| o.complete_ns.is_some())
+        .collect();
 
     let mut events: Vec<Event> = (0..n)
         .flat_map(|op| [Event { op, call: true }, Event { op, call: false }])
@@ -77,8 +82,12 @@ pub fn check(ops: &[Op], budget: u64) -> Verdict {
     // Doubly linked list over events; index `len` is the head sentinel.
     let len = events.len();
     let head = len;
-    let mut next: Vec<usize> = (0..=len).map(|i| if i == len { 0 } else { i + 1 }).collect();
-    let mut prev: Vec<usize> = (0..=len).map(|i| if i == 0 { head } else { i - 1 }).collect();
+    let mut next: Vec<usize> = (0..=len)
+        .map(|i| if i == len { 0 } else { i + 1 })
+        .collect();
+    let mut prev: Vec<usize> = (0..=len)
+        .map(|i| if i == 0 { head } else { i - 1 })
+        .collect();
     next[len] = 0;
     prev[0] = head;
     // `len` also stands for "end of list" when read from `next`.
@@ -218,7 +227,14 @@ mod tests {
             ..op(id, OpKind::Get, call, Some(ret))
         }
     }
-    fn cas(id: u64, expect: Option<&str>, v: &str, swapped: Option<bool>, call: u64, ret: Option<u64>) -> Op {
+    fn cas(
+        id: u64,
+        expect: Option<&str>,
+        v: &str,
+        swapped: Option<bool>,
+        call: u64,
+        ret: Option<u64>,
+    ) -> Op {
         Op {
             value: Some(v.into()),
             expect: Some(match expect {
@@ -350,7 +366,12 @@ mod tests {
         failed.outcome = Some(Outcome::Fail);
         let mut stale = get(3, None, 4, 5);
         stale.level = Some(Level::Stale);
-        assert!(ok(&[put(1, "a", 0, Some(1)), failed, stale, get(4, Some("a"), 6, 7)]));
+        assert!(ok(&[
+            put(1, "a", 0, Some(1)),
+            failed,
+            stale,
+            get(4, Some("a"), 6, 7)
+        ]));
     }
 
     #[test]

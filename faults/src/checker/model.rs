@@ -15,7 +15,9 @@ pub const ABSENT: State = 0;
 pub enum Action {
     Put(State),
     /// `deleted` is the observed result (`None` when the outcome is unknown).
-    Delete { deleted: Option<bool> },
+    Delete {
+        deleted: Option<bool>,
+    },
     /// `swapped` is the observed result (`None` when the outcome is unknown).
     Cas {
         expect: State,
@@ -102,10 +104,7 @@ pub fn action_of(op: &Op, values: &mut Values) -> Option<Action> {
             swapped: if known { op.swapped } else { None },
         }),
         OpKind::Get => {
-            let linearizable = matches!(
-                op.level,
-                None | Some(crate::history::Level::Linearizable)
-            );
+            let linearizable = matches!(op.level, None | Some(crate::history::Level::Linearizable));
             if !known || !linearizable {
                 return None;
             }

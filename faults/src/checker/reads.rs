@@ -223,7 +223,10 @@ mod tests {
 
     #[test]
     fn a_value_read_before_its_write_was_invoked_is_a_phantom() {
-        let h = vec![r(1, Level::Stale, Some(("a", 1)), 0), w(2, "a", 1, 10 * MS, 11 * MS)];
+        let h = vec![
+            r(1, Level::Stale, Some(("a", 1)), 0),
+            w(2, "a", 1, 10 * MS, 11 * MS),
+        ];
         assert_eq!(check(&h)[0].kind, "phantom-read");
     }
 
@@ -231,7 +234,11 @@ mod tests {
     fn min_revision_reads_reflect_writes_up_to_the_revision() {
         let mut rd = r(3, Level::MinRevision, Some(("a", 1)), 10 * MS);
         rd.min_revision = Some(2);
-        let h = vec![w(1, "a", 1, 0, MS), w(2, "b", 2, 2 * MS, 3 * MS), rd.clone()];
+        let h = vec![
+            w(1, "a", 1, 0, MS),
+            w(2, "b", 2, 2 * MS, 3 * MS),
+            rd.clone(),
+        ];
         assert_eq!(check(&h)[0].kind, "min-revision-read-too-old");
         rd.min_revision = Some(1);
         let h = vec![w(1, "a", 1, 0, MS), w(2, "b", 2, 2 * MS, 3 * MS), rd];

@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rand::Rng;
 use raftkv_proto::v1 as pb;
+use rand::Rng;
 use tonic::Code;
 
 use super::Runner;
@@ -82,7 +82,9 @@ pub async fn change_voters(r: &mut Runner, ids: Vec<u64>, deadline: Instant) -> 
 /// Node `i` (fresh, new ID) takes the voter seat of `old_id`.
 pub async fn replace(r: &mut Runner, i: usize, old_id: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + REPLACE_TIMEOUT;
-    add_learner(r, i).await.context("adding the replacement as a learner")?;
+    add_learner(r, i)
+        .await
+        .context("adding the replacement as a learner")?;
     let new_id = r.cluster.nodes[i].node_id;
     let (_, ls) = leader(r).await?;
     let mut voters: Vec<u64> = ls
@@ -112,13 +114,22 @@ pub async fn churn(r: &mut Runner) -> anyhow::Result<()> {
         r.note("membership: a joint config is in progress; not starting another change");
         return Ok(());
     }
-    if r.rng.random_ratio(1, 4) || (voters.len() <= r.voters && learners.is_empty() && r.spare.is_none()) {
-        let others: Vec<u64> = voters.iter().copied().filter(|v| *v != ls.node_id).collect();
+    if r.rng.random_ratio(1, 4)
+        || (voters.len() <= r.voters && learners.is_empty() && r.spare.is_none())
+    {
+        let others: Vec<u64> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != ls.node_id)
+            .collect();
         if others.is_empty() {
             return Ok(());
         }
         let target = others[r.rng.random_range(0..others.len())];
-        r.note(format!("membership: transfer leadership from {} to {target}", ls.node_id));
+        r.note(format!(
+            "membership: transfer leadership from {} to {target}",
+            ls.node_id
+        ));
         let res = r
             .cluster
             .cluster_client(li)
@@ -127,14 +138,25 @@ pub async fn churn(r: &mut Runner) -> anyhow::Result<()> {
             }))
             .await;
         match res {
-            Ok(t) => r.note(format!("membership: leader is now {}", t.into_inner().new_leader_id)),
-            Err(s) => r.note(format!("membership: transfer refused: {:?} {}", s.code(), s.message())),
+            Ok(t) => r.note(format!(
+                "membership: leader is now {}",
+                t.into_inner().new_leader_id
+            )),
+            Err(s) => r.note(format!(
+                "membership: transfer refused: {:?} {}",
+                s.code(),
+                s.message()
+            )),
         }
         return Ok(());
     }
     if voters.len() > r.voters {
         // Remove a voter other than the leader, then recycle it as the spare.
-        let others: Vec<u64> = voters.iter().copied().filter(|v| *v != ls.node_id).collect();
+        let others: Vec<u64> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != ls.node_id)
+            .collect();
         let gone = others[r.rng.random_range(0..others.len())];
         let keep: Vec<u64> = voters.iter().copied().filter(|v| *v != gone).collect();
         r.note(format!("membership: remove voter {gone} (voters {keep:?})"));
@@ -143,14 +165,19 @@ pub async fn churn(r: &mut Runner) -> anyhow::Result<()> {
             r.cluster.wipe(i)?;
             r.cluster.start(i, Vec::new()).await?;
             r.spare = Some(i);
-            r.note(format!("membership: node {i} wiped and restarted as the spare (id {})", r.cluster.nodes[i].node_id));
+            r.note(format!(
+                "membership: node {i} wiped and restarted as the spare (id {})",
+                r.cluster.nodes[i].node_id
+            ));
         }
         return Ok(());
     }
     if let Some(&learner) = learners.first() {
         let mut ids = voters.clone();
         ids.push(learner);
-        r.note(format!("membership: promote learner {learner} (voters {ids:?})"));
+        r.note(format!(
+            "membership: promote learner {learner} (voters {ids:?})"
+        ));
         change_voters(r, ids, deadline).await?;
         if r.cluster.index_of(learner) == r.spare {
             r.spare = None;
@@ -158,7 +185,10 @@ pub async fn churn(r: &mut Runner) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(s) = r.spare {
-        r.note(format!("membership: add node {s} (id {}) as a learner", r.cluster.nodes[s].node_id));
+        r.note(format!(
+            "membership: add node {s} (id {}) as a learner",
+            r.cluster.nodes[s].node_id
+        ));
         add_learner(r, s).await?;
         r.spare = None;
     }

@@ -11,7 +11,6 @@ pub mod partition;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -110,7 +109,7 @@ impl Runner {
         Runner {
             cluster,
             // Distinct stream from the workers' (seeded from the same --seed).
-            rng: StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_73),
+            rng: StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973),
             voters,
             spare: None,
             events: Vec::new(),
@@ -127,7 +126,9 @@ impl Runner {
     }
 
     fn hold(&mut self, min: Duration, max: Duration) -> Duration {
-        let ms = self.rng.random_range(min.as_millis() as u64..=max.as_millis() as u64);
+        let ms = self
+            .rng
+            .random_range(min.as_millis() as u64..=max.as_millis() as u64);
         Duration::from_millis(ms)
     }
 
@@ -138,10 +139,17 @@ impl Runner {
             return None;
         }
         let leader = self.cluster.leader().await.map(|(i, _)| i);
-        let followers: Vec<usize> = members.iter().copied().filter(|m| Some(*m) != leader).collect();
+        let followers: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|m| Some(*m) != leader)
+            .collect();
         match self.rng.random_range(0..3) {
             0 if leader.is_some() => Some((leader.unwrap_or(members[0]), "leader")),
-            1 if !followers.is_empty() => Some((followers[self.rng.random_range(0..followers.len())], "follower")),
+            1 if !followers.is_empty() => Some((
+                followers[self.rng.random_range(0..followers.len())],
+                "follower",
+            )),
             _ => Some((members[self.rng.random_range(0..members.len())], "random")),
         }
     }
@@ -208,7 +216,10 @@ impl Runner {
                 let shape = shapes[self.rng.random_range(0..shapes.len())];
                 let cut = partition::plan(shape, &members, leader, &mut self.rng);
                 self.cluster.net.cut(&cut)?;
-                self.note(format!("partition {} (leader {leader:?}): cut {cut:?}", shape.name()));
+                self.note(format!(
+                    "partition {} (leader {leader:?}): cut {cut:?}",
+                    shape.name()
+                ));
                 let d = self.hold(ELECTION_TIMEOUT * 3, Duration::from_secs(4));
                 tokio::time::sleep(d).await;
                 self.cluster.net.heal()?;
@@ -234,7 +245,10 @@ impl Runner {
                 let desc: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 self.cluster.terminate(i).await;
                 self.cluster.start(i, env).await?;
-                self.note(format!("restarted node {i} ({role}) with {}", desc.join(" ")));
+                self.note(format!(
+                    "restarted node {i} ({role}) with {}",
+                    desc.join(" ")
+                ));
                 let d = self.hold(Duration::from_secs(2), Duration::from_secs(5));
                 tokio::time::sleep(d).await;
                 self.cluster.terminate(i).await;
@@ -252,34 +266,49 @@ impl Runner {
                 tokio::time::sleep(d).await;
                 self.cluster.start(i, Vec::new()).await?;
                 let new_id = self.cluster.nodes[i].node_id;
-                self.note(format!("node {i} is back empty as id {new_id}; replacing {old_id}"));
+                self.note(format!(
+                    "node {i} is back empty as id {new_id}; replacing {old_id}"
+                ));
                 membership::replace(self, i, old_id).await?;
-                self.note(format!("node {i} (id {new_id}) replaced id {old_id} as a voter"));
+                self.note(format!(
+                    "node {i} (id {new_id}) replaced id {old_id} as a voter"
+                ));
             }
             Kind::Membership => membership::churn(self).await?,
         }
         Ok(())
     }
 
-    /// Undo every fault: network, pauses, fault knobs, dead nodes, and
-    /// members left half-replaced. Returns when the harness has done all it
-    /// can; whether the cluster recovered is measured by the caller.
-    pub async fn heal_all(&mut self) -> anyhow::Result<()> {
-        self.cluster.net.heal().context("removing partitions")?;
+    /// Undo every fault: network, pauses, fault knobs, dead nodes. Returns
+    /// what could not be undone (a node that does not start again is a
+    /// finding, not a harness error); whether the cluster recovered is
+    /// measured by the caller.
+    pub async fn heal_all(&mut self) -> Vec<String> {
+        let mut failed = Vec::new();
+        if let Err(e) = self.cluster.net.heal() {
+            failed.push(format!("removing partitions: {e:#}"));
+        }
         for i in 0..self.cluster.nodes.len() {
-            let n = &self.cluster.nodes[i];
-            if n.paused {
-                self.cluster.resume(i)?;
+            if self.cluster.nodes[i].paused
+                && let Err(e) = self.cluster.resume(i)
+            {
+                failed.push(format!("resuming node {i}: {e:#}"));
             }
             if !self.cluster.nodes[i].env.is_empty() {
                 self.cluster.terminate(i).await;
             }
-            if !self.cluster.nodes[i].running() {
-                self.cluster.start(i, Vec::new()).await?;
+            if !self.cluster.nodes[i].running()
+                && let Err(e) = self.cluster.start(i, Vec::new()).await
+            {
+                failed.push(format!("restarting node {i}: {e:#}"));
             }
         }
-        self.note("healed: network restored, every node running without fault knobs");
-        Ok(())
+        self.note(if failed.is_empty() {
+            "healed: network restored, every node running without fault knobs".to_string()
+        } else {
+            format!("heal incomplete: {}", failed.join("; "))
+        });
+        failed
     }
 
     /// After heal: finish half-done replacements (a wiped node that is not a
@@ -288,7 +317,12 @@ impl Runner {
         let Some((_, _, m)) = self.cluster.membership().await else {
             anyhow::bail!("no leader to read the membership from");
         };
-        let member_ids: Vec<u64> = m.voters.iter().chain(&m.learners).map(|v| v.node_id).collect();
+        let member_ids: Vec<u64> = m
+            .voters
+            .iter()
+            .chain(&m.learners)
+            .map(|v| v.node_id)
+            .collect();
         let current: Vec<u64> = self.cluster.nodes.iter().map(|n| n.node_id).collect();
         let mut stale = m
             .voters

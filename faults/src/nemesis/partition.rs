@@ -58,7 +58,12 @@ fn between_groups(groups: &[Vec<usize>]) -> Vec<(usize, usize)> {
 
 /// The links to cut for `shape` over `members` (node indexes, shuffled with
 /// `rng` so the layout differs per step).
-pub fn plan<R: Rng>(shape: Shape, members: &[usize], leader: Option<usize>, rng: &mut R) -> Vec<(usize, usize)> {
+pub fn plan<R: Rng>(
+    shape: Shape,
+    members: &[usize],
+    leader: Option<usize>,
+    rng: &mut R,
+) -> Vec<(usize, usize)> {
     let mut m = members.to_vec();
     m.shuffle(rng);
     match shape {
