@@ -11,6 +11,7 @@
 #                                         fsync wipe membership mixed none)
 #   FAULTS_OUT=dir ...                    where failing runs are kept (default target/faults-out)
 #   FAULTS_SKIP_BUILD=1 ...               use the binaries already built
+#   FAULTS_KEEP=1 ...                     keep the folders of clean runs too
 #
 # Exit code: 0 if every run is clean, 1 if any run found anomalies, 2 on harness errors.
 # A failing run keeps history.jsonl, checker.txt, nemesis.log and node logs in its folder
@@ -30,6 +31,8 @@ OUT=${FAULTS_OUT:-$TARGET/faults-out}
 # Every nemesis runs by default. If a nemesis hits a known, documented hole of the
 # server (faults/README.md "Known findings"), it may be dropped here until the fix lands;
 # the README must then say so.
+# abandon-membership is left out: it reproduces hole 1 of issue 11 (a joint configuration
+# left when the caller of ChangeMembership goes away) and fails until that is fixed.
 NEMESES=${FAULTS_NEMESES:-"kill pause partition peer-faults fsync wipe membership mixed"}
 
 if [ -z "${FAULTS_SKIP_BUILD:-}" ]; then
@@ -44,7 +47,7 @@ rm -f "$OUT/summary.jsonl"
 worst=0
 run() {
     local rc=0
-    "$SUITE" run --seed "$SEED" --duration "$DURATION" --out "$OUT" "$@" || rc=$?
+    "$SUITE" run --seed "$SEED" --duration "$DURATION" --out "$OUT" ${FAULTS_KEEP:+--keep} "$@" || rc=$?
     if [ "$rc" = 1 ]; then
         worst=1
     elif [ "$rc" != 0 ] && [ "$worst" = 0 ]; then

@@ -207,6 +207,25 @@ fn pid_file(slot: u8) -> PathBuf {
 /// Delete everything of a slot: namespaces (their veth ends go with them),
 /// the bridge, the FORWARD rule, the pid file. Best effort.
 fn remove_slot(slot: u8) {
+    // Delete the host ends of the veth pairs first: that removes both ends at
+    // once, whereas a deleted namespace is destroyed asynchronously by the
+    // kernel and its veth names could still be taken when the next run
+    // creates them.
+    let host = format!("rkf{slot}h");
+    if let Ok(links) = run(&["ip", "-o", "link", "show"]) {
+        for line in links.lines() {
+            let Some(name) = line
+                .split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or(""))
+            else {
+                continue;
+            };
+            if name.starts_with(&host) && slot_of_link(name) == Some(slot) {
+                let _ = run(&["ip", "link", "del", name]);
+            }
+        }
+    }
     let prefix = format!("rkf{slot}n");
     if let Ok(list) = run(&["ip", "netns", "list"]) {
         for line in list.lines() {
@@ -227,22 +246,32 @@ fn remove_slot(slot: u8) {
     let _ = std::fs::remove_file(pid_file(slot));
 }
 
+/// The slot a link of ours belongs to: `rkf<S>br` (bridge) or `rkf<S>h<i>`
+/// (host end of a node's veth).
+fn slot_of_link(name: &str) -> Option<u8> {
+    let rest = name.strip_prefix("rkf")?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let tail = &rest[digits.len()..];
+    let ours = tail == "br"
+        || tail
+            .strip_prefix('h')
+            .is_some_and(|i| !i.is_empty() && i.chars().all(|c| c.is_ascii_digit()));
+    if ours { digits.parse().ok() } else { None }
+}
+
 /// Remove the slots whose owning process is gone (a crashed or killed run).
 fn clean_stale() {
-    let Ok(links) = run(&["ip", "-o", "link", "show", "type", "bridge"]) else {
+    let Ok(links) = run(&["ip", "-o", "link", "show"]) else {
         return;
     };
-    for line in links.lines() {
-        let Some(name) = line.split(':').nth(1).map(str::trim) else {
-            continue;
-        };
-        let Some(slot) = name
-            .strip_prefix("rkf")
-            .and_then(|s| s.strip_suffix("br"))
-            .and_then(|s| s.parse::<u8>().ok())
-        else {
-            continue;
-        };
+    let mut slots: Vec<u8> = links
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .filter_map(|n| slot_of_link(n.trim().split('@').next().unwrap_or("")))
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    for slot in slots {
         let owner: Option<i32> = std::fs::read_to_string(pid_file(slot))
             .ok()
             .and_then(|s| s.trim().parse().ok());
@@ -252,5 +281,20 @@ fn clean_stale() {
             eprintln!("==> removing network slot {slot} left by a dead run (pid {owner:?})");
             remove_slot(slot);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_links_belong_to_a_slot() {
+        assert_eq!(slot_of_link("rkf0br"), Some(0));
+        assert_eq!(slot_of_link("rkf12h3"), Some(12));
+        assert_eq!(slot_of_link("rkf12p3"), None);
+        assert_eq!(slot_of_link("rkf12h"), None);
+        assert_eq!(slot_of_link("cni0"), None);
+        assert_eq!(slot_of_link("rkfxbr"), None);
     }
 }

@@ -322,7 +322,7 @@ async fn execute(
         let kind = match &cfg.plan {
             Plan::None => continue,
             Plan::One(k) => *k,
-            Plan::Mixed => Kind::ALL[rng.random_range(0..Kind::ALL.len())],
+            Plan::Mixed => Kind::MIXED[rng.random_range(0..Kind::MIXED.len())],
         };
         runner.step(kind).await;
     }

@@ -194,3 +194,83 @@ pub async fn churn(r: &mut Runner) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Issue 11, hole 1: a membership change whose caller gives up after a few
+/// milliseconds (an operator SIGTERMed mid-upgrade, a raftctl timeout). The
+/// server runs the two-phase change in the RPC handler, so a dropped call can
+/// leave the joint configuration in place; the end-of-run check then reports
+/// `joint-config-stuck`. One step: get a learner ready (add the spare), or
+/// promote a learner / remove an extra voter with a 1-30 ms deadline.
+pub async fn abandon(r: &mut Runner) -> anyhow::Result<()> {
+    let (li, ls) = leader(r).await?;
+    let m = ls.membership.clone().unwrap_or_default();
+    if m.joint {
+        r.note("abandon: the membership is joint; waiting for it to finish");
+        return Ok(());
+    }
+    let voters = voter_ids(&m);
+    let learners: Vec<u64> = m.learners.iter().map(|l| l.node_id).collect();
+    let (what, ids, removed) = if voters.len() > r.voters {
+        let others: Vec<u64> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != ls.node_id)
+            .collect();
+        let gone = others[r.rng.random_range(0..others.len())];
+        let keep: Vec<u64> = voters.iter().copied().filter(|v| *v != gone).collect();
+        (format!("remove voter {gone}"), keep, Some(gone))
+    } else if let Some(&learner) = learners.first() {
+        let mut ids = voters.clone();
+        ids.push(learner);
+        (format!("promote learner {learner}"), ids, None)
+    } else if let Some(s) = r.spare {
+        r.note(format!(
+            "abandon: add node {s} as a learner (full deadline)"
+        ));
+        add_learner(r, s).await?;
+        r.spare = None;
+        return Ok(());
+    } else {
+        return Ok(());
+    };
+    let ms = r.rng.random_range(1..=30u64);
+    let deadline = Duration::from_millis(ms);
+    let mut req = tonic::Request::new(pb::ChangeMembershipRequest {
+        voter_ids: ids,
+        retain: false,
+    });
+    req.set_timeout(deadline);
+    let mut client = r.cluster.cluster_client(li);
+    let res = tokio::time::timeout(deadline, client.change_membership(req)).await;
+    let outcome = match res {
+        Ok(Ok(_)) => "completed in time".to_string(),
+        Ok(Err(s)) => format!("{:?} {}", s.code(), s.message()),
+        Err(_) => "abandoned by the caller".to_string(),
+    };
+    r.note(format!(
+        "abandon: {what} with a {ms} ms deadline: {outcome}"
+    ));
+    // A voter that did leave is recycled as the spare, as churn does.
+    if let Some(gone) = removed {
+        let settle = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < settle {
+            if let Some((_, _, m)) = r.cluster.membership().await
+                && !m.joint
+            {
+                if !voter_ids(&m).contains(&gone)
+                    && let Some(i) = r.cluster.index_of(gone)
+                {
+                    r.cluster.wipe(i)?;
+                    r.cluster.start(i, Vec::new()).await?;
+                    r.spare = Some(i);
+                    r.note(format!(
+                        "abandon: node {i} left; wiped and kept as the spare"
+                    ));
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}

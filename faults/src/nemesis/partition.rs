@@ -12,6 +12,10 @@ pub enum Shape {
     IsolateLeader,
     /// A random minority against the majority.
     MajorityMinority,
+    /// The leader and as many followers as still make a minority against
+    /// the rest: the deposed leader keeps heartbeating its followers (issue
+    /// 11, hole 3: their bounded reads). Five nodes only.
+    LeaderMinority,
     /// Two halves that do not see each other, and one node (the bridge) that
     /// sees both: each half plus the bridge is a majority. Five nodes only.
     Bridge,
@@ -25,6 +29,7 @@ impl Shape {
         match self {
             Shape::IsolateLeader => "isolate-leader",
             Shape::MajorityMinority => "majority-minority",
+            Shape::LeaderMinority => "leader-minority",
             Shape::Bridge => "bridge",
             Shape::Ring => "ring",
         }
@@ -34,7 +39,7 @@ impl Shape {
     pub fn for_size(n: usize) -> Vec<Shape> {
         let mut v = vec![Shape::IsolateLeader, Shape::MajorityMinority];
         if n >= 5 {
-            v.extend([Shape::Bridge, Shape::Ring]);
+            v.extend([Shape::LeaderMinority, Shape::Bridge, Shape::Ring]);
         }
         v
     }
@@ -77,6 +82,14 @@ pub fn plan<R: Rng>(
             let minority = minority.max(1);
             between_groups(&[m[..minority].to_vec(), m[minority..].to_vec()])
         }
+        Shape::LeaderMinority => {
+            let l = leader.filter(|l| m.contains(l)).unwrap_or(m[0]);
+            let rest: Vec<usize> = m.iter().copied().filter(|x| *x != l).collect();
+            let minority = (m.len() - 1) / 2;
+            let mut side = vec![l];
+            side.extend(&rest[..minority - 1]);
+            between_groups(&[side, rest[minority - 1..].to_vec()])
+        }
         Shape::Bridge => {
             let bridge = m[0];
             let half = (m.len() - 1) / 2;
@@ -117,6 +130,21 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let cut = plan(Shape::IsolateLeader, &[0, 1, 2], Some(1), &mut rng);
         assert_eq!(cut, vec![(0, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn the_leader_minority_keeps_the_leader_with_a_follower() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let members: Vec<usize> = (0..5).collect();
+        let cut = plan(Shape::LeaderMinority, &members, Some(3), &mut rng);
+        let with_leader: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&b| b != 3 && sees(&cut, 3, b))
+            .collect();
+        assert_eq!(with_leader.len(), 1, "{cut:?}");
+        // 2 x 3 links cut between the sides.
+        assert_eq!(cut.len(), 6, "{cut:?}");
     }
 
     #[test]
