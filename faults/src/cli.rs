@@ -142,8 +142,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("==> interrupted: stopping nodes and removing namespaces");
+        eprintln!(
+            "==> interrupted: stopping nodes and removing namespaces (again to exit at once)"
+        );
         let _ = cancel_tx.send(true);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        // The next run cleans up whatever is left (its stale-slot sweep).
+        std::process::exit(130);
     });
 
     let started = Instant::now();

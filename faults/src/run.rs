@@ -372,6 +372,10 @@ async fn execute(
     drop(runner); // stops the nodes and removes the namespaces
 
     let ops = rec.take();
+    // The history is on disk before the check starts, so a check that takes
+    // too long (or is interrupted) still leaves it behind.
+    history::write_jsonl(&dir.join("history.jsonl"), &ops)?;
+    println!("    checking {} ops", ops.len());
     let mut checked = checker::check(&ops, cfg.budget);
     checked.anomalies.extend(report.anomalies);
     checked.text.push_str(&report.text);

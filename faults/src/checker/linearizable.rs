@@ -1,16 +1,20 @@
 //! Linearizability of one key's operations: the Wing–Gong search with Lowe's
 //! cache (the algorithm behind Knossos' "linear" and Porcupine).
 //!
-//! The history is a list of call and return events sorted by time. The search
-//! repeatedly takes the earliest event still in the list: a call is tried as
-//! the next linearized operation (the model must accept its result, and the
-//! pair (set of linearized ops, state) must be new, else the same subtree was
-//! already explored — Lowe's cache); a return means the op it belongs to was
-//! not linearized before it returned, so the last choice is undone.
+//! The history is a list of call and return events sorted by time. The calls
+//! before the first return still in the list are the candidates for the next
+//! linearized operation; one is taken if the model accepts its result and the
+//! pair (set of linearized ops, state) is new — else the same subtree was
+//! already explored (Lowe's cache). When no candidate works, the op returning
+//! first cannot be linearized after the current prefix, so the last choice is
+//! undone.
 //!
 //! Unknown outcomes return at +infinity: they may be linearized anywhere after
 //! their call, and since the model accepts them in every state, the search is
-//! done as soon as every op with a definite outcome is linearized.
+//! done as soon as every op with a definite outcome is linearized. For the
+//! same reason they are tried after the definite candidates: a pending
+//! unknown write is placed only where some result needs it, which keeps the
+//! search near-linear on real histories with dozens of timeouts.
 //!
 //! Ties: a call and a return at the same instant count as concurrent (calls
 //! sort first), so coarse timestamps can only hide an anomaly, never invent one.
@@ -63,7 +67,8 @@ pub fn check(ops: &[Op], budget: u64) -> Verdict {
     if n == 0 {
         return Verdict::Linearizable;
     }
-    let actions: Vec<Action> = checked.iter().map(|(_, a)| *a).collect();
+    let mut actions: Vec<Action> = checked.iter().map(|(_, a)| *a).collect();
+    model::merge_unobserved(&mut actions);
     let call_t: Vec<u64> = checked.iter().map(|(o, _)| o.invoke_ns).collect();
     let ret_t: Vec<u64> = checked.iter().map(|(o, _)| o.complete_or_max()).collect();
     let definite: Vec<bool> = checked
@@ -78,99 +83,71 @@ pub fn check(ops: &[Op], budget: u64) -> Verdict {
         let t = if e.call { call_t[e.op] } else { ret_t[e.op] };
         (t, !e.call, e.op)
     });
+    let mut list = List::new(&events, n);
 
-    // Doubly linked list over events; index `len` is the head sentinel.
-    let len = events.len();
-    let head = len;
-    let mut next: Vec<usize> = (0..=len)
-        .map(|i| if i == len { 0 } else { i + 1 })
-        .collect();
-    let mut prev: Vec<usize> = (0..=len)
-        .map(|i| if i == 0 { head } else { i - 1 })
-        .collect();
-    next[len] = 0;
-    prev[0] = head;
-    // `len` also stands for "end of list" when read from `next`.
-    if len > 0 {
-        next[len - 1] = usize::MAX;
-    }
-    let mut call_at = vec![0; n];
-    let mut ret_at = vec![0; n];
-    for (i, e) in events.iter().enumerate() {
-        if e.call {
-            call_at[e.op] = i;
-        } else {
-            ret_at[e.op] = i;
-        }
-    }
-    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
-        let (p, nx) = (prev[i], next[i]);
-        next[p] = nx;
-        if nx != usize::MAX {
-            prev[nx] = p;
-        }
-    };
-    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
-        let (p, nx) = (prev[i], next[i]);
-        next[p] = i;
-        if nx != usize::MAX {
-            prev[nx] = i;
-        }
-    };
+    // Lowe's cache, keyed by a Zobrist hash of the linearized set (XOR of a
+    // random 128-bit key per op) and the state: O(1) per step instead of
+    // copying a bitset. A collision could only prune an unexplored branch,
+    // with probability ~ entries^2 / 2^128.
+    let zobrist: Vec<u128> = (0..n as u64).map(zobrist_key).collect();
+    let mut set_hash: u128 = 0;
+    let mut cache: HashSet<(u128, State)> = HashSet::new();
 
-    let words = n.div_ceil(64);
-    let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, State)> = HashSet::new();
-    let mut stack: Vec<(usize, State)> = Vec::new();
+    // Depth-first search. Frame k holds the candidates after k ops were
+    // linearized: every call before the first return still in the list
+    // (Wing & Gong's minimal ops), definite outcomes first so that unknown
+    // ops, which may always be left for the end, are tried only when needed.
+    let mut lin: Vec<(usize, State)> = Vec::new();
     let mut state = model::ABSENT;
+    let mut frames: Vec<Frame> = Vec::new();
+    match list.frame(&definite, &actions) {
+        None => return Verdict::Linearizable,
+        Some(f) => frames.push(f),
+    }
     let mut best: (usize, Vec<usize>, State, usize) = (0, Vec::new(), state, usize::MAX);
     let mut steps = 0u64;
-    let mut cur = next[head];
-    loop {
+    while let Some(frame) = frames.last_mut() {
         steps += 1;
         if steps > budget {
             return Verdict::Inconclusive { steps };
         }
-        if cur == usize::MAX {
-            return Verdict::Linearizable;
-        }
-        let e = events[cur];
-        if e.call {
-            if let Some(new) = model::step(state, actions[e.op]) {
-                linearized[e.op / 64] |= 1 << (e.op % 64);
-                if cache.insert((linearized.clone(), new)) {
-                    stack.push((e.op, state));
-                    state = new;
-                    unlink(&mut next, &mut prev, call_at[e.op]);
-                    unlink(&mut next, &mut prev, ret_at[e.op]);
-                    cur = next[head];
-                    continue;
-                }
-                linearized[e.op / 64] &= !(1 << (e.op % 64));
-            }
-            cur = next[cur];
-        } else {
-            if !definite[e.op] {
-                // Every definite op returned earlier, so all are linearized.
-                return Verdict::Linearizable;
-            }
-            if stack.len() >= best.0 && (stack.len() > best.0 || best.3 == usize::MAX) {
-                best = (
-                    stack.len(),
-                    stack.iter().map(|(o, _)| *o).collect(),
-                    state,
-                    e.op,
-                );
-            }
-            let Some((op, before)) = stack.pop() else {
-                break;
+        if frame.next < frame.cands.len() {
+            let op = frame.cands[frame.next];
+            frame.next += 1;
+            let Some(new) = model::step(state, actions[op]) else {
+                continue;
             };
-            state = before;
-            linearized[op / 64] &= !(1 << (op % 64));
-            relink(&mut next, &mut prev, ret_at[op]);
-            relink(&mut next, &mut prev, call_at[op]);
-            cur = next[call_at[op]];
+            let h = set_hash ^ zobrist[op];
+            if !cache.insert((h, new)) {
+                continue;
+            }
+            list.lift(op);
+            set_hash = h;
+            lin.push((op, state));
+            state = new;
+            match list.frame(&definite, &actions) {
+                None => return Verdict::Linearizable,
+                Some(f) => frames.push(f),
+            }
+            continue;
         }
+        // Every candidate failed: the op returning first cannot be
+        // linearized after this prefix. Undo the last choice.
+        if lin.len() >= best.0 && (lin.len() > best.0 || best.3 == usize::MAX) {
+            best = (
+                lin.len(),
+                lin.iter().map(|(o, _)| *o).collect(),
+                state,
+                frame.blocker,
+            );
+        }
+        frames.pop();
+        let Some((op, before)) = lin.pop() else {
+            break;
+        };
+        list.unlift(op);
+        set_hash ^= zobrist[op];
+        state = before;
     }
 
     let (_, prefix, at, stuck_op) = best;
@@ -189,6 +166,134 @@ pub fn check(ops: &[Op], budget: u64) -> Verdict {
         state: values.name(at),
         stuck,
     })
+}
+
+/// splitmix64 of the op index, twice: a fixed pseudo-random key per op.
+fn zobrist_key(i: u64) -> u128 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (u128::from(mix(2 * i)) << 64) | u128::from(mix(2 * i + 1))
+}
+
+struct Frame {
+    cands: Vec<usize>,
+    next: usize,
+    /// The op whose return entry ends the candidate scan.
+    blocker: usize,
+}
+
+/// The call/return events still to linearize, as a doubly linked list over
+/// the sorted events so an op is removed and restored in O(1).
+struct List<'a> {
+    events: &'a [Event],
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    call_at: Vec<usize>,
+    ret_at: Vec<usize>,
+}
+
+const END: usize = usize::MAX;
+
+impl<'a> List<'a> {
+    fn new(events: &'a [Event], n: usize) -> Self {
+        let len = events.len();
+        // Index `len` is the head sentinel.
+        let next = (0..=len)
+            .map(|i| match i {
+                i if i == len => 0,
+                i if i + 1 == len => END,
+                i => i + 1,
+            })
+            .collect();
+        let prev = (0..=len)
+            .map(|i| if i == 0 { len } else { i - 1 })
+            .collect();
+        let mut call_at = vec![0; n];
+        let mut ret_at = vec![0; n];
+        for (i, e) in events.iter().enumerate() {
+            if e.call {
+                call_at[e.op] = i;
+            } else {
+                ret_at[e.op] = i;
+            }
+        }
+        List {
+            events,
+            next,
+            prev,
+            call_at,
+            ret_at,
+        }
+    }
+
+    fn head(&self) -> usize {
+        self.next[self.events.len()]
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (p, nx) = (self.prev[i], self.next[i]);
+        self.next[p] = nx;
+        if nx != END {
+            self.prev[nx] = p;
+        }
+    }
+
+    fn relink(&mut self, i: usize) {
+        let (p, nx) = (self.prev[i], self.next[i]);
+        self.next[p] = i;
+        if nx != END {
+            self.prev[nx] = i;
+        }
+    }
+
+    fn lift(&mut self, op: usize) {
+        self.unlink(self.call_at[op]);
+        self.unlink(self.ret_at[op]);
+    }
+
+    /// Exact inverse of `lift` (dancing links: restore in reverse order).
+    fn unlift(&mut self, op: usize) {
+        self.relink(self.ret_at[op]);
+        self.relink(self.call_at[op]);
+    }
+
+    /// The candidates of the current list, or `None` when every definite op
+    /// is linearized (the first return left is an unknown op's, at +inf).
+    ///
+    /// Of the unknown candidates with the same action only the earliest is
+    /// offered: they are interchangeable (same effect, both return at +inf,
+    /// and a candidate stays one in every later frame, since the first return
+    /// left only moves later), so trying the others would only explore
+    /// mirror images of the same futures.
+    fn frame(&self, definite: &[bool], actions: &[Action]) -> Option<Frame> {
+        let (mut sure, mut maybe) = (Vec::new(), Vec::new());
+        let mut i = self.head();
+        while i != END {
+            let e = self.events[i];
+            if !e.call {
+                if !definite[e.op] {
+                    return None;
+                }
+                sure.append(&mut maybe);
+                return Some(Frame {
+                    cands: sure,
+                    next: 0,
+                    blocker: e.op,
+                });
+            }
+            if definite[e.op] {
+                sure.push(e.op);
+            } else if !maybe.iter().any(|&m| actions[m] == actions[e.op]) {
+                maybe.push(e.op);
+            }
+            i = self.next[i];
+        }
+        None
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@ use crate::history::{Expect, Op, OpKind, Outcome};
 
 pub type State = u32;
 pub const ABSENT: State = 0;
+/// Every value no op of the key ever compares against (no read returned it,
+/// no CAS expected it). No op can tell two such values apart, so they are one
+/// state: the search then sees blind writes as interchangeable.
+pub const UNOBSERVED: State = State::MAX;
 
 /// One operation as the model sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +79,34 @@ impl Values {
     pub fn name(&self, s: State) -> String {
         if s == ABSENT {
             "<absent>".into()
+        } else if s == UNOBSERVED {
+            "<a value no op observed>".into()
         } else {
             self.names[s as usize - 1].clone()
+        }
+    }
+}
+
+/// Replaces written values that no action compares against by
+/// [`UNOBSERVED`] (see there); the transitions give the same results.
+pub fn merge_unobserved(actions: &mut [Action]) {
+    let mut observed = std::collections::HashSet::new();
+    for a in actions.iter() {
+        match *a {
+            Action::Get(v) => {
+                observed.insert(v);
+            }
+            Action::Cas { expect, .. } => {
+                observed.insert(expect);
+            }
+            _ => {}
+        }
+    }
+    for a in actions.iter_mut() {
+        match a {
+            Action::Put(v) if !observed.contains(v) => *v = UNOBSERVED,
+            Action::Cas { new, .. } if !observed.contains(new) => *new = UNOBSERVED,
+            _ => {}
         }
     }
 }
