@@ -340,10 +340,6 @@ async fn execute(
         report.add("heal-failed", failure);
     }
     let healed = Instant::now();
-    if let Err(e) = runner.repair_membership().await {
-        runner.note(format!("membership repair failed: {e:#}"));
-    }
-    wait_not_joint(&mut runner, &mut report).await;
     let recovery = first_write_after(&runner.cluster, healed).await;
     let recovery_ms = match recovery {
         Some(d) => {
@@ -358,6 +354,11 @@ async fn execute(
             None
         }
     };
+
+    if let Err(e) = runner.repair_membership().await {
+        runner.note(format!("membership repair failed: {e:#}"));
+    }
+    wait_not_joint(&mut runner, &mut report).await;
 
     let _ = stop_tx.send(true);
     for w in workers {
