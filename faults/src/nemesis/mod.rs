@@ -239,7 +239,7 @@ impl Runner {
                     "partition {} (leader {leader:?}): cut {cut:?}",
                     shape.name()
                 ));
-                let d = self.hold(ELECTION_TIMEOUT * 3, Duration::from_secs(4));
+                let d = self.hold(ELECTION_TIMEOUT * 3, Duration::from_secs(6));
                 tokio::time::sleep(d).await;
                 self.cluster.net.heal()?;
                 self.note(format!("healed partition after {d:?}"));
