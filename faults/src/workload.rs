@@ -142,9 +142,14 @@ impl Worker {
             };
             let op = self.one(node, client).await;
             if op.outcome() != Outcome::Ok {
-                // Re-pick a member and back off a little so a dead member
-                // does not turn the worker into a busy loop of refusals.
-                self.attached = None;
+                // Sometimes re-pick a member: clients of a dead member move
+                // on, but some stay with a minority or a paused node, as real
+                // clients do (re-picking on every error would drain the
+                // minority side of a partition of all clients). Back off a
+                // little so a dead member does not become a busy loop.
+                if self.rng.random_ratio(1, 3) {
+                    self.attached = None;
+                }
                 tokio::time::sleep(Duration::from_millis(self.rng.random_range(5..30))).await;
             }
             let dropped = self.broken == Some(Break::DropAcks)
