@@ -150,7 +150,17 @@ impl Worker {
                 if self.rng.random_ratio(1, 3) {
                     self.attached = None;
                 }
-                tokio::time::sleep(Duration::from_millis(self.rng.random_range(5..30))).await;
+                // A client backs off after a refusal. A fast refusal of a
+                // write is still an unknown op (the server's "no leader is
+                // known" reads the same before and after proposing), and
+                // every unknown op widens the checker's search: retrying at
+                // once would add hundreds per election for no new coverage.
+                let pause = if op.outcome() == Outcome::Unknown {
+                    self.rng.random_range(50..150)
+                } else {
+                    self.rng.random_range(5..30)
+                };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             let dropped = self.broken == Some(Break::DropAcks)
                 && op.kind() == OpKind::Put
