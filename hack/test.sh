@@ -4,6 +4,7 @@
 #   hack/test.sh          # everything: lint, unit + multi-process tests, end-to-end on a local Kubernetes
 #   hack/test.sh lint     # rustfmt, clippy (-D warnings), import circles, Markdown links
 #   hack/test.sh rust     # cargo test --workspace (unit, property, storage, multi-process, CRD freshness)
+#   hack/test.sh faults   # the fault suite, bounded: every nemesis once, seeded (root: network namespaces)
 #   hack/test.sh e2e      # local Kubernetes from source + Helm + the e2e suite (tears the cluster down)
 #
 # Build caches live outside the clone: CARGO_TARGET_DIR defaults to
@@ -41,6 +42,17 @@ rust_tests() {
   need_rust
   step "cargo test (unit, property, storage, multi-process)"
   cargo test --workspace --locked
+}
+
+faults() {
+  step "fault suite: every nemesis, seeded, histories checked (hack/faults.sh)"
+  if ((EUID != 0)); then
+    echo "error: the fault suite needs root (network namespaces, veth pairs, iptables): run hack/test.sh as root" >&2
+    exit 1
+  fi
+  # iproute2 and iptables, from the same package list as the local cluster.
+  hack/local-cluster.sh packages
+  hack/faults.sh
 }
 
 e2e() {
@@ -83,15 +95,17 @@ wait_cluster_build() {
 case "${1:-all}" in
   lint) lint ;;
   rust) rust_tests ;;
+  faults) faults ;;
   e2e) e2e ;;
   all)
     start=$(date +%s)
     start_cluster_build
     lint
     rust_tests
+    faults
     wait_cluster_build
     if [ -x hack/e2e.sh ]; then e2e; else echo "hack/e2e.sh missing" >&2; exit 1; fi
     echo "all tests passed in $(( $(date +%s) - start ))s"
     ;;
-  *) echo "usage: hack/test.sh [all|lint|rust|e2e]" >&2; exit 2 ;;
+  *) echo "usage: hack/test.sh [all|lint|rust|faults|e2e]" >&2; exit 2 ;;
 esac

@@ -40,10 +40,9 @@ impl Kind {
         Kind::Abandon,
     ];
 
-    /// What `mixed` draws from: everything but `abandon-membership`, which
-    /// targets a known hole (issue 11, hole 1) and would make every mixed run
-    /// fail until it is fixed. Add it back with the fix.
-    pub const MIXED: [Kind; 7] = [
+    /// What `mixed` draws from: every nemesis (`abandon-membership` since
+    /// hole 1 of issue 11 is fixed).
+    pub const MIXED: [Kind; 8] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
@@ -51,6 +50,7 @@ impl Kind {
         Kind::Fsync,
         Kind::Wipe,
         Kind::Membership,
+        Kind::Abandon,
     ];
 
     pub fn name(self) -> &'static str {
