@@ -65,18 +65,20 @@ impl LeaderContact {
     }
 }
 
+/// A contact from leader 1 at term 2, for tests of what uses contacts.
+#[cfg(test)]
+pub(crate) fn contact(at: Instant, commit: u64) -> Contact {
+    Contact {
+        at,
+        leader: 1,
+        term: 2,
+        leader_commit: commit,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn contact(at: Instant, commit: u64) -> Contact {
-        Contact {
-            at,
-            leader: 1,
-            term: 2,
-            leader_commit: commit,
-        }
-    }
 
     #[test]
     fn commit_index_never_moves_back_within_a_term() {

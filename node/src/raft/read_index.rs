@@ -173,15 +173,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn contact(at: Instant, commit: u64) -> Contact {
-        Contact {
-            at,
-            leader: 1,
-            term: 2,
-            leader_commit: commit,
-        }
-    }
+    use crate::raft::contact::contact;
 
     #[test]
     fn bounded_read_needs_recent_contact_and_applied_commit() {
