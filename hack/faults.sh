@@ -3,8 +3,9 @@
 # then runs every nemesis once, seeded, and prints a summary table. Needs root
 # (network namespaces); about 4-5 minutes on 2 cores after the build.
 #
-#   hack/faults.sh                        every nemesis in FAULTS_NEMESES, 3 voters, then
-#                                         partition with 5 voters (bridge and ring shapes)
+#   hack/faults.sh                        every nemesis in FAULTS_NEMESES, 3 voters
+#   FAULTS_N5=1 hack/faults.sh            also partition with 5 voters (leader-minority, bridge,
+#                                         ring): reaches open hole 3 of issue 11, so not in CI yet
 #   FAULTS_SEED=7 hack/faults.sh          another seed (default 1)
 #   FAULTS_DURATION=30s hack/faults.sh    workload time per run (default 15s)
 #   FAULTS_NEMESES="kill pause" ...       a subset (names: kill pause partition peer-faults
@@ -56,11 +57,25 @@ run() {
 for n in $NEMESES; do
     run --nemesis "$n" --nodes 3
 done
+# Partitions with 5 voters (leader-minority, bridge, ring) reach hole 3 of issue 11,
+# still open: a deposed leader keeps heartbeating the follower on its side of a
+# partition, which then serves bounded reads older than their bound (seen as
+# bounded-read-too-stale in some runs of seed 1; faults/README.md "Known findings").
+# Off by default until that fix lands; FAULTS_N5=1 runs it.
 case " $NEMESES " in
-    *" partition "*) run --nemesis partition --nodes 5 ;;
+    *" partition "*)
+        if [ -n "${FAULTS_N5:-}" ]; then
+            run --nemesis partition --nodes 5
+        else
+            skipped="partition with 5 voters (reaches open hole 3 of issue 11: bounded reads on a deposed leader's side; FAULTS_N5=1 runs it)"
+        fi
+        ;;
 esac
 
 echo
 echo "== fault suite summary (seed $SEED, $DURATION per run) =="
 "$SUITE" table "$OUT/summary.jsonl"
+if [ -n "${skipped:-}" ]; then
+    echo "NOT RUN: ${skipped}"
+fi
 exit "$worst"
