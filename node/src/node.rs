@@ -137,15 +137,6 @@ impl Node {
         self.raft.metrics().borrow().clone()
     }
 
-    /// This node's own membership entry.
-    pub fn info(&self) -> NodeInfo {
-        NodeInfo {
-            client_addr: self.config.advertise_client.clone(),
-            peer_addr: self.config.advertise_peer.clone(),
-            name: self.config.name.clone(),
-        }
-    }
-
     /// The leader this node knows of, with its membership entry.
     pub fn leader(&self, m: &RaftMetrics) -> Option<(NodeId, NodeInfo)> {
         let id = m.current_leader?;

@@ -8,6 +8,7 @@ use raftkv_proto::v1::raft_peer_server::RaftPeer;
 use raftkv_proto::v1::{RaftReply, RaftRequest};
 use tonic::{Request, Response, Status};
 
+use crate::NodeId;
 use crate::node::Node;
 use crate::observability::{metrics, semconv};
 use crate::peer::envelope;
@@ -36,6 +37,18 @@ impl PeerService {
             tracing::warn!(from = req.from_node_id, "refused peer message: {e}");
             Status::from(e)
         })
+    }
+}
+
+impl PeerService {
+    /// A valid message from the current leader, dated when it arrived.
+    fn contact(&self, at: Instant, leader: NodeId, term: u64, leader_commit: u64) {
+        self.node.contact().record(Contact {
+            at,
+            leader,
+            term,
+            leader_commit,
+        });
     }
 }
 
@@ -85,12 +98,7 @@ impl RaftPeer for PeerService {
         if let Ok(r) = &res
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
-            self.node.contact().record(Contact {
-                at: arrived,
-                leader,
-                term,
-                leader_commit,
-            });
+            self.contact(arrived, leader, term, leader_commit);
         }
         reply(envelope::encode(&res)?)
     }
@@ -149,12 +157,7 @@ impl RaftPeer for PeerService {
         if let Ok(r) = &res
             && r.vote <= sent_vote
         {
-            self.node.contact().record(Contact {
-                at: arrived,
-                leader,
-                term,
-                leader_commit: snapshot_index,
-            });
+            self.contact(arrived, leader, term, snapshot_index);
         }
         reply(envelope::encode(&res)?)
     }
