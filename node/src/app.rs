@@ -241,10 +241,14 @@ pub async fn start_node_with_options(
 
     // Prometheus: Raft gauges follow openraft's metrics; /metrics if asked for.
     let watched = node.clone();
+    let lease_net = node.net().clone();
     tokio::spawn(crate::observability::metrics::watch_raft(
         node.raft().metrics(),
         move |m| watched.commit_index(m),
-        move |m| links.observe(m),
+        move |m| {
+            links.observe(m);
+            lease_net.lease().observe(m);
+        },
     ));
     if let Some(addr) = metrics_listen {
         let (_, server) =

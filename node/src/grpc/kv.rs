@@ -124,14 +124,21 @@ impl KvService {
         let m = self.node.metrics();
         let applied = self.node.reader().applied().index;
         let (admitted, role) = if m.state.is_leader() {
-            let ack = m.millis_since_quorum_ack.map(Duration::from_millis);
+            // The lease on this node's own clock, not openraft's
+            // `millis_since_quorum_ack`: a snapshot published before a pause
+            // still looks fresh after it (hole 3 of issue 11).
+            let ack = self
+                .node
+                .net()
+                .lease()
+                .quorum_age(m.current_term, Instant::now());
             let commit = self.node.commit_index(&m);
             (
                 read_index::bounded_on_leader(ack, max, applied, commit),
                 "leader",
             )
         } else {
-            let contact = self.node.contact().last();
+            let contact = self.node.contact().confirmed();
             (
                 read_index::bounded_on_follower(contact, applied, Instant::now(), max),
                 "node",

@@ -1,7 +1,7 @@
 //! The outbound side of the peer protocol: how openraft reaches other members.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -19,6 +19,7 @@ use crate::observability::faults::PeerFaults;
 use crate::observability::links::{self, TraceLinks};
 use crate::observability::{metrics, propagation, rpc, semconv};
 use crate::peer::envelope;
+use crate::raft::lease::{Lease, Stamp};
 use crate::storage::IdentityStore;
 use crate::typ::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -40,6 +41,8 @@ pub struct PeerNetwork {
     faults: Arc<PeerFaults>,
     /// Which traced writes an AppendEntries carries; the campaign span of a Vote.
     links: Arc<TraceLinks>,
+    /// Send times and answers of AppendEntries: this leader's quorum lease.
+    lease: Arc<Lease>,
 }
 
 impl PeerNetwork {
@@ -51,12 +54,18 @@ impl PeerNetwork {
     ) -> Self {
         PeerNetwork {
             me: identity.node_id(),
+            lease: Arc::new(Lease::new(identity.node_id())),
             identity,
             connect_timeout,
             message_bytes_max,
             faults: Arc::new(PeerFaults::default()),
             links,
         }
+    }
+
+    /// The quorum lease kept from AppendEntries answers.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// Injects `faults` into every outgoing RPC (see `observability::faults`).
@@ -100,6 +109,8 @@ impl PeerNetwork {
             target_node_id: target,
             from_node_id: self.me,
             payload: payload.into(),
+            seq: 0,
+            confirmed_seq: 0,
         }
     }
 }
@@ -183,6 +194,7 @@ impl PeerConnection {
         &mut self,
         method: Method,
         req: &Req,
+        stamp: Stamp,
         ttl: Duration,
         span: tracing::Span,
     ) -> Result<Resp, RpcError<E>>
@@ -209,7 +221,10 @@ impl PeerConnection {
                 "request dropped by fault injection".into(),
             ))));
         }
-        let mut request = tonic::Request::new(self.net.envelope(self.target, payload));
+        let mut envelope = self.net.envelope(self.target, payload);
+        envelope.seq = stamp.seq;
+        envelope.confirmed_seq = stamp.confirmed_seq;
+        let mut request = tonic::Request::new(envelope);
         request.set_timeout(ttl);
         propagation::inject_span(&span, request.metadata_mut());
         let mut client = client;
@@ -271,8 +286,20 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         if let Some(first) = rpc.entries.first() {
             span.record("raft.index", first.log_id.index);
         }
-        self.call(Method::AppendEntries, &rpc, option.hard_ttl(), span)
-            .await
+        // Numbered before it leaves: the send time is what an answer proves.
+        let term = rpc.vote.leader_id().term;
+        let stamp = self.net.lease.outgoing(self.target, term, Instant::now());
+        let res: Result<AppendEntriesResponse, RpcError> = self
+            .call(Method::AppendEntries, &rpc, stamp, option.hard_ttl(), span)
+            .await;
+        if let Ok(r) = &res
+            && !matches!(r, AppendEntriesResponse::HigherVote(_))
+        {
+            self.net
+                .lease
+                .answered(self.target, term, stamp.seq, Instant::now());
+        }
+        res
     }
 
     async fn install_snapshot(
@@ -283,8 +310,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let span = self.span(Method::InstallSnapshot, &[]);
         span.record("raft.term", rpc.vote.leader_id().term);
         span.record("raft.index", rpc.meta.last_log_id.map_or(0, |l| l.index));
-        self.call(Method::InstallSnapshot, &rpc, option.hard_ttl(), span)
-            .await
+        self.call(
+            Method::InstallSnapshot,
+            &rpc,
+            Stamp::default(),
+            option.hard_ttl(),
+            span,
+        )
+        .await
     }
 
     async fn vote(
@@ -297,6 +330,13 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             &self.net.links.election_parent(rpc.vote.leader_id().term),
         );
         span.record("raft.term", rpc.vote.leader_id().term);
-        self.call(Method::Vote, &rpc, option.hard_ttl(), span).await
+        self.call(
+            Method::Vote,
+            &rpc,
+            Stamp::default(),
+            option.hard_ttl(),
+            span,
+        )
+        .await
     }
 }

@@ -71,6 +71,9 @@ impl RaftPeer for PeerService {
         let rpc: AppendEntriesRequest = envelope::decode(&req.payload)?;
         let (leader, term) = (rpc.vote.leader_id().node_id, rpc.vote.leader_id().term);
         let leader_commit = rpc.leader_commit.map(|l| l.index).unwrap_or(0);
+        if req.seq != 0 {
+            self.node.contact().arrived(leader, term, req.seq, arrived);
+        }
         // The SERVER span comes from observability::server_layer; entries of a
         // traced write get a log-append span and are remembered for apply.
         let span = tracing::Span::current();
@@ -99,6 +102,11 @@ impl RaftPeer for PeerService {
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
             self.contact(arrived, leader, term, leader_commit);
+            if req.confirmed_seq != 0 {
+                self.node
+                    .contact()
+                    .confirm(leader, term, req.confirmed_seq, leader_commit);
+            }
         }
         reply(envelope::encode(&res)?)
     }

@@ -1,13 +1,17 @@
 //! What a follower or learner last heard from a leader: when, and the
-//! leader's commit index at that moment. Bounded-staleness reads
-//! (`raft::read_index`) and the health check use both, so that freshness covers the index lag and not only the
-//! time since contact (the lesson of rqlite #1672).
+//! leader's commit index at that moment. The health check and the pre-vote
+//! use the last contact; bounded-staleness reads (`raft::read_index`) use the
+//! last contact the leader's quorum *confirmed* ([`crate::raft::lease`]), since
+//! a deposed leader keeps sending heartbeats to its minority. Both carry the
+//! commit index, so that freshness covers the index lag and not only the time
+//! since contact (the lesson of rqlite #1672).
 
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::NodeId;
+use crate::raft::lease::Arrivals;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Contact {
@@ -25,6 +29,10 @@ pub struct LeaderContact {
     /// about to lead, so it refuses pre-votes for a lease as openraft refuses
     /// real votes.
     voted_at: Mutex<Option<Instant>>,
+    /// When the current leader's numbered messages arrived.
+    arrivals: Mutex<Arrivals>,
+    /// The latest contact the leader's quorum confirmed.
+    confirmed: Mutex<Option<Contact>>,
 }
 
 impl LeaderContact {
@@ -43,6 +51,35 @@ impl LeaderContact {
             return;
         }
         *last = Some(c);
+    }
+
+    /// Numbered message `seq` of `leader` at `term` arrived at `at`.
+    pub fn arrived(&self, leader: NodeId, term: u64, seq: u64, at: Instant) {
+        self.arrivals.lock().record(leader, term, seq, at);
+    }
+
+    /// The leader says a quorum acknowledged it after it received this node's
+    /// answer to message `seq`; it had committed `leader_commit` when it said so.
+    pub fn confirm(&self, leader: NodeId, term: u64, seq: u64, leader_commit: u64) {
+        let Some(at) = self.arrivals.lock().arrival(leader, term, seq) else {
+            return;
+        };
+        let mut confirmed = self.confirmed.lock();
+        // Confirmations can arrive out of order: keep the freshest.
+        if confirmed.is_some_and(|c| c.at > at) {
+            return;
+        }
+        *confirmed = Some(Contact {
+            at,
+            leader,
+            term,
+            leader_commit,
+        });
+    }
+
+    /// The latest contact a quorum confirmed: bounded reads trust only this.
+    pub fn confirmed(&self) -> Option<Contact> {
+        *self.confirmed.lock()
     }
 
     pub fn voted(&self, at: Instant) {
@@ -89,5 +126,24 @@ mod tests {
         let last = lc.last().unwrap();
         assert_eq!(last.leader_commit, 10);
         assert_eq!(last.at, t0 + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_confirmation_dates_contact_by_the_arrival_of_the_confirmed_message() {
+        let lc = LeaderContact::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        lc.arrived(1, 2, 1, t0);
+        lc.arrived(1, 2, 2, t0 + ms(50));
+        assert_eq!(lc.confirmed(), None);
+        lc.confirm(1, 2, 1, 10);
+        assert_eq!(lc.confirmed(), Some(contact(t0, 10)));
+        // A late confirmation of an older message does not move it back.
+        lc.confirm(1, 2, 2, 12);
+        lc.confirm(1, 2, 1, 11);
+        assert_eq!(lc.confirmed(), Some(contact(t0 + ms(50), 12)));
+        // Unknown numbers (another term, forgotten) confirm nothing.
+        lc.confirm(1, 3, 2, 99);
+        assert_eq!(lc.confirmed().unwrap().leader_commit, 12);
     }
 }

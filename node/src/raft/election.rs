@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use openraft::storage::RaftLogStorage;
 use rand::Rng;
 
@@ -126,8 +127,12 @@ fn random_timeout(min_ms: u64, max_ms: u64) -> Duration {
     Duration::from_millis(rand::rng().random_range(min_ms..=max_ms))
 }
 
-/// Ask every other voter; true when the granted voters (with this node) form
-/// a majority of every active configuration.
+/// Ask every other voter; true as soon as the granted voters (with this node)
+/// form a majority of every active configuration. Each ask is bounded here, on
+/// the client side: a request's `grpc-timeout` is only a hint to the server, and
+/// a peer behind a partition that drops packets would otherwise hold the round
+/// for the whole connect timeout (seen by the fault suite as seconds-long
+/// elections under partitions).
 async fn pre_vote(node: &Arc<Node>, m: &RaftMetrics) -> bool {
     let membership = m.membership_config.membership();
     let Some(last_log_id) = last_log_id(node).await else {
@@ -139,23 +144,40 @@ async fn pre_vote(node: &Arc<Node>, m: &RaftMetrics) -> bool {
     };
     let timeout = Duration::from_millis(node.limits().election_timeout_ms_min);
     let me = node.id();
-    let asks = membership.voter_ids().filter(|v| *v != me).map(|id| {
-        let peer = membership
-            .get_node(&id)
-            .map(|n| n.peer_addr.clone())
-            .unwrap_or_default();
-        let payload = payload.clone();
-        async move {
-            let mut client = node.net().client(&peer).ok()?;
-            let reply = client
-                .pre_vote(node.net().request(id, payload, timeout))
-                .await
-                .ok()?;
-            envelope::decode::<bool>(&reply.into_inner().payload)
-                .ok()?
-                .then_some(id)
+    let configs = membership.get_joint_config();
+    let mut asks: FuturesUnordered<_> = membership
+        .voter_ids()
+        .filter(|v| *v != me)
+        .map(|id| {
+            let peer = membership
+                .get_node(&id)
+                .map(|n| n.peer_addr.clone())
+                .unwrap_or_default();
+            let payload = payload.clone();
+            let ask = async move {
+                let mut client = node.net().client(&peer).ok()?;
+                let reply = client
+                    .pre_vote(node.net().request(id, payload, timeout))
+                    .await
+                    .ok()?;
+                envelope::decode::<bool>(&reply.into_inner().payload)
+                    .ok()?
+                    .then_some(id)
+            };
+            async move { tokio::time::timeout(timeout, ask).await.ok().flatten() }
+        })
+        .collect();
+    let mut granted: BTreeSet<NodeId> = BTreeSet::new();
+    if prevote::won(configs, me, &granted) {
+        return true; // a single-voter configuration
+    }
+    while let Some(answer) = asks.next().await {
+        if let Some(id) = answer {
+            granted.insert(id);
+            if prevote::won(configs, me, &granted) {
+                return true;
+            }
         }
-    });
-    let granted: BTreeSet<NodeId> = join_all(asks).await.into_iter().flatten().collect();
-    prevote::won(membership.get_joint_config(), me, &granted)
+    }
+    false
 }

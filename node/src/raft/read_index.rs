@@ -76,7 +76,12 @@ pub fn bounded_on_leader(
                 max_staleness.as_millis()
             ));
         }
-        None => return Err("no quorum has acknowledged this leader yet".into()),
+        None => {
+            return Err(
+                "no quorum has acknowledged this leader in its term yet (or it has not applied an entry of its term)"
+                    .into(),
+            );
+        }
     }
     if applied < commit {
         return Err(format!(

@@ -29,6 +29,7 @@ async fn timeout_now_is_refused_unless_it_comes_from_the_current_leader() {
         payload: raftkv_node::peer::envelope::encode(&term)
             .expect("encode")
             .into(),
+        ..Default::default()
     };
     let mut peer = RaftPeerClient::new(channel(&c.nodes[a].peer_addr));
 
