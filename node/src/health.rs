@@ -65,7 +65,7 @@ pub fn is_healthy(node: &Node, m: &RaftMetrics) -> bool {
         return false;
     }
     if m.state.is_leader() {
-        return true;
+        return node.holds_lease(m);
     }
     let limits = node.limits();
     let applied = m.last_applied.map(|l| l.index).unwrap_or(0);

@@ -144,6 +144,37 @@ impl Node {
         Some((id, info))
     }
 
+    /// Whether this node leads with a quorum behind it: openraft says leader
+    /// and a quorum acknowledged it within an election timeout (Raft's
+    /// check-quorum window). A leader cut off from its majority, or restored
+    /// as leader after a restart with nobody answering, fails this; it is
+    /// then never reported as leader (issue 17).
+    pub fn holds_lease(&self, m: &RaftMetrics) -> bool {
+        m.state.is_leader()
+            && self
+                .net
+                .lease()
+                .quorum_age(m.current_term, Instant::now())
+                .is_some_and(|age| age <= self.lease_window())
+    }
+
+    /// The leader this node can vouch for: itself while it holds the lease,
+    /// or the leader it heard from within an election timeout.
+    pub fn known_leader(&self, m: &RaftMetrics) -> Option<NodeId> {
+        if m.state.is_leader() {
+            return self.holds_lease(m).then_some(self.id);
+        }
+        let recent = self
+            .contact
+            .age(Instant::now())
+            .is_some_and(|age| age <= self.lease_window());
+        m.current_leader.filter(|_| recent)
+    }
+
+    fn lease_window(&self) -> Duration {
+        Duration::from_millis(self.config.limits.election_timeout_ms_max)
+    }
+
     pub fn is_member(&self, m: &RaftMetrics) -> bool {
         m.membership_config
             .membership()

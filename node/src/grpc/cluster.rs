@@ -61,7 +61,10 @@ fn role(node: &Node, m: &RaftMetrics) -> pb::Role {
         return pb::Role::Uninitialized;
     }
     match m.state {
-        ServerState::Leader => pb::Role::Leader,
+        // Not confirmed by a quorum within an election timeout: trying to
+        // lead, not leading (issue 17).
+        ServerState::Leader if node.holds_lease(m) => pb::Role::Leader,
+        ServerState::Leader => pb::Role::Candidate,
         ServerState::Candidate => pb::Role::Candidate,
         ServerState::Shutdown => pb::Role::Shutdown,
         ServerState::Learner if node.is_member(m) => pb::Role::Learner,
@@ -176,7 +179,7 @@ impl Cluster for ClusterService {
             cluster_id: node.cluster_id(),
             role: role(node, &m) as i32,
             term: m.current_term,
-            leader_id: m.current_leader.unwrap_or(0),
+            leader_id: node.known_leader(&m).unwrap_or(0),
             commit_index: node.commit_index(&m),
             applied_index: applied.index,
             last_log_index: last,

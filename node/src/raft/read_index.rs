@@ -28,13 +28,10 @@ use crate::typ::Raft;
 pub async fn confirm(raft: &Raft, net: &PeerNetwork, rpc_timeout: Duration) -> Result<u64, Status> {
     let m = raft.metrics().borrow().clone();
     if m.state.is_leader() {
-        let (read, _applied) = raft.get_read_log_id().await.map_err(|e| match e {
-            openraft::error::RaftError::APIError(
-                openraft::error::CheckIsLeaderError::ForwardToLeader(f),
-            ) => errors::not_leader(&f),
-            openraft::error::RaftError::APIError(q) => Status::unavailable(q.to_string()),
-            openraft::error::RaftError::Fatal(f) => errors::fatal(&f),
-        })?;
+        let (read, _applied) = raft
+            .get_read_log_id()
+            .await
+            .map_err(errors::check_is_leader)?;
         return Ok(read.map(|l| l.index).unwrap_or(0));
     }
     let leader = m.current_leader.and_then(|id| {

@@ -12,4 +12,5 @@ mod test_joint;
 mod test_limits;
 mod test_membership;
 mod test_prevote;
+mod test_quorum_loss;
 mod test_snapshot;
