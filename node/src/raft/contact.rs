@@ -86,6 +86,11 @@ impl LeaderContact {
         *self.voted_at.lock() = Some(at);
     }
 
+    /// When this node last granted a vote.
+    pub fn voted_at(&self) -> Option<Instant> {
+        *self.voted_at.lock()
+    }
+
     /// Time since this node last heard from a leader or granted a vote.
     pub fn quiet_for(&self, now: Instant) -> Option<Duration> {
         let heard = self.last().map(|c| c.at);

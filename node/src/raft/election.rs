@@ -88,14 +88,27 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
             continue;
         }
         let heard_before = node.contact().last().map(|c| c.at);
+        let round_started = Instant::now();
         if pre_vote(&node, &m).await {
             // Re-check right before campaigning: a leader heard from during the
             // round, or a new term meanwhile, makes the campaign needless.
             let now = node.metrics();
             let heard_since = node.contact().last().map(|c| c.at) != heard_before;
+            // A vote granted during the round: another candidate that won its
+            // pre-vote too is campaigning; competing would only split the
+            // vote and cost a term (seen by the guide's election experiment:
+            // the metrics' term lags the granted vote by a few ms).
+            let voted_since = node
+                .contact()
+                .voted_at()
+                .is_some_and(|t| t >= round_started);
             // (Not `current_leader`: a follower keeps naming a dead leader
             // until a new term starts.)
-            if heard_since || now.current_term != m.current_term || now.state.is_leader() {
+            if heard_since
+                || voted_since
+                || now.current_term != m.current_term
+                || now.state.is_leader()
+            {
                 tracing::info!(
                     term = now.current_term,
                     "pre-vote won, but a leader appeared; not campaigning"
