@@ -32,6 +32,14 @@ say "the election trace (the winner's raft.election)"
 sleep 1
 ctl trace ls --service raft-node --operation raft.election --since 2m --limit 20 -o json >"$WORK/elections.json"
 won=""
+echo >>"$OUT/election-status.txt"
+echo "# every campaign after the kill (raft.election traces, oldest first)" >>"$OUT/election-status.txt"
+for id in $(jq -r '.traces | sort_by(.start_unix_us) | .[].trace_id' "$WORK/elections.json"); do
+  ctl trace get "$id" --wait 5s --min-spans 2 -o json >"$WORK/e.json" || continue
+  jq -r --argjson t0 "$((t0 / 1000))" '.spans[] | select(.name == "raft.election")
+    | "term \(.attributes["raft.term"]): candidate \(.instance), outcome \([.events[] | .attributes["raft.election.outcome"] // empty] | first // "none"), \((.start_unix_us - $t0) / 1000 | floor) ms after the kill"' \
+    "$WORK/e.json" | tee -a "$OUT/election-status.txt"
+done
 for id in $(jq -r '.traces[].trace_id' "$WORK/elections.json"); do
   ctl trace get "$id" --wait 10s --min-spans 3 -o json >"$WORK/e.json" || continue
   if jtrue "$WORK/e.json" "any(.spans[]; .name == \"raft.election\" and .instance == \"node-$NEW\" and .attributes[\"raft.term\"] == \"$T2\" and any(.events[]; .attributes[\"raft.election.outcome\"] == \"won\"))"; then

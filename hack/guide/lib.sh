@@ -120,6 +120,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+trap 'echo "error: ${BASH_SOURCE[0]}:${LINENO}: \`${BASH_COMMAND}\` failed" >&2' ERR
 trap 'exit 130' INT TERM
 
 start_jaeger() {
@@ -155,7 +156,7 @@ start_cluster() {
   PIDS+=("$LOCAL_PID")
   local i
   for ((i = 0; i < 600; i++)); do
-    grep -q '^==> ready' "$WORK/local.log" && break
+    grep -qs '^==> ready' "$WORK/local.log" && break
     kill -0 "$LOCAL_PID" 2>/dev/null || { cat "$WORK/local.log" >&2; die "raft-node local exited"; }
     sleep 0.1
   done
@@ -234,7 +235,7 @@ followers() {
 # metric I NAME [LABEL_MATCH]: the value of a metric of node I (first matching sample).
 metric() {
   curl -sf --max-time 2 "http://127.0.0.1:$((METRICS_BASE + $1))/metrics" |
-    awk -v n="$2" -v l="${3:-}" '$1 == n || (index($1, n "{") == 1 && index($1, l) > 0) {print $2; exit}'
+    awk -v n="$2" -v l="${3:-}" '!found && ($1 == n || (index($1, n "{") == 1 && index($1, l) > 0)) {print $2; found = 1}'
 }
 
 # save_status NAME [ENDPOINTS]: `raftctl status` as the reader sees it, into OUT/NAME.txt.
@@ -248,11 +249,11 @@ traced() {
   TRACE_ID=$(sed -n 's/^trace: \([0-9a-f]\{32\}\)$/\1/p' "$WORK/last.err" | tail -1)
 }
 
-# save_trace ID NAME [MIN_SPANS]: waits for the trace, writes OUT/NAME.svg and
+# save_trace ID NAME [MIN_SPANS]: waits for the trace (at most GUIDE_TRACE_WAIT, 20s), writes OUT/NAME.svg and
 # OUT/NAME.txt (the text waterfall) and WORK/NAME.json (for the claims).
 save_trace() {
   local id=$1 name=$2 min=${3:-1}
-  CTL_TIMEOUT=5s ctl trace get "$id" --wait 20s --min-spans "$min" -o json >"$WORK/$name.json"
+  CTL_TIMEOUT=5s ctl trace get "$id" --wait "${GUIDE_TRACE_WAIT:-20s}" --min-spans "$min" -o json >"$WORK/$name.json"
   CTL_TIMEOUT=5s ctl trace get "$id" --svg "$OUT/$name.svg" >"$OUT/$name.txt"
   echo "picture: $OUT/$name.svg"
 }
