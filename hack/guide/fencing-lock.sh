@@ -23,8 +23,8 @@ acquire() {
   now=$(date +%s%3N)
   until=$((now + LEASE_MS))
   if cur=$(ctl get "$LOCK" -o json 2>/dev/null); then
-    rev=$(jq -r '.kv.mod_revision' <<<"$cur")
-    exp=$(jq -r '.kv.value | capture("until=(?<t>[0-9]+)").t' <<<"$cur")
+    rev=$(jq -r '.mod_revision' <<<"$cur")
+    exp=$(jq -r '.value | capture("until=(?<t>[0-9]+)").t' <<<"$cur")
     ((now > exp)) || return 1
     ctl cas "$LOCK" "holder=$who until=$until" --expect-revision "$rev" -o json | jq -r '.kv.mod_revision'
   else
@@ -43,7 +43,7 @@ run_round() {
     tok=$(acquire A)
     echo "$tok" >"$WORK/a.token"
     # A reads the resource before working on it: its revision (0: absent) and token.
-    rev=$(ctl get "$res" -o json 2>/dev/null | jq -r '.kv.mod_revision' || echo 0)
+    rev=$(ctl get "$res" -o json 2>/dev/null | jq -r '.mod_revision' || echo 0)
     echo "$rev" >"$WORK/a.rev"
     touch "$WORK/a.ready"
     sleep 0.3 # SIGSTOPped here, for longer than its lease
@@ -97,5 +97,5 @@ claim "with the token, A's late write is refused" test "$A_RC" != 0
 claim "and B's write stays" test "$FINAL" == "token=$TOK_B written by B"
 save_trace "$A_TRACE" lock-fenced-write 2
 cat "$OUT/lock-fenced-write.txt"
-claim "the refusal is the leader's compare-and-swap (rpc=ABORTED), nothing is proposed" \
-  jtrue "$WORK/lock-fenced-write.json" 'any(.spans[]; .attributes["rpc.response.status_code"] == "ABORTED") and all(.spans[]; .name != "raft.propose")'
+claim "the refused compare-and-swap goes through the log like a write (proposed, applied on every node) and fails when applied (rpc=ABORTED)" \
+  jtrue "$WORK/lock-fenced-write.json" 'any(.spans[]; .attributes["rpc.response.status_code"] == "ABORTED") and any(.spans[]; .name == "raft.propose") and ([.spans[] | select(.name == "raft.apply")] | length == 3)'

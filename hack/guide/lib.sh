@@ -235,7 +235,7 @@ followers() {
 # metric I NAME [LABEL_MATCH]: the value of a metric of node I (first matching sample).
 metric() {
   curl -sf --max-time 2 "http://127.0.0.1:$((METRICS_BASE + $1))/metrics" |
-    awk -v n="$2" -v l="${3:-}" '!found && ($1 == n || (index($1, n "{") == 1 && index($1, l) > 0)) {print $2; found = 1}'
+    awk -v n="$2" -v l="${3:-}" '!found && ($1 == n || (index($1, n "{") == 1 && (l == "" || index($1, l) > 0))) {print $2; found = 1}'
 }
 
 # save_status NAME [ENDPOINTS]: `raftctl status` as the reader sees it, into OUT/NAME.txt.
