@@ -43,10 +43,11 @@ for n in "${names[@]}"; do
   grep -E '^(ok|FAIL) ' "$logs/$n.log" || true
   summary+=("$(printf '%-18s %-6s %4ss  %s claims' "$n" "$result" $((SECONDS - t0)) "$(grep -c '^ok ' "$logs/$n.log" || true)")")
 done
-printf '\n%s\n' "${summary[@]}"
-echo "guide: ${#names[@]} experiments in $((SECONDS - start))s (logs: $logs)"
+echo
+printf '%s\n' "${summary[@]}"
+echo "guide: ${#names[@]} experiments in $((SECONDS - start))s"
 if ((${#failed[@]})); then
-  echo "error: the guide no longer matches what raftkv does in: ${failed[*]} (see the FAIL lines above)" >&2
+  echo "error: the guide no longer matches what raftkv does in: ${failed[*]} (see the FAIL lines above; logs: $logs)" >&2
   exit 1
 fi
 rm -rf "$logs"
