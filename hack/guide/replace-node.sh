@@ -64,3 +64,5 @@ for t in promote remove; do
 done
 claim "the promotion's entries reach the new member (its AppendEntries in the trace)" \
   jtrue "$WORK/replace-promote.json" "any(.spans[]; .name == \"raftkv.v1.RaftPeer/AppendEntries\" and .kind == \"server\" and .instance == \"node-$F\")"
+claim "the leader still sends to the old ID's address, and the new node refuses those messages" \
+  jtrue "$WORK/replace-promote.json" "any(.spans[]; .instance == \"node-$F\" and any(.events[]; .name | startswith(\"refused peer message: message for node $OLD_ID reached node $NEW_ID\")))"
