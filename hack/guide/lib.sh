@@ -112,7 +112,10 @@ cleanup() {
   if [[ -n $LOCAL_PID ]]; then kill -TERM "$LOCAL_PID" 2>/dev/null || true; fi
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  if ((rc != 0)) || [[ ${GUIDE_KEEP:-0} == 1 ]]; then
+  # Nothing worth keeping before Jaeger started (a failed preflight).
+  if [[ -z ${STARTED:-} ]]; then
+    rm -rf "$WORK"
+  elif ((rc != 0)) || [[ ${GUIDE_KEEP:-0} == 1 ]]; then
     echo "work dir kept: $WORK" >&2
   else
     rm -rf "$WORK"
@@ -124,6 +127,7 @@ trap 'echo "error: ${BASH_SOURCE[0]}:${LINENO}: \`${BASH_COMMAND}\` failed" >&2'
 trap 'exit 130' INT TERM
 
 start_jaeger() {
+  STARTED=1
   GUIDE_JAEGER_OTLP_PORT=$OTLP_PORT GUIDE_JAEGER_QUERY_PORT=$QUERY_PORT \
     GUIDE_JAEGER_QUERY_GRPC_PORT=$((BASE + 42)) GUIDE_JAEGER_HEALTH_PORT=$((BASE + 43)) \
     "$JAEGER" --config "file:$GUIDE_ROOT/hack/guide/jaeger.yaml" >"$WORK/jaeger.log" 2>&1 &

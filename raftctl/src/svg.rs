@@ -332,6 +332,18 @@ mod tests {
         assert!(svg.contains("node=8900404755145069\u{a0}term=1\u{a0}index=3"));
         assert!(svg.contains("•\u{a0}raft.committed"));
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+        // Tree depth is an x offset, not leading spaces (renderers trim those).
+        let label_x = |name: &str| -> f64 {
+            let l = svg
+                .lines()
+                .find(|l| l.starts_with("<text") && l.ends_with(&format!("{name}</text>")))
+                .unwrap_or_else(|| panic!("no label {name}"));
+            assert!(!l.contains(">\u{a0}"), "{l}");
+            attr(l, "x").parse().unwrap()
+        };
+        let root = label_x("raftctl\u{a0}put");
+        let propose = label_x("raft.propose");
+        assert!(propose >= root + 9.0 * CELL_PX, "{root} {propose}");
     }
 
     #[test]
