@@ -46,7 +46,7 @@ run_round() {
     rev=$(ctl get "$res" -o json 2>/dev/null | jq -r '.mod_revision' || echo 0)
     echo "$rev" >"$WORK/a.rev"
     touch "$WORK/a.ready"
-    sleep 0.3 # SIGSTOPped here, for longer than its lease
+    sleep 1 # SIGSTOPped here (the script stops it at once), for longer than its lease
     rc=0
     if [[ $mode == unfenced ]]; then
       ctl --trace put "$res" "written by A" >"$WORK/a.out" 2>"$WORK/a.err" || rc=$?
