@@ -23,7 +23,7 @@ quiet_logs() { logs ' (WARN|ERROR) ' | grep -v -e 'FAULT INJECTION' || true; }
 # The kinds of WARN/ERROR lines, most frequent first (times, IDs and numbers left out).
 log_kinds() {
   quiet_logs | sed -E -e 's/^[0-9T:.-]+Z +//' -e 's/[0-9]{6,}/N/g' -e 's/T[0-9]+-N/T?-N/g' | cut -c1-120 |
-    sort | uniq -c | sort -rn | head -4
+    sort | uniq -c | sort -rn | awk "NR <= 4"
 }
 
 say "slow disk: every fsync on every node sleeps $FSYNC_DELAY first"
@@ -33,7 +33,7 @@ traced --endpoints "$(client_addr "$LEADER")" put guide/slow-disk 1
 id=$TRACE_ID
 save_trace "$id" fault-fsync 8
 cat "$OUT/fault-fsync.txt"
-F=$(followers | head -1)
+F=$(first_follower)
 {
   echo "## slow disk (fsync +$FSYNC_DELAY on every node)"
   echo "metrics: node-$F raftkv_storage_fsync_duration_seconds mean $(hist_mean_ms "$F" raftkv_storage_fsync_duration_seconds) ms;" \

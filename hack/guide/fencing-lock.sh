@@ -77,7 +77,7 @@ run_round() {
   wait "$a" || true
   A_RC=$(cat "$WORK/a.rc")
   A_TRACE=$(sed -n 's/^trace: \([0-9a-f]\{32\}\)$/\1/p' "$WORK/a.err" | tail -1)
-  log "A resumes and writes: exit $A_RC $(grep -v '^trace:' "$WORK/a.err" | head -1)"
+  log "A resumes and writes: exit $A_RC $(grep -v '^trace:' "$WORK/a.err" | awk "NR <= 1")"
   FINAL=$(ctl get "$res")
   log "the resource now holds: $FINAL"
   log ""

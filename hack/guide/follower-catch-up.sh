@@ -8,7 +8,7 @@ WRITES=2000
 
 say "a 3-voter cluster"
 start_cluster 3
-P=$(followers | head -1)
+P=$(first_follower)
 echo "leader node-$LEADER; pausing follower node-$P"
 
 say "SIGSTOP node-$P, then writes for a few seconds"

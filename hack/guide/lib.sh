@@ -154,6 +154,9 @@ peer_addr() { echo "127.0.0.1:$((BASE + 2 * $1 + 1))"; }
 start_cluster() {
   local n=$1
   shift
+  # Emptied here, not by the redirection below: that one runs in the background child,
+  # and a second cluster's wait could otherwise still read the first one's "ready".
+  : >"$WORK/local.log"
   "$RAFT_NODE" local --nodes "$n" --base-port "$BASE" --metrics-base-port "$METRICS_BASE" \
     --data-dir "$WORK/cluster" --fresh --no-restart "$@" >"$WORK/local.log" 2>&1 &
   LOCAL_PID=$!
@@ -230,10 +233,21 @@ wait_for_leader() {
 # node_id I: the Raft node ID of node I.
 node_id() { status_json "$(client_addr "$1")" | jq -r --arg a "$(client_addr "$1")" '.members[] | select(.client_addr == $a) | .id'; }
 
-# followers: node indexes of the voters that are not the leader (needs LEADER).
+# followers: node indexes of the voters that are not the leader.
 followers() {
-  status_json | jq -r '.members[] | select(.voter == true and .role == "follower") | .client_addr' |
-    while read -r a; do index_of "$a"; done
+  local doc a
+  doc=$(status_json)
+  for a in $(jq -r '.members[] | select(.voter == true and .role == "follower") | .client_addr' <<<"$doc"); do
+    index_of "$a"
+  done
+}
+
+# first_follower: one of them (no pipe into head: under pipefail its early exit fails the pipe).
+first_follower() {
+  local f
+  f=$(followers)
+  [[ -n $f ]] || die "no follower found"
+  echo "${f%%$'\n'*}"
 }
 
 # metric I NAME [LABEL_MATCH]: the value of a metric of node I (first matching sample).

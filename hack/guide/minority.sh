@@ -10,7 +10,7 @@ BOUND_S=3
 
 say "a 3-voter cluster"
 start_cluster 3
-M=$(followers | head -1)
+M=$(first_follower)
 MAJ=$(for i in 0 1 2; do ((i == M)) || echo "$i"; done)
 OLD_LEADER=$LEADER
 T=$(status_json | jq -r '.members[] | select(.role == "leader") | .term')

@@ -12,7 +12,7 @@ say "a 3-voter cluster with some data"
 start_cluster 3
 ctl bench put --clients 8 --duration 1s --keys 200 --key-prefix bench/ >/dev/null
 ctl put guide/replace before >/dev/null
-F=$(followers | head -1)
+F=$(first_follower)
 OLD_ID=$(node_id "$F")
 FEP=$(client_addr "$F")
 ST="$OUT/replace-status.txt"

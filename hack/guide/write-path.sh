@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 say "a 3-voter cluster"
 start_cluster 3
-F=$(followers | head -1)
+F=$(first_follower)
 echo "leader node-$LEADER, writing through follower node-$F"
 
 say "a traced write sent to a follower"
