@@ -5,6 +5,7 @@
 #   hack/test.sh lint     # rustfmt, clippy (-D warnings), import circles, Markdown links
 #   hack/test.sh rust     # cargo test --workspace (unit, property, storage, multi-process, CRD freshness)
 #   hack/test.sh faults   # the fault suite, bounded: every nemesis once, seeded (root: network namespaces)
+#   hack/test.sh guide    # the guide's experiments, short (docs/raft-through-traces.md; needs Jaeger, jq, curl)
 #   hack/test.sh e2e      # local Kubernetes from source + Helm + the e2e suite (tears the cluster down)
 #
 # Build caches live outside the clone: CARGO_TARGET_DIR defaults to
@@ -55,6 +56,24 @@ faults() {
   hack/faults.sh
 }
 
+guide() {
+  step "the guide's experiments, short: every claim of docs/raft-through-traces.md checked (hack/guide.sh --short)"
+  local jaeger missing=()
+  jaeger="${GUIDE_JAEGER:-${RAFTKV_CACHE_DIR:-$HOME/.cache/raftkv}/bin/jaeger-$(source hack/local-cluster/versions.sh && echo "$JAEGER_VERSION")/jaeger}"
+  if [[ ! -x $jaeger ]]; then
+    echo "error: the guide tier needs a Jaeger v2 binary at ${jaeger}: build it with hack/local-cluster.sh build (from source), or set GUIDE_JAEGER to one" >&2
+    exit 1
+  fi
+  for t in jq curl; do command -v "$t" >/dev/null || missing+=("$t"); done
+  if ((${#missing[@]})); then
+    echo "error: the guide tier needs ${missing[*]}: install them (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  need_rust
+  cargo build --locked -p raftkv-node -p raftctl --bin raft-node --bin raftctl
+  GUIDE_JAEGER="$jaeger" hack/guide.sh --short
+}
+
 e2e() {
   step "end-to-end on a local Kubernetes"
   # The images carry the binaries `cargo test` just built (dependencies optimized,
@@ -96,6 +115,7 @@ case "${1:-all}" in
   lint) lint ;;
   rust) rust_tests ;;
   faults) faults ;;
+  guide) guide ;;
   e2e) e2e ;;
   all)
     start=$(date +%s)
@@ -104,8 +124,10 @@ case "${1:-all}" in
     rust_tests
     faults
     wait_cluster_build
+    # After the background build: it is what builds Jaeger on a fresh machine.
+    guide
     if [ -x hack/e2e.sh ]; then e2e; else echo "hack/e2e.sh missing" >&2; exit 1; fi
     echo "all tests passed in $(( $(date +%s) - start ))s"
     ;;
-  *) echo "usage: hack/test.sh [all|lint|rust|faults|e2e]" >&2; exit 2 ;;
+  *) echo "usage: hack/test.sh [all|lint|rust|faults|guide|e2e]" >&2; exit 2 ;;
 esac

@@ -6,6 +6,7 @@ mod kv;
 mod member;
 mod output;
 mod status;
+mod svg;
 mod trace;
 mod waterfall;
 
@@ -465,12 +466,15 @@ mod tests {
             "9",
             "--query-url",
             "http://q:1",
+            "--svg",
+            "w.svg",
         ])
         .unwrap();
         let Command::Trace(trace::TraceCommand::Get {
             trace_id,
             wait,
             min_spans,
+            svg,
             query,
         }) = cli.command
         else {
@@ -480,6 +484,7 @@ mod tests {
             (trace_id.as_str(), wait, min_spans, query.query_url.as_str()),
             ("abc", Duration::from_secs(3), 9, "http://q:1")
         );
+        assert_eq!(svg, Some(std::path::PathBuf::from("w.svg")));
         let cli = parse(&["trace", "ls", "-o", "json"]).unwrap();
         assert_eq!(cli.output, OutputFormat::Json);
         let Command::Trace(trace::TraceCommand::Ls {

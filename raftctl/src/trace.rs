@@ -46,6 +46,9 @@ pub enum TraceCommand {
         /// With --wait: the trace is complete only with at least this many spans.
         #[arg(long, default_value_t = 1)]
         min_spans: usize,
+        /// Also write the waterfall as an SVG picture to this file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
         #[command(flatten)]
         query: QueryArgs,
     },
@@ -74,8 +77,24 @@ pub async fn run(cmd: TraceCommand, timeout: Duration, out: OutputFormat) -> Res
             trace_id,
             wait,
             min_spans,
+            svg,
             query,
-        } => get(&query.query_url, &trace_id, wait, min_spans, timeout, out).await,
+        } => {
+            let spans = get(&query.query_url, &trace_id, wait, min_spans, timeout).await?;
+            if let Some(path) = svg {
+                let doc = super::svg::render_svg(&spans).unwrap_or_default();
+                std::fs::write(&path, doc)
+                    .map_err(|e| CtlError::failed(format!("writing {}: {e}", path.display())))?;
+            }
+            match out {
+                OutputFormat::Json => print!("{}", json_doc(&waterfall::trace_json(&spans))),
+                OutputFormat::Table => print!(
+                    "{}",
+                    waterfall::render_waterfall(&spans, waterfall::BAR_WIDTH)
+                ),
+            }
+            Ok(())
+        }
         TraceCommand::Ls {
             service,
             operation,
@@ -117,8 +136,7 @@ async fn get(
     wait: Duration,
     min_spans: usize,
     timeout: Duration,
-    out: OutputFormat,
-) -> Result<(), CtlError> {
+) -> Result<Vec<waterfall::Span>, CtlError> {
     let id = normalize_trace_id(trace_id)?;
     let path = format!("/api/v3/traces/{id}");
     let deadline = tokio::time::Instant::now() + wait;
@@ -164,14 +182,7 @@ async fn get(
             );
         }
     }
-    match out {
-        OutputFormat::Json => print!("{}", json_doc(&waterfall::trace_json(&spans))),
-        OutputFormat::Table => print!(
-            "{}",
-            waterfall::render_waterfall(&spans, waterfall::BAR_WIDTH)
-        ),
-    }
-    Ok(())
+    Ok(spans)
 }
 
 async fn ls(

@@ -527,15 +527,30 @@ fn tree_prefix(last: &[bool], continuation: bool) -> String {
     p
 }
 
-/// The waterfall of one trace: a header line, then one line per span in
-/// tree order and one per span event, with a timeline bar `width` wide.
-pub fn render_waterfall(spans: &[Span], width: usize) -> String {
-    let Some(sum) = summarize(spans) else {
-        return "no spans\n".into();
-    };
-    let total = sum.duration_ns;
-    let mut out = header_line(&sum);
-    let mut rows = Vec::new();
+/// One line of a waterfall: a span, or one of its events (right under it).
+/// The layout both renderers share (text here, SVG in [`super::svg`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// From the trace start (a span's start, an event's time).
+    pub offset_ns: u64,
+    /// `None` for an event line.
+    pub duration_ns: Option<u64>,
+    /// `service/instance` (empty for an event line).
+    pub process: String,
+    /// Tree glyphs and the span name (`(parent missing)` for an orphan), or
+    /// glyphs and `• event`.
+    pub label: String,
+    /// [`shown_attributes`] of a span; an event's own attributes.
+    pub attributes: String,
+    /// The span's status is an error.
+    pub error: bool,
+}
+
+/// The lines of one trace in tree order, each span followed by its events
+/// (by time). `None` without spans.
+pub fn lines(spans: &[Span]) -> Option<(Summary, Vec<Line>)> {
+    let sum = summarize(spans)?;
+    let mut out = Vec::new();
     let parents: HashSet<&str> = spans
         .iter()
         .filter_map(|s| s.parent_span_id.as_deref())
@@ -543,18 +558,18 @@ pub fn render_waterfall(spans: &[Span], width: usize) -> String {
     for node in tree_order(spans) {
         let s = &spans[node.index];
         let offset = s.start_ns.saturating_sub(sum.start_ns);
-        let mut name = format!("{}{}", tree_prefix(&node.last, false), s.name);
+        let mut label = format!("{}{}", tree_prefix(&node.last, false), s.name);
         if node.orphan {
-            name.push_str(" (parent missing)");
+            label.push_str(" (parent missing)");
         }
-        rows.push(vec![
-            format_duration(offset),
-            format_duration(s.duration_ns()),
-            bar(offset, s.duration_ns(), total, width),
-            s.process(),
-            name,
-            shown_attributes(s),
-        ]);
+        out.push(Line {
+            offset_ns: offset,
+            duration_ns: Some(s.duration_ns()),
+            process: s.process(),
+            label,
+            attributes: shown_attributes(s),
+            error: s.status == "error",
+        });
         let has_children = parents.contains(s.span_id.as_str());
         let mut cont = node.last.clone();
         if has_children {
@@ -564,8 +579,7 @@ pub fn render_waterfall(spans: &[Span], width: usize) -> String {
         let mut events: Vec<&Event> = s.events.iter().collect();
         events.sort_by_key(|e| e.time_ns);
         for e in events {
-            let at = e.time_ns.saturating_sub(sum.start_ns);
-            let attrs = e
+            let attributes = e
                 .attributes
                 .iter()
                 .filter(|(k, _)| !HIDDEN_EVENT_ATTRIBUTES.contains(&k.as_str()))
@@ -579,16 +593,48 @@ pub fn render_waterfall(spans: &[Span], width: usize) -> String {
                 p.push_str("  ");
                 p
             };
-            rows.push(vec![
-                format_duration(at),
-                String::new(),
-                mark(at, total, width),
-                String::new(),
-                format!("{prefix}• {}", e.name),
-                attrs,
-            ]);
+            out.push(Line {
+                offset_ns: e.time_ns.saturating_sub(sum.start_ns),
+                duration_ns: None,
+                process: String::new(),
+                label: format!("{prefix}• {}", e.name),
+                attributes,
+                error: false,
+            });
         }
     }
+    Some((sum, out))
+}
+
+/// The waterfall of one trace: a header line, then one line per span in
+/// tree order and one per span event, with a timeline bar `width` wide.
+pub fn render_waterfall(spans: &[Span], width: usize) -> String {
+    let Some((sum, lines)) = lines(spans) else {
+        return "no spans\n".into();
+    };
+    let total = sum.duration_ns;
+    let rows: Vec<Vec<String>> = lines
+        .into_iter()
+        .map(|l| match l.duration_ns {
+            Some(d) => vec![
+                format_duration(l.offset_ns),
+                format_duration(d),
+                bar(l.offset_ns, d, total, width),
+                l.process,
+                l.label,
+                l.attributes,
+            ],
+            None => vec![
+                format_duration(l.offset_ns),
+                String::new(),
+                mark(l.offset_ns, total, width),
+                String::new(),
+                l.label,
+                l.attributes,
+            ],
+        })
+        .collect();
+    let mut out = header_line(&sum);
     out.push_str(&table(
         &[
             "OFFSET",
@@ -601,6 +647,13 @@ pub fn render_waterfall(spans: &[Span], width: usize) -> String {
         &rows,
     ));
     out
+}
+
+/// `trace ID  root ...  duration ...  spans N  services ...` (and what is missing).
+pub fn header(sum: &Summary) -> String {
+    let mut s = header_line(sum);
+    s.pop();
+    s
 }
 
 fn header_line(sum: &Summary) -> String {
