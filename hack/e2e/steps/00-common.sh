@@ -12,7 +12,7 @@ e2e_step_title() {
     7) echo "rolling image update: followers first, leader last" ;;
     8) echo "delete the RaftCluster, helm uninstall: owned objects gone, PVCs per policy" ;;
     9) echo "chart with watchNamespace: namespaced RBAC, only that namespace managed" ;;
-    10) echo "pause annotation stops every action; autoReplace replaces an unavailable member" ;;
+    10) echo "pause annotation stops every action; autoReplace replaces an unavailable member; quorum loss shows no leader" ;;
     11) echo "traces in Jaeger: a write across 3 members, a promotion from operator step to commit" ;;
     *) echo "?" ;;
   esac

@@ -56,6 +56,44 @@ refused_scale_in() {
   ok "back to 3 voters, unchanged"
 }
 
+# Quorum loss (issue 17): the leader's two followers are deleted and kept Pending by a
+# cordon. The leader left alone must stop reporting itself as leader within an election
+# timeout of losing its quorum: no pod labelled role=leader, no leader in the status,
+# and `raftctl status` against it names none. Then the pods return and so does the leader.
+no_leader_label() { [[ -z $(pods_with_role leader) ]]; }
+no_status_leader() { [[ -z $(leader_pod) ]]; }
+one_leader_label() { [[ $(pods_with_role leader | wc -l) == 1 ]]; }
+
+quorum_loss() {
+  local leader node pod others=() doc
+  leader=$(leader_pod)
+  [[ -n $leader ]] || fail "no leader before the quorum-loss check"
+  node=$(pod_node "$leader")
+  for pod in "${RC}-0" "${RC}-1" "${RC}-2"; do
+    [[ $pod == "$leader" ]] || others+=("$pod")
+  done
+  check "cordon ${node}, delete ${others[*]}: ${leader} is left alone, without a quorum"
+  kubectl cordon "$node" >/dev/null
+  # shellcheck disable=SC2034 # read by the trap in hack/e2e.sh
+  CORDONED_NODE=$node
+  k delete pod "${others[@]}" --wait=false >/dev/null
+  wait_for "${others[*]} recreated and Pending" 90 eval "pod_pending ${others[0]} && pod_pending ${others[1]}"
+  wait_for "no pod labelled raftkv.dev/role=leader" 60 no_leader_label
+  wait_for "no leader in the RaftCluster's status" 60 no_status_leader
+  doc=$(rctl_at "$(pod_ip "$leader"):${CLIENT_PORT}" status -o json || true)
+  [[ $(jq -r '.leader_id' <<<"$doc") == 0 ]] || fail "raftctl status on ${leader} still names a leader: ${doc}"
+  [[ -z $(jq -r '.members[]? | select(.role == "leader") | .name' <<<"$doc") ]] ||
+    fail "raftctl status shows a member as leader: ${doc}"
+  ok "${leader} alone: role $(jq -r --arg p "$leader" '.members[]? | select(.name == $p) | .role' <<<"$doc"), no leader anywhere"
+  check "uncordon ${node}: the followers return, and a leader with them"
+  kubectl uncordon "$node" >/dev/null
+  # shellcheck disable=SC2034
+  CORDONED_NODE=""
+  wait_for "3 pods Ready and the cluster Available with 3 voters" 240 eval "pod_ready ${others[0]} && pod_ready ${others[1]} && settled_at 3"
+  wait_for "one pod labelled raftkv.dev/role=leader" 60 one_leader_label
+  ok "leader $(leader_pod) again"
+}
+
 e2e_step_10() {
   local voters t_end leader victim old node pod
   voters=$(voter_ids)
@@ -110,4 +148,6 @@ e2e_step_10() {
   wait_for "${victim} back with a new node ID, ${old} swapped out, 3 voters, Available" 300 replaced "$victim" "$old"
   ok "${victim} is node $(node_id_of "$victim"); voters $(voter_ids)"
   k patch raftcluster "$RC" --type merge -p '{"spec":{"autoReplace":{"enabled":false}}}' >/dev/null
+
+  quorum_loss
 }
