@@ -351,8 +351,13 @@ impl RaftClient {
         &self,
         voter_ids: Vec<u64>,
         retain: bool,
+        expected_membership_index: Option<u64>,
     ) -> Result<v1::MembershipResponse> {
-        let req = v1::ChangeMembershipRequest { voter_ids, retain };
+        let req = v1::ChangeMembershipRequest {
+            voter_ids,
+            retain,
+            expected_membership_index,
+        };
         self.call(Idempotency::Repeatable, req, |c, r| async move {
             self.cluster(c).change_membership(r).await
         })

@@ -123,7 +123,14 @@ pub async fn run_step(
             node_client::add_learner(&leader_addr()?, member(m)).await
         }
         Step::ChangeMembership { voters, .. } => {
-            node_client::change_membership(&leader_addr()?, voters.clone()).await
+            // The plan was computed from the leader's membership as observed:
+            // the leader refuses the change if it has moved on since (hole 5
+            // of issue 11: an operator paused past its Lease must not apply
+            // a change planned from old state).
+            let planned_from = crate::planner::ClusterView::new(&obs.observed)
+                .membership
+                .map(|m| m.log_index);
+            node_client::change_membership(&leader_addr()?, voters.clone(), planned_from).await
         }
         Step::RemoveLearner { node_id, .. } => {
             node_client::remove_member(&leader_addr()?, *node_id).await

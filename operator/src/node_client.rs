@@ -125,11 +125,18 @@ pub async fn add_learner(addr: &str, member: pb::Member) -> Result<()> {
     Ok(())
 }
 
-pub async fn change_membership(addr: &str, voter_ids: Vec<NodeId>) -> Result<()> {
+/// `expected_membership_index`: the log index of the membership the change was
+/// planned from; the leader refuses the change if it has moved on since.
+pub async fn change_membership(
+    addr: &str,
+    voter_ids: Vec<NodeId>,
+    expected_membership_index: Option<u64>,
+) -> Result<()> {
     let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
     c.change_membership(pb::ChangeMembershipRequest {
         voter_ids,
         retain: false,
+        expected_membership_index,
     })
     .await
     .map_err(rpc_err(addr))?;

@@ -128,7 +128,10 @@ pub async fn run(c: &RaftClient, cmd: MemberCommand, out: OutputFormat) -> Resul
                 .map(|s| resolve(&m, s))
                 .collect::<Result<Vec<_>, _>>()?;
             let voters = promoted_voters(&m, &ids)?;
-            let resp = c.change_membership(voters, false).await?;
+            // Refused by the leader if the membership moved on since we read it.
+            let resp = c
+                .change_membership(voters, false, Some(m.log_index))
+                .await?;
             let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
             print_membership(format!("promoted {list}"), &resp, out);
         }

@@ -64,6 +64,7 @@ pub async fn change_voters(r: &mut Runner, ids: Vec<u64>, deadline: Instant) -> 
             .change_membership(call(pb::ChangeMembershipRequest {
                 voter_ids: ids.clone(),
                 retain: false,
+                ..Default::default()
             }))
             .await;
         match res {
@@ -238,6 +239,7 @@ pub async fn abandon(r: &mut Runner) -> anyhow::Result<()> {
     let mut req = tonic::Request::new(pb::ChangeMembershipRequest {
         voter_ids: ids,
         retain: false,
+        ..Default::default()
     });
     req.set_timeout(deadline);
     let mut client = r.cluster.cluster_client(li);

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
 use raftkv_proto::v1 as pb;
@@ -122,6 +122,8 @@ impl ClusterService {
         }
         let last = m.last_log_index.unwrap_or(0);
         let lag_max = self.node.limits().caught_up_lag_max;
+        let answer_max = Duration::from_millis(2 * self.node.limits().election_timeout_ms_max);
+        let now = Instant::now();
         for id in new_voters {
             if membership.get_node(id).is_none() {
                 return Err(Status::failed_precondition(format!(
@@ -137,6 +139,28 @@ impl ClusterService {
                     "node {id} is {} entries behind the leader (limit {lag_max}); wait until it catches up",
                     last - matched
                 )));
+            }
+            // A learner's matched index stays high after it dies: promotion
+            // also needs a recent answer (hole 5 of issue 11), so a dead
+            // learner is never made a voter.
+            let promoted = !membership.voter_ids().any(|v| v == *id);
+            let answered = self
+                .node
+                .net()
+                .lease()
+                .last_answer(*id, m.current_term)
+                .map(|at| now.saturating_duration_since(at));
+            if promoted && answered.is_none_or(|age| age > answer_max) {
+                return Err(Status::failed_precondition(match answered {
+                    Some(age) => format!(
+                        "node {id} last answered the leader {} ms ago (limit {} ms); it must be up to be promoted",
+                        age.as_millis(),
+                        answer_max.as_millis()
+                    ),
+                    None => format!(
+                        "node {id} has not answered this leader yet; it must be up to be promoted (retry shortly if the leader just changed)"
+                    ),
+                }));
             }
         }
         Ok(())
@@ -318,6 +342,16 @@ impl Cluster for ClusterService {
         let req = request.into_inner();
         let new_voters: BTreeSet<NodeId> = req.voter_ids.iter().copied().collect();
         let m = self.node.metrics();
+        // The change was computed from a membership; refuse it if that one is
+        // gone (hole 5 of issue 11: a paused operator or an old raftctl).
+        let current = m.membership_config.log_id().map_or(0, |l| l.index);
+        if let Some(expected) = req.expected_membership_index
+            && expected != current
+        {
+            return Err(Status::failed_precondition(format!(
+                "the membership changed since the caller read it (expected log index {expected}, now {current}); read it again and recompute the change"
+            )));
+        }
         self.check_voter_change(&m, &new_voters)?;
         tracing::info!(voters = ?new_voters, retain = req.retain, "changing membership (joint consensus)");
         membership::change(&self.node, "change_voters", new_voters.into(), req.retain)

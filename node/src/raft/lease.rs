@@ -130,6 +130,18 @@ impl Lease {
         }
     }
 
+    /// When `target` last accepted a message of this leader at `term`.
+    pub fn last_answer(&self, target: NodeId, term: u64) -> Option<Instant> {
+        let s = self.state.lock();
+        if s.term != term {
+            return None;
+        }
+        s.members
+            .get(&target)
+            .and_then(|m| m.answers.back())
+            .map(|(_, at)| *at)
+    }
+
     /// How long ago a quorum last acknowledged this node as leader of `term`;
     /// `None` when it does not serve that term (not leader, or no entry of its
     /// term applied yet) or no quorum acknowledged it.
@@ -311,6 +323,9 @@ mod tests {
         assert_eq!(lease.quorum_age(3, t0 + ms(60)), Some(ms(60)));
         lease.answered(3, 3, b.seq, t0 + ms(70));
         assert_eq!(lease.quorum_age(3, t0 + ms(70)), Some(ms(65)));
+        assert_eq!(lease.last_answer(3, 3), Some(t0 + ms(70)));
+        assert_eq!(lease.last_answer(3, 4), None);
+        assert_eq!(lease.last_answer(9, 3), None);
         // Stopped for 3 s: the lease is 3 s old, whatever metrics said before.
         assert_eq!(lease.quorum_age(3, t0 + ms(3005)), Some(ms(3000)));
         // Another term knows nothing.

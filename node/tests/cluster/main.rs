@@ -11,6 +11,7 @@ mod test_identity;
 mod test_joint;
 mod test_limits;
 mod test_membership;
+mod test_preconditions;
 mod test_prevote;
 mod test_quorum_loss;
 mod test_snapshot;

@@ -70,6 +70,7 @@ async fn a_node_with_an_empty_disk_is_a_new_member() {
         .change_membership(pb::ChangeMembershipRequest {
             voter_ids: voters.clone(),
             retain: false,
+            ..Default::default()
         })
         .await
         .expect("swap members");

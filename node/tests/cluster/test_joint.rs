@@ -61,6 +61,7 @@ async fn a_change_whose_caller_gives_up_still_finishes() {
             let mut req = tonic::Request::new(pb::ChangeMembershipRequest {
                 voter_ids: target.clone(),
                 retain: false,
+                ..Default::default()
             });
             req.set_timeout(Duration::from_millis(30));
             let r = admin.change_membership(req).await;
@@ -85,6 +86,7 @@ async fn a_change_whose_caller_gives_up_still_finishes() {
                 .change_membership(pb::ChangeMembershipRequest {
                     voter_ids: original,
                     retain: false,
+                    ..Default::default()
                 })
                 .await
                 .ok()

@@ -47,6 +47,7 @@ async fn three_to_five_to_three_voters_under_writes() {
         .change_membership(pb::ChangeMembershipRequest {
             voter_ids: bogus,
             retain: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -63,6 +64,7 @@ async fn three_to_five_to_three_voters_under_writes() {
                 .change_membership(pb::ChangeMembershipRequest {
                     voter_ids: voters,
                     retain: false,
+                    ..Default::default()
                 })
                 .await
                 .ok()
@@ -104,6 +106,7 @@ async fn three_to_five_to_three_voters_under_writes() {
         .change_membership(pb::ChangeMembershipRequest {
             voter_ids: original.clone(),
             retain: false,
+            ..Default::default()
         })
         .await
         .expect("shrink to 3");
