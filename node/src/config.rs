@@ -56,6 +56,16 @@ pub struct NodeArgs {
     /// as learners. Repeating it on the directory it restored changes nothing.
     #[arg(long, env = "RAFT_RESTORE", value_name = "FILE")]
     pub restore: Option<PathBuf>,
+    /// Restore only on the node whose --name is NAME; every other node ignores
+    /// --restore and starts as usual (to join as a learner). For a
+    /// StatefulSet, whose pods share one template: NAME = `<cluster>-0`.
+    #[arg(
+        long,
+        env = "RAFT_RESTORE_NODE_NAME",
+        value_name = "NAME",
+        requires = "restore"
+    )]
+    pub restore_node_name: Option<String>,
 }
 
 /// Resolved configuration of one node.
@@ -261,6 +271,10 @@ impl NodeArgs {
         };
         limits.validate()?;
         let name = self.display_name();
+        let restore = match &self.restore_node_name {
+            Some(only) if *only != name => None,
+            _ => self.restore,
+        };
         let advertise_client = self
             .advertise_client
             .unwrap_or_else(|| self.client_addr.to_string());
@@ -275,7 +289,7 @@ impl NodeArgs {
             advertise_peer,
             name,
             metrics_listen: self.metrics_addr,
-            restore: self.restore,
+            restore,
             limits,
             // Set by the binary from its own flags (a flatten nested in
             // `Option<NodeArgs>` would make clap drop NodeArgs).
@@ -303,6 +317,36 @@ mod tests {
         };
         let e = l.validate().unwrap_err().to_string();
         assert!(e.contains("at least 3x the heartbeat"), "{e}");
+    }
+
+    #[test]
+    fn restore_applies_only_to_the_named_node() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            node: NodeArgs,
+        }
+        let resolve = |name: &str| {
+            let args = [
+                "raft-node",
+                "--data-dir",
+                "/d",
+                "--name",
+                name,
+                "--restore",
+                "/b.rkv",
+                "--restore-node-name",
+                "demo-0",
+            ];
+            <Cli as clap::Parser>::try_parse_from(args)
+                .unwrap()
+                .node
+                .resolve()
+                .unwrap()
+                .restore
+        };
+        assert_eq!(resolve("demo-0"), Some(PathBuf::from("/b.rkv")));
+        assert_eq!(resolve("demo-1"), None);
     }
 
     #[test]
