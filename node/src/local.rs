@@ -705,6 +705,21 @@ mod tests {
     }
 
     #[test]
+    fn only_node_0_restores() {
+        let a = parse(&["--restore", "/b.rkv"]);
+        let has_restore = |i| {
+            LocalNode::new(&a, i)
+                .unwrap()
+                .node_args(&a)
+                .windows(2)
+                .any(|w| w[0] == "--restore" && w[1] == "/b.rkv")
+        };
+        assert!(has_restore(0));
+        assert!(!has_restore(1));
+        assert!(!has_restore(2));
+    }
+
+    #[test]
     fn a_data_dir_remembers_its_layout() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap();
