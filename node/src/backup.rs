@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 use std::pin::Pin;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -47,8 +47,14 @@ pub async fn stream(node: &Node) -> Result<ChunkStream, Status> {
     );
     let limits = node.limits();
     let (tx, rx) = mpsc::channel(limits.backup_chunks_in_flight);
-    let chunk_bytes = limits.backup_chunk_bytes;
-    tokio::task::spawn_blocking(move || encode(&header, &pit.kv, chunk_bytes, &tx));
+    let out = Out {
+        tx,
+        runtime: tokio::runtime::Handle::current(),
+        offset: 0,
+        chunk_bytes: limits.backup_chunk_bytes,
+        stall_max: limits.backup_stall_max,
+    };
+    tokio::task::spawn_blocking(move || encode(&header, &pit.kv, out));
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
@@ -87,33 +93,61 @@ fn header(node: &Node, pit: &PointInTime) -> Header {
     }
 }
 
-/// Encodes and sends; stops early when the reader goes away.
-fn encode(
-    header: &Header,
-    kv: &KvStore,
+/// Where the encoder's bytes go: the response stream, in chunks.
+struct Out {
+    tx: mpsc::Sender<Result<pb::BackupChunk, Status>>,
+    runtime: tokio::runtime::Handle,
+    offset: u64,
     chunk_bytes: usize,
-    tx: &mpsc::Sender<Result<pb::BackupChunk, Status>>,
-) {
-    let mut offset = 0u64;
-    let mut send = |bytes: Vec<u8>| -> bool {
+    stall_max: Duration,
+}
+
+impl Out {
+    /// Sends `bytes` in chunks; false once the reader is gone or stalled.
+    fn send(&mut self, bytes: Vec<u8>) -> bool {
         let bytes = Bytes::from(bytes);
         let mut start = 0;
         while start < bytes.len() {
-            let end = (start + chunk_bytes).min(bytes.len());
+            let end = (start + self.chunk_bytes).min(bytes.len());
             let chunk = pb::BackupChunk {
-                offset,
+                offset: self.offset,
                 data: bytes.slice(start..end),
             };
-            offset += (end - start) as u64;
-            start = end;
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return false;
+            let sent = self.runtime.block_on(tokio::time::timeout(
+                self.stall_max,
+                self.tx.send(Ok(chunk)),
+            ));
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    tracing::info!(at = self.offset, "backup reader went away");
+                    return false;
+                }
+                Err(_) => {
+                    tracing::warn!(at = self.offset, stall_max = ?self.stall_max, "backup reader stalled; abandoning the backup");
+                    return false;
+                }
             }
+            self.offset += (end - start) as u64;
+            start = end;
         }
         true
-    };
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) {
+        tracing::error!(error = %e, "backup failed");
+        let err = Err(Status::internal(e.to_string()));
+        let _ = self
+            .runtime
+            .block_on(tokio::time::timeout(self.stall_max, self.tx.send(err)));
+    }
+}
+
+/// Encodes and sends (on a blocking thread); stops early when the reader
+/// goes away or stalls.
+fn encode(header: &Header, kv: &KvStore, mut out: Out) {
     let (mut enc, first) = Encoder::new(header);
-    if !send(first) {
+    if !out.send(first) {
         return;
     }
     for (key, v) in kv.iter() {
@@ -127,27 +161,20 @@ fn encode(
         match enc.push(entry) {
             Ok(None) => {}
             Ok(Some(frame)) => {
-                if !send(frame) {
-                    tracing::info!("backup reader went away");
+                if !out.send(frame) {
                     return;
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "backup failed");
-                let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
-                return;
-            }
+            Err(e) => return out.fail(e),
         }
     }
     match enc.finish() {
         Ok(last) => {
-            if send(last) {
-                tracing::info!(bytes = offset, "backup streamed");
+            if out.send(last) {
+                tracing::info!(bytes = out.offset, "backup streamed");
             }
         }
-        Err(e) => {
-            let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
-        }
+        Err(e) => out.fail(e),
     }
 }
 

@@ -141,6 +141,9 @@ pub struct Limits {
     /// Chunks encoded ahead of a slow backup reader: bounds the memory one
     /// backup holds beyond its copy-on-write view of the store.
     pub backup_chunks_in_flight: usize,
+    /// A backup whose reader takes no chunk for this long is abandoned: it
+    /// holds a blocking thread and pins the store's copy-on-write view.
+    pub backup_stall_max: Duration,
     /// The health (readiness) status is re-evaluated at least this often:
     /// the age of the last leader contact changes without a metrics change.
     pub health_recheck: Duration,
@@ -170,6 +173,7 @@ impl Default for Limits {
             health_recheck: Duration::from_millis(250),
             backup_chunk_bytes: 1024 * 1024,
             backup_chunks_in_flight: 4,
+            backup_stall_max: Duration::from_secs(60),
         }
     }
 }
