@@ -468,6 +468,22 @@ fn corrupted_and_truncated_files_are_refused_naming_the_problem() {
         }
     }
 
+    // A save that cannot reach a leader fails in one line and leaves no file.
+    let nowhere = dir.path().join("nowhere.rkv");
+    let err = fails(
+        "127.0.0.1:1",
+        &[
+            "--timeout",
+            "300ms",
+            "snapshot",
+            "save",
+            nowhere.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(!nowhere.exists());
+    assert!(!dir.path().join("nowhere.rkv.part").exists());
+
     // A good file into a data directory that is not empty: refused.
     let data = dir.path().join("data-used");
     std::fs::create_dir(&data).unwrap();
