@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".raftkv.v1.RaftRequest.payload")
         .bytes(".raftkv.v1.RaftReply.payload")
+        .bytes(".raftkv.v1.BackupChunk.data")
         .compile_fds(fds)?;
     Ok(())
 }

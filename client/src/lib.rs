@@ -390,6 +390,18 @@ impl RaftClient {
         .await
     }
 
+    /// A consistent backup, as a stream of file chunks from the leader (a
+    /// follower forwards the call). Only opening the stream is retried; a
+    /// stream that breaks fails the reader, who starts over.
+    pub async fn backup(&self) -> Result<tonic::Streaming<v1::BackupChunk>> {
+        self.call(
+            Idempotency::Repeatable,
+            v1::BackupRequest {},
+            |c, r| async move { self.cluster(c).backup(r).await },
+        )
+        .await
+    }
+
     // ---- plumbing -------------------------------------------------------
 
     /// The pool's channel for `endpoint`, or a new one (not added to the pool).

@@ -98,6 +98,13 @@ pub async fn start_node_with_options(
     if config.faults.fsync().is_on() {
         opts.fsync_faults = config.faults.fsync();
     }
+    // A restore verifies the whole file before it writes anything.
+    if let Some(file) = config.restore.clone() {
+        let (c, o) = (config.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || crate::backup::restore(&c, &file, o))
+            .await
+            .context("restore task")??;
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     // Recovery reads the whole log: keep that blocking I/O off the runtime.

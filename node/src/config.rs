@@ -50,6 +50,22 @@ pub struct NodeArgs {
     /// Largest accepted value, in bytes.
     #[arg(long, env = "RAFT_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
     pub max_value_bytes: usize,
+    /// Start a NEW cluster from a backup file (`raftctl snapshot save`): on an
+    /// empty data directory, verify the file, then become the one voter of a
+    /// new cluster (new cluster ID, new node ID) holding its keys. Others join
+    /// as learners. Repeating it on the directory it restored changes nothing.
+    #[arg(long, env = "RAFT_RESTORE", value_name = "FILE")]
+    pub restore: Option<PathBuf>,
+    /// Restore only on the node whose --name is NAME; every other node ignores
+    /// --restore and starts as usual (to join as a learner). For a
+    /// StatefulSet, whose pods share one template: NAME = `<cluster>-0`.
+    #[arg(
+        long,
+        env = "RAFT_RESTORE_NODE_NAME",
+        value_name = "NAME",
+        requires = "restore"
+    )]
+    pub restore_node_name: Option<String>,
 }
 
 /// Resolved configuration of one node.
@@ -62,6 +78,8 @@ pub struct NodeConfig {
     pub advertise_peer: String,
     pub name: String,
     pub metrics_listen: Option<SocketAddr>,
+    /// `--restore FILE`: restore this backup into the (empty) data directory first.
+    pub restore: Option<PathBuf>,
     pub limits: Limits,
     /// Fault injection; off by default.
     pub faults: crate::observability::faults::FaultArgs,
@@ -116,6 +134,16 @@ pub struct Limits {
     pub step_down_max: Duration,
     /// How long a `Snapshot` request waits for the snapshot to be built.
     pub snapshot_wait_max: Duration,
+    /// Bytes of a backup file per streamed `Backup` message: far below every
+    /// client's decoding limit (4 MiB by default in tonic), large enough that
+    /// per-message cost does not matter.
+    pub backup_chunk_bytes: usize,
+    /// Chunks encoded ahead of a slow backup reader: bounds the memory one
+    /// backup holds beyond its copy-on-write view of the store.
+    pub backup_chunks_in_flight: usize,
+    /// A backup whose reader takes no chunk for this long is abandoned: it
+    /// holds a blocking thread and pins the store's copy-on-write view.
+    pub backup_stall_max: Duration,
     /// The health (readiness) status is re-evaluated at least this often:
     /// the age of the last leader contact changes without a metrics change.
     pub health_recheck: Duration,
@@ -143,6 +171,9 @@ impl Default for Limits {
             step_down_max: Duration::from_secs(5),
             snapshot_wait_max: Duration::from_secs(30),
             health_recheck: Duration::from_millis(250),
+            backup_chunk_bytes: 1024 * 1024,
+            backup_chunks_in_flight: 4,
+            backup_stall_max: Duration::from_secs(60),
         }
     }
 }
@@ -173,6 +204,15 @@ impl Limits {
         }
         if self.snapshot_threshold_entries == 0 || self.batch_entries_max == 0 {
             return bad("snapshot threshold and batch size must be > 0".into());
+        }
+        if self.backup_chunk_bytes == 0
+            || self.backup_chunk_bytes > 4 * 1024 * 1024
+            || self.backup_chunks_in_flight == 0
+        {
+            return bad(format!(
+                "backup chunks must be 1 byte to 4 MiB (a client's default message limit), {} given, and at least one in flight",
+                self.backup_chunk_bytes
+            ));
         }
         let batch_bytes =
             self.batch_entries_max as usize * (self.kv.value_bytes_max + self.kv.key_bytes_max);
@@ -235,6 +275,10 @@ impl NodeArgs {
         };
         limits.validate()?;
         let name = self.display_name();
+        let restore = match &self.restore_node_name {
+            Some(only) if *only != name => None,
+            _ => self.restore,
+        };
         let advertise_client = self
             .advertise_client
             .unwrap_or_else(|| self.client_addr.to_string());
@@ -249,6 +293,7 @@ impl NodeArgs {
             advertise_peer,
             name,
             metrics_listen: self.metrics_addr,
+            restore,
             limits,
             // Set by the binary from its own flags (a flatten nested in
             // `Option<NodeArgs>` would make clap drop NodeArgs).
@@ -276,6 +321,36 @@ mod tests {
         };
         let e = l.validate().unwrap_err().to_string();
         assert!(e.contains("at least 3x the heartbeat"), "{e}");
+    }
+
+    #[test]
+    fn restore_applies_only_to_the_named_node() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            node: NodeArgs,
+        }
+        let resolve = |name: &str| {
+            let args = [
+                "raft-node",
+                "--data-dir",
+                "/d",
+                "--name",
+                name,
+                "--restore",
+                "/b.rkv",
+                "--restore-node-name",
+                "demo-0",
+            ];
+            <Cli as clap::Parser>::try_parse_from(args)
+                .unwrap()
+                .node
+                .resolve()
+                .unwrap()
+                .restore
+        };
+        assert_eq!(resolve("demo-0"), Some(PathBuf::from("/b.rkv")));
+        assert_eq!(resolve("demo-1"), None);
     }
 
     #[test]

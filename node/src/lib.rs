@@ -15,6 +15,7 @@
 //! - [`local`]: `raft-node local`, an N-process cluster on loopback.
 
 pub mod app;
+pub mod backup;
 pub mod config;
 pub mod grpc;
 pub mod health;

@@ -58,6 +58,11 @@ pub struct LocalArgs {
     /// Delete the data directory first (start a brand-new cluster).
     #[arg(long)]
     pub fresh: bool,
+    /// Start a NEW cluster from a backup file (`raftctl snapshot save`):
+    /// node-0 restores it (`raft-node --restore`), the others join as learners
+    /// and are promoted. Needs a fresh data directory the first time.
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
     /// Restart a node that exits this long after it died (`0s`: at once).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub restart_delay: Duration,
@@ -133,6 +138,10 @@ impl LocalNode {
             "--name".into(),
             self.name.clone().into(),
         ];
+        if let (0, Some(file)) = (self.index, &args.restore) {
+            a.push("--restore".into());
+            a.push(file.clone().into());
+        }
         if let Some(base) = args.metrics_base_port {
             a.push("--metrics-addr".into());
             a.push(format!("127.0.0.1:{}", u32::from(base) + u32::from(self.index)).into());
@@ -304,8 +313,15 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: LocalArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the raft-node executable")?;
+    if let Some(file) = &args.restore {
+        // The nodes may run elsewhere than here: give them an absolute path.
+        args.restore = Some(
+            std::fs::canonicalize(file)
+                .with_context(|| format!("backup file {}", file.display()))?,
+        );
+    }
     if args.fresh && args.data_dir.exists() {
         println!("==> removing {} (--fresh)", args.data_dir.display());
         std::fs::remove_dir_all(&args.data_dir)
@@ -423,7 +439,9 @@ async fn bring_up(args: &LocalArgs, nodes: &mut [LocalNode]) -> anyhow::Result<(
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(1));
-    if initialized.is_empty() {
+    if args.restore.is_some() {
+        join_restored(&client, nodes, &statuses, remaining).await?;
+    } else if initialized.is_empty() {
         println!("==> initializing a new cluster of {} voters", nodes.len());
         let outcome = client::cluster_init(endpoints, opts, remaining).await?;
         println!(
@@ -449,6 +467,59 @@ async fn bring_up(args: &LocalArgs, nodes: &mut [LocalNode]) -> anyhow::Result<(
             leader.node_id, leader.term
         );
     }
+    Ok(())
+}
+
+/// node-0 restored a backup as a one-voter cluster: the nodes that belong to
+/// no cluster yet join it as learners, and once caught up all become voters.
+async fn join_restored(
+    client: &RaftClient,
+    nodes: &[LocalNode],
+    statuses: &[v1::StatusResponse],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let (addr, leader) = client::wait_for_leader(client, timeout).await?;
+    let fresh: Vec<&v1::StatusResponse> = statuses
+        .iter()
+        .filter(|s| s.cluster_id.is_empty())
+        .collect();
+    if fresh.is_empty() {
+        println!(
+            "==> restored cluster {}: leader {} ({addr}), term {}",
+            leader.cluster_id, leader.node_id, leader.term
+        );
+        return Ok(());
+    }
+    println!(
+        "==> restored cluster {} on {}: adding {} nodes as learners",
+        leader.cluster_id,
+        nodes[0].name,
+        fresh.len()
+    );
+    for s in &fresh {
+        let member = v1::Member {
+            node_id: s.node_id,
+            client_addr: s.client_addr.clone(),
+            peer_addr: s.peer_addr.clone(),
+            name: s.name.clone(),
+        };
+        client.add_learner(member).await?;
+        loop {
+            let st = client.status(&s.client_addr).await;
+            if st.as_ref().is_ok_and(|st| st.healthy) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!("{} did not catch up in time: {st:?}", s.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("    {} (node {}) caught up", s.name, s.node_id);
+    }
+    let voters: Vec<u64> = statuses.iter().map(|s| s.node_id).collect();
+    client.change_membership(voters, false).await?;
+    println!("    {} voters", statuses.len());
     Ok(())
 }
 
@@ -631,6 +702,21 @@ mod tests {
         assert_eq!(args[pos("--name") + 1], "node-1");
         assert_eq!(args[pos("--metrics-addr") + 1], "127.0.0.1:9101");
         assert_eq!(n.log_path.as_deref(), Some(Path::new("/tmp/x/node-1.log")));
+    }
+
+    #[test]
+    fn only_node_0_restores() {
+        let a = parse(&["--restore", "/b.rkv"]);
+        let has_restore = |i| {
+            LocalNode::new(&a, i)
+                .unwrap()
+                .node_args(&a)
+                .windows(2)
+                .any(|w| w[0] == "--restore" && w[1] == "/b.rkv")
+        };
+        assert!(has_restore(0));
+        assert!(!has_restore(1));
+        assert!(!has_restore(2));
     }
 
     #[test]

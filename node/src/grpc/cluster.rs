@@ -268,7 +268,7 @@ impl Cluster for ClusterService {
                 node.id()
             )));
         }
-        let cluster_id = new_cluster_id();
+        let cluster_id = crate::storage::new_cluster_id();
         node.identity()
             .set_cluster_id(&cluster_id)
             .map_err(|e| Status::internal(format!("cannot persist cluster ID: {e}")))?;
@@ -438,6 +438,19 @@ impl Cluster for ClusterService {
             snapshot_index: snap,
         }))
     }
+
+    type BackupStream = crate::backup::ChunkStream;
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        if let Some(mut leader) = self.route(&request)? {
+            let chunks = leader.backup(to_leader(request.into_inner())).await?;
+            return Ok(Response::new(Box::pin(chunks.into_inner())));
+        }
+        Ok(Response::new(crate::backup::stream(&self.node).await?))
+    }
 }
 
 /// A forwarded admin call, carrying the caller's trace context.
@@ -445,10 +458,4 @@ fn to_leader<T>(inner: T) -> Request<T> {
     let mut r = route::forwarded(inner);
     crate::observability::propagation::inject(r.metadata_mut());
     r
-}
-
-/// A random cluster ID (128 bits, hex), created once at initialization.
-fn new_cluster_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    hex::encode(bytes)
 }

@@ -160,6 +160,13 @@ impl IdentityStore {
     }
 }
 
+/// A random cluster ID (128 bits, hex), created once when a cluster is
+/// initialized or restored.
+pub fn new_cluster_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
 fn write_identity(path: &Path, file: &IdentityFile) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(file).expect("identity serializes");
     bytes.push(b'\n');

@@ -19,6 +19,7 @@ mod identity;
 mod log;
 mod options;
 mod record;
+mod restore;
 mod snapshot;
 mod state_machine;
 mod stats;
@@ -27,10 +28,11 @@ use std::path::Path;
 
 pub use error::{Error, OpenError, Result};
 pub use hooks::{NoHooks, StorageHooks};
-pub use identity::IdentityStore;
+pub use identity::{IdentityStore, new_cluster_id};
 pub use log::LogStore;
 pub use options::{FsyncFaults, StorageOptions};
-pub use state_machine::{AppliedState, KvReader, SnapshotBuilder, StateMachineStore};
+pub use restore::{RestoreSource, Restored, restore};
+pub use state_machine::{AppliedState, KvReader, PointInTime, SnapshotBuilder, StateMachineStore};
 pub use stats::{
     FSYNC_BUCKET_BOUNDS_NANOS, StorageStats, StorageStatsSnapshot, fsync_histogram, stats,
 };
@@ -56,6 +58,17 @@ pub struct Storage {
 /// Blocking file I/O (recovery reads the whole log once): call it before the
 /// node serves, or inside `spawn_blocking`.
 pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, OpenError> {
+    if dir.join(restore::RESTORING_FILE).exists() {
+        return Err(Error::Invariant(format!(
+            "data directory {} holds an unfinished restore; run `raft-node --restore FILE` again, or empty it",
+            dir.display()
+        )));
+    }
+    open_restoring(dir, opts)
+}
+
+/// [`open`] without the check for an unfinished restore (for the restore).
+fn open_restoring(dir: &Path, opts: StorageOptions) -> Result<Storage, OpenError> {
     opts.validate()?;
     if opts.fsync_faults.is_on() {
         tracing::warn!(

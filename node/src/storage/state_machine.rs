@@ -91,6 +91,14 @@ pub struct KvReader {
     shared: Arc<Shared>,
 }
 
+/// The applied state at one moment (see [`KvReader::point_in_time`]).
+#[derive(Debug, Clone)]
+pub struct PointInTime {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub kv: KvStore,
+}
+
 /// Builds a snapshot of the state at the moment it was created.
 pub struct SnapshotBuilder {
     shared: Arc<Shared>,
@@ -199,6 +207,17 @@ impl KvReader {
 
     pub fn applied(&self) -> AppliedState {
         *self.shared.watch.borrow()
+    }
+
+    /// The whole applied state as of now, read under one lock: an O(1) copy
+    /// of the map (persistent), for a backup to encode off the lock.
+    pub fn point_in_time(&self) -> PointInTime {
+        let s = self.shared.state.read();
+        PointInTime {
+            last_applied: s.last_applied,
+            membership: s.last_membership.clone(),
+            kv: s.kv.clone(),
+        }
     }
 
     /// Notified after every apply batch and snapshot install.
