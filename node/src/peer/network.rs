@@ -40,6 +40,9 @@ pub struct PeerNetwork {
     faults: Arc<PeerFaults>,
     /// Which traced writes an AppendEntries carries; the campaign span of a Vote.
     links: Arc<TraceLinks>,
+    /// TLS of this node's own connections (its node certificate); `None`:
+    /// plaintext.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PeerNetwork {
@@ -56,7 +59,19 @@ impl PeerNetwork {
             message_bytes_max,
             faults: Arc::new(PeerFaults::default()),
             links,
+            tls: None,
         }
+    }
+
+    /// Connect to peers (and forward to the leader) over TLS with `tls`.
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// This node's TLS client configuration, for every connection it makes.
+    pub fn client_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
     }
 
     /// Injects `faults` into every outgoing RPC (see `observability::faults`).
@@ -68,6 +83,7 @@ impl PeerNetwork {
     /// A lazily connecting channel to a peer listener.
     pub fn channel(&self, peer_addr: &str) -> Result<Channel, String> {
         ChannelSettings::new(self.connect_timeout)
+            .with_tls(self.tls.clone())
             .lazy(peer_addr)
             .map_err(|e| format!("peer address: {e}"))
     }
