@@ -378,11 +378,9 @@ pub fn describe(e: &rustls::Error, server: &str) -> (String, bool) {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => cert(format!(
                 "the server's certificate has expired (or this machine's clock is wrong): {e}"
             )),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                cert(format!(
-                    "the server's certificate is not valid yet (check the clocks): {e}"
-                ))
-            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => cert(
+                format!("the server's certificate is not valid yet (check the clocks): {e}"),
+            ),
             CertificateError::UnknownIssuer => cert(format!(
                 "the server's certificate is not signed by the CA given (--cacert): unknown CA"
             )),
@@ -402,9 +400,9 @@ pub fn describe(e: &rustls::Error, server: &str) -> (String, bool) {
             _ => cert(format!("the server's certificate was refused: {e}")),
         },
         E::AlertReceived(a) => match a {
-            AlertDescription::CertificateRequired => cert(
-                "the server requires a client certificate (give --cert and --key)".to_string(),
-            ),
+            AlertDescription::CertificateRequired => {
+                cert("the server requires a client certificate (give --cert and --key)".to_string())
+            }
             AlertDescription::UnknownCA => cert(
                 "the server refused our certificate: not signed by a CA it trusts (unknown CA)"
                     .to_string(),
@@ -413,7 +411,10 @@ pub fn describe(e: &rustls::Error, server: &str) -> (String, bool) {
                 "the server refused our certificate: it has expired (or the clocks disagree)"
                     .to_string(),
             ),
+            // DecryptError: our certificate's signature does not check out
+            // against the server's CA (a certificate from another CA).
             AlertDescription::BadCertificate
+            | AlertDescription::DecryptError
             | AlertDescription::UnsupportedCertificate
             | AlertDescription::CertificateUnknown
             | AlertDescription::AccessDenied => cert(format!(
@@ -459,7 +460,10 @@ impl TlsConnector {
             message,
             certificate,
         };
-        let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let name = ServerName::try_from(bare.clone())
             .map_err(|e| fail(format!("not a valid TLS server name {bare:?}: {e}"), true))?;
         let tcp = TcpStream::connect((bare.as_str(), port))

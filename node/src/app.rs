@@ -264,7 +264,8 @@ pub async fn start_node_with_options(
                 peer_stop,
             )),
             None => Box::pin(
-                peer_router.serve_with_incoming_shutdown(nodelay_incoming(peer_listener), peer_stop),
+                peer_router
+                    .serve_with_incoming_shutdown(nodelay_incoming(peer_listener), peer_stop),
             ),
         };
     tasks.spawn(async move { peer_server.await.context("peer server") });

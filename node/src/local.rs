@@ -97,8 +97,8 @@ pub fn tls_dir(data_dir: &Path) -> PathBuf {
 pub fn ensure_local_certs(dir: &Path, nodes: u16) -> anyhow::Result<()> {
     use raftkv_certs::{CA_VALIDITY, Ca, ClusterRef, LeafRequest, Role, Validity};
     let ca_path = dir.join("ca.crt");
-    let have_all = ca_path.exists()
-        && (0..nodes).all(|i| dir.join(format!("node-{i}.key")).exists());
+    let have_all =
+        ca_path.exists() && (0..nodes).all(|i| dir.join(format!("node-{i}.key")).exists());
     if have_all {
         return Ok(());
     }

@@ -48,14 +48,31 @@ pub struct Cli {
     #[arg(long, global = true, env = "RAFTCTL_ENDPOINTS", default_value = DEFAULT_ENDPOINTS)]
     pub endpoints: String,
     /// CA certificate (PEM) that signed the nodes' certificates: turns TLS on.
-    #[arg(long = "cacert", global = true, env = "RAFTCTL_CACERT", value_name = "FILE")]
+    #[arg(
+        long = "cacert",
+        global = true,
+        env = "RAFTCTL_CACERT",
+        value_name = "FILE"
+    )]
     pub tls_cacert: Option<std::path::PathBuf>,
     /// Client certificate (PEM) to present; its role decides what is allowed
     /// (admin: membership and other Cluster changes; kv: keys and status).
-    #[arg(long = "cert", global = true, env = "RAFTCTL_CERT", value_name = "FILE", requires = "tls_cacert")]
+    #[arg(
+        long = "cert",
+        global = true,
+        env = "RAFTCTL_CERT",
+        value_name = "FILE",
+        requires = "tls_cacert"
+    )]
     pub tls_cert: Option<std::path::PathBuf>,
     /// Private key (PEM) of --cert.
-    #[arg(long = "key", global = true, env = "RAFTCTL_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long = "key",
+        global = true,
+        env = "RAFTCTL_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<std::path::PathBuf>,
     /// Timeout of one request to one node; retries over all nodes stop after twice this.
     #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5s")]

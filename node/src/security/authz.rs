@@ -62,7 +62,12 @@ fn denied(code: tonic::Code, message: String) -> Result<(), Denied> {
 }
 
 /// The decision. `path` is the gRPC path (`/raftkv.v1.Cluster/AddLearner`).
-pub fn authorize(plane: Plane, own: &ClusterRef, caller: &Caller, path: &str) -> Result<(), Denied> {
+pub fn authorize(
+    plane: Plane,
+    own: &ClusterRef,
+    caller: &Caller,
+    path: &str,
+) -> Result<(), Denied> {
     use tonic::Code::{PermissionDenied, Unauthenticated};
     let method = path.trim_start_matches('/');
     let access = match plane {
@@ -79,7 +84,9 @@ pub fn authorize(plane: Plane, own: &ClusterRef, caller: &Caller, path: &str) ->
                 Some(Access::Data) => Ok(()), // --client-auth optional
                 Some(Access::Admin) => denied(
                     Unauthenticated,
-                    format!("{method} requires a client certificate with the admin role (give --cert and --key)"),
+                    format!(
+                        "{method} requires a client certificate with the admin role (give --cert and --key)"
+                    ),
                 ),
                 _ => denied(
                     Unauthenticated,
@@ -88,7 +95,10 @@ pub fn authorize(plane: Plane, own: &ClusterRef, caller: &Caller, path: &str) ->
             };
         }
         Caller::Unusable(why) => {
-            return denied(PermissionDenied, format!("{method}: certificate refused: {why}"));
+            return denied(
+                PermissionDenied,
+                format!("{method}: certificate refused: {why}"),
+            );
         }
     };
     if id.cluster != *own {
@@ -104,7 +114,9 @@ pub fn authorize(plane: Plane, own: &ClusterRef, caller: &Caller, path: &str) ->
         (None, Role::Peer) => Ok(()),
         (None, role) => denied(
             PermissionDenied,
-            format!("{method}: the peer plane requires the peer role; the certificate {id} has role {role}"),
+            format!(
+                "{method}: the peer plane requires the peer role; the certificate {id} has role {role}"
+            ),
         ),
         (Some(_), Role::Peer | Role::Admin) => Ok(()),
         (Some(Access::Data), Role::Kv) => Ok(()),
@@ -153,7 +165,11 @@ mod tests {
         for rpc in ADMIN_RPCS {
             let e = authorize(Plane::Client, &own(), &kv, rpc).unwrap_err();
             assert_eq!(e.code, tonic::Code::PermissionDenied, "{rpc}");
-            assert!(e.message.contains("requires the admin role"), "{}", e.message);
+            assert!(
+                e.message.contains("requires the admin role"),
+                "{}",
+                e.message
+            );
             assert!(e.message.contains("has role kv"), "{}", e.message);
             for role in [Role::Admin, Role::Peer] {
                 authorize(Plane::Client, &own(), &caller(&own(), role), rpc).unwrap();
@@ -179,8 +195,16 @@ mod tests {
         ] {
             let e = authorize(plane, &own(), &caller(&other, role), rpc).unwrap_err();
             assert_eq!(e.code, tonic::Code::PermissionDenied);
-            assert!(e.message.contains("for cluster default/other"), "{}", e.message);
-            assert!(e.message.contains("belongs to cluster default/demo"), "{}", e.message);
+            assert!(
+                e.message.contains("for cluster default/other"),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message.contains("belongs to cluster default/demo"),
+                "{}",
+                e.message
+            );
         }
     }
 
@@ -202,8 +226,13 @@ mod tests {
     fn without_a_certificate_only_health_and_data_under_optional_auth() {
         // With --client-auth required the handshake already refused them; with
         // optional, anonymous clients may use data RPCs but never admin ones.
-        authorize(Plane::Client, &own(), &Caller::Anonymous, "/grpc.health.v1.Health/Check")
-            .unwrap();
+        authorize(
+            Plane::Client,
+            &own(),
+            &Caller::Anonymous,
+            "/grpc.health.v1.Health/Check",
+        )
+        .unwrap();
         for rpc in DATA_RPCS {
             authorize(Plane::Client, &own(), &Caller::Anonymous, rpc).unwrap();
         }

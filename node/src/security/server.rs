@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftkv_client::tls::{ALPN_H2, Credentials, TlsFilesError};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
