@@ -381,9 +381,10 @@ pub fn describe(e: &rustls::Error, server: &str) -> (String, bool) {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => cert(
                 format!("the server's certificate is not valid yet (check the clocks): {e}"),
             ),
-            CertificateError::UnknownIssuer => cert(format!(
+            CertificateError::UnknownIssuer => cert(
                 "the server's certificate is not signed by the CA given (--cacert): unknown CA"
-            )),
+                    .to_string(),
+            ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 cert(format!(
                     "the server's certificate is not valid for the name {server:?} (wrong name; connect by a name or IP address it lists): {e}"

@@ -556,3 +556,56 @@ async fn served_cert(port: u16, config: Arc<rustls::ClientConfig>) -> Option<Vec
         .and_then(|c| c.first())
         .map(|c| c.to_vec())
 }
+
+#[test]
+fn raft_node_local_tls_prints_flags_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let out_log = dir.path().join("local.out");
+    let base = AUTH_PORT_BASE + 70;
+    let child = Command::new(&*RAFT_NODE)
+        .arg("local")
+        .args(["--tls", "--nodes", "3", "--base-port", &base.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting raft-node local --tls");
+    let _procs = Procs(vec![child]);
+    let _logs = LogsOnPanic(&data);
+    wait_until("raft-node local --tls to print its export lines", || {
+        std::fs::read_to_string(&out_log)
+            .unwrap_or_default()
+            .contains("export RAFTCTL_KEY=")
+    });
+    let out = std::fs::read_to_string(&out_log).unwrap();
+    let var = |name: &str| -> String {
+        let prefix = format!("export {name}=");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_string()
+    };
+    let eps = var("RAFTCTL_ENDPOINTS");
+    assert!(eps.starts_with("https://127.0.0.1:"), "{eps}");
+    let flags = [
+        "--cacert".to_string(),
+        var("RAFTCTL_CACERT"),
+        "--cert".to_string(),
+        var("RAFTCTL_CERT"),
+        "--key".to_string(),
+        var("RAFTCTL_KEY"),
+    ];
+    // The nodes really run TLS: the node flags name the generated files.
+    let node_log = std::fs::read_to_string(data.join("node-0.log")).unwrap_or_default();
+    assert!(node_log.contains("local/local"), "{node_log}");
+    assert_eq!(ok(&eps, &flags, &["put", "tls", "yes"]), "OK\n");
+    assert_eq!(ok(&eps, &flags, &["get", "tls"]), "yes\n");
+    // The admin certificate it printed may change the cluster.
+    ok(&eps, &flags, &["member", "transfer-leader"]);
+    // Without a certificate: refused.
+    let err = fails(&eps, &flags[..2], &["get", "tls"]);
+    assert!(err.contains("requires a client certificate"), "{err}");
+}
