@@ -647,6 +647,52 @@ mod tests {
     }
 
     #[test]
+    fn reload_takes_a_whole_new_set_and_ignores_a_half_written_one() {
+        use raftkv_certs::{CA_VALIDITY, Ca, ClusterRef, LeafRequest, Validity};
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = ClusterRef::new("t", "c").unwrap();
+        let ca = Ca::generate(&cluster, Validity::from_now(CA_VALIDITY)).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
+        let req = LeafRequest::node(&cluster, "n", &["localhost"], &[]).unwrap();
+        let (cert, key) = ca.issue(&req).unwrap().write(dir.path(), "n").unwrap();
+        let creds =
+            Credentials::load(TlsFiles::new(dir.path().join("ca.crt")).with_identity(&cert, &key))
+                .unwrap();
+        let leaf = |c: &Credentials| c.current().key.as_ref().unwrap().cert[0].clone();
+        let first = leaf(&creds);
+        assert!(!creds.reload(), "nothing changed");
+
+        // Half-rotated: the new certificate is there, its key not yet.
+        let next = ca.issue(&req).unwrap();
+        std::fs::write(&cert, &next.cert_pem).unwrap();
+        assert!(!creds.reload());
+        assert_eq!(leaf(&creds), first, "kept the set that works");
+
+        // Whole again: taken.
+        std::fs::write(&key, &next.key_pem).unwrap();
+        assert!(creds.reload());
+        assert_ne!(leaf(&creds), first);
+
+        // A missing file is not a reason to drop what works.
+        std::fs::remove_file(&key).unwrap();
+        assert!(!creds.reload());
+        assert!(creds.current().key.is_some());
+    }
+
+    #[test]
+    fn loading_names_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let e = Credentials::load(TlsFiles::new(&ca)).unwrap_err().0;
+        assert!(e.contains("CA file"), "{e}");
+        let e = Credentials::load(TlsFiles::new(dir.path().join("nope.crt")))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("nope.crt"), "{e}");
+    }
+
+    #[test]
     fn a_certificate_problem_is_found_in_a_source_chain() {
         #[derive(Debug, thiserror::Error)]
         #[error("outer")]
