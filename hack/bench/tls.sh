@@ -39,10 +39,10 @@ round() {
   env=$(grep '^export RAFTCTL_' "$out" | sed 's/^export //')
   local json
   json=$(env $env "$BIN_DIR/raftctl" bench put --clients "$CLIENTS" \
-    --duration "${BENCH_SECONDS}s" -o json)
+    --duration "${BENCH_SECONDS}s" -o json 2>/dev/null)
   kill -TERM "$LOCAL_PID"
   wait "$LOCAL_PID" || true
-  echo "$mode $(jq -r '[.throughput_ops_per_s, .latency_ms.p50, .latency_ms.p99, .errors] | map(tostring) | join(" ")' <<<"$json")"
+  echo "$mode $(jq -r '[(.throughput_ops_per_s | floor), .latency_ms.p50, .latency_ms.p99, .errors] | map(tostring) | join(" ")' <<<"$json")"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
