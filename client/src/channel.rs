@@ -1,14 +1,17 @@
 //! The one place a gRPC channel to a raftkv listener is built: the client's
 //! endpoints, a node forwarding to the leader, peer replication and the
 //! operator's calls to pods all go through [`ChannelSettings`], so keep-alive
-//! and `TCP_NODELAY` are the same everywhere and each caller names its timeouts.
+//! and `TCP_NODELAY` are the same everywhere and each caller names its timeouts,
+//! and TLS (when configured) is set up the same way everywhere (`tls.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
 use crate::endpoint;
 use crate::error::{Error, Result};
+use crate::tls::TlsConnector;
 
 /// HTTP/2 PING interval on every channel: a peer that vanished without a FIN
 /// (a pod deleted with its node, a partition) is noticed within
@@ -17,14 +20,17 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a PING may go unanswered before the connection is dropped.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Timeouts of one kind of channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Timeouts of one kind of channel, and its TLS configuration.
+#[derive(Debug, Clone)]
 pub struct ChannelSettings {
     /// TCP connect timeout: short, so a dead address is skipped fast.
     pub connect_timeout: Duration,
     /// Deadline of every request on the channel; `None` leaves it to the caller
     /// (a per-request `grpc-timeout` or a `tokio::time::timeout`).
     pub request_timeout: Option<Duration>,
+    /// TLS (server verified against a CA, our certificate if any); `None`
+    /// is plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ChannelSettings {
@@ -32,10 +38,16 @@ impl ChannelSettings {
         ChannelSettings {
             connect_timeout,
             request_timeout: None,
+            tls: None,
         }
     }
 
-    pub const fn with_request_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
     }
@@ -62,7 +74,11 @@ impl ChannelSettings {
     /// A channel that connects on first use (and reconnects after failures).
     /// `addr` is `host:port`.
     pub fn lazy(&self, addr: &str) -> Result<Channel> {
-        Ok(self.endpoint(addr)?.connect_lazy())
+        let ep = self.endpoint(addr)?;
+        Ok(match &self.tls {
+            Some(tls) => ep.connect_with_connector_lazy(TlsConnector::new(tls.clone())),
+            None => ep.connect_lazy(),
+        })
     }
 
     /// A channel connected now: the error says whether the address could be
@@ -71,9 +87,14 @@ impl ChannelSettings {
         let ep = self
             .endpoint(addr)
             .map_err(|e| ConnectError(e.to_string()))?;
-        ep.connect()
-            .await
-            .map_err(|e| ConnectError(transport_detail(&e)))
+        let connected = match &self.tls {
+            Some(tls) => {
+                ep.connect_with_connector(TlsConnector::new(tls.clone()))
+                    .await
+            }
+            None => ep.connect().await,
+        };
+        connected.map_err(|e| ConnectError(transport_detail(&e)))
     }
 }
 
@@ -82,9 +103,13 @@ impl ChannelSettings {
 #[error("{0}")]
 pub struct ConnectError(pub String);
 
-/// tonic's transport error says only "transport error"; the cause says what happened.
+/// tonic's transport error says only "transport error"; the cause says what
+/// happened (a TLS certificate problem says which, from `tls::describe`).
 fn transport_detail(e: &tonic::transport::Error) -> String {
     use std::error::Error as _;
+    if let Some(h) = crate::tls::certificate_problem(e) {
+        return format!("{e}: {h}");
+    }
     match e.source() {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),

@@ -2,18 +2,20 @@
 
 use super::error::{Error, Result};
 
-/// Normalize a user-given endpoint to `host:port`. Accepts `host:port` and
-/// `http://host:port[/]`; refuses `https://` (no TLS yet) and anything without a port.
+/// Normalize a user-given endpoint to `host:port`. Accepts `host:port`,
+/// `http://host:port[/]` and `https://host:port[/]` (whether TLS is used is
+/// the client's configuration: see [`wants_tls`]); refuses anything without a port.
 pub fn normalize(endpoint: &str) -> Result<String> {
     let invalid = |reason: &str| Error::InvalidEndpoint {
         endpoint: endpoint.to_string(),
         reason: reason.into(),
     };
     let s = endpoint.trim();
-    if s.starts_with("https://") {
-        return Err(invalid("TLS is not supported; use host:port"));
-    }
-    let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s)
+        .trim_end_matches('/');
     if s.is_empty() {
         return Err(invalid("empty address"));
     }
@@ -30,6 +32,13 @@ pub fn normalize(endpoint: &str) -> Result<String> {
         return Err(invalid("port is not a number between 0 and 65535"));
     }
     Ok(s.to_string())
+}
+
+/// Whether a user-given endpoint list names `https://` for any endpoint
+/// (a client configured without a CA must refuse it rather than speak
+/// plaintext to it).
+pub fn wants_tls(list: &str) -> bool {
+    list.split(',').any(|s| s.trim().starts_with("https://"))
 }
 
 /// Parse a comma-separated endpoint list (as in `--endpoints` / `RAFTCTL_ENDPOINTS`).
@@ -72,6 +81,9 @@ mod tests {
             "node-0.raft:7000"
         );
         assert_eq!(normalize("[::1]:7000").unwrap(), "[::1]:7000");
+        assert_eq!(normalize("https://node-0:7000/").unwrap(), "node-0:7000");
+        assert!(wants_tls("a:1, https://b:2"));
+        assert!(!wants_tls("a:1,http://b:2"));
     }
 
     #[test]
@@ -82,7 +94,7 @@ mod tests {
             ":7000",
             "host:",
             "host:99999",
-            "https://a:1",
+            "https://a",
             "a:1/x",
         ] {
             let err = normalize(bad).unwrap_err();

@@ -121,6 +121,10 @@ impl From<Error> for tonic::Status {
 /// The status message, with the transport error's causes appended when tonic
 /// only says something generic like "transport error".
 pub(crate) fn status_message(status: &tonic::Status) -> String {
+    // A certificate problem says all there is to say (tls::describe).
+    if let Some(h) = crate::tls::certificate_problem(status) {
+        return h.message.clone();
+    }
     let mut msg = status.message().to_string();
     let mut source = std::error::Error::source(status);
     while let Some(s) = source {

@@ -34,6 +34,7 @@ mod error;
 mod init;
 mod options;
 mod retry;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,7 +45,9 @@ use parking_lot::RwLock;
 use raftkv_proto::v1::{self, cluster_client::ClusterClient, kv_client::KvClient};
 use tonic::transport::Channel;
 
-pub use endpoint::{leader_hint, normalize as normalize_endpoint, parse_list as parse_endpoints};
+pub use endpoint::{
+    leader_hint, normalize as normalize_endpoint, parse_list as parse_endpoints, wants_tls,
+};
 pub use error::{Error, Result};
 pub use init::{InitOutcome, cluster_init, plan_init, wait_for_leader};
 pub use options::{Backoff, ClientOptions, Consistency, Expect, ReadOptions, RequestHook};
@@ -538,7 +541,9 @@ impl RaftClient {
 }
 
 fn make_channel(addr: &str, opts: &ClientOptions) -> Result<Channel> {
-    channel::ChannelSettings::new(opts.connect_timeout).lazy(addr)
+    channel::ChannelSettings::new(opts.connect_timeout)
+        .with_tls(opts.tls.clone())
+        .lazy(addr)
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct ClientOptions {
     pub metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
     /// See [`RequestHook`]. Defaults to W3C trace-context injection.
     pub request_hook: Option<RequestHook>,
+    /// TLS for every channel (`tls::Credentials::client_config`); `None`
+    /// speaks plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -53,6 +56,7 @@ impl Default for ClientOptions {
             max_decoding_message_bytes: 64 * 1024 * 1024,
             metadata: Vec::new(),
             request_hook: Some(trace_context_hook()),
+            tls: None,
         }
     }
 }
@@ -110,6 +114,7 @@ impl fmt::Debug for ClientOptions {
             .field("follow_leader_hints", &self.follow_leader_hints)
             .field("metadata", &self.metadata)
             .field("request_hook", &self.request_hook.is_some())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

@@ -32,13 +32,18 @@ pub(crate) enum Failure {
     Transport(Code),
     /// No answer within the per-attempt timeout.
     Timeout,
+    /// The TLS handshake failed on a certificate (ours or the server's):
+    /// another attempt fails the same way until someone fixes it.
+    Certificate,
 }
 
 impl Failure {
     pub(crate) fn of(status: &tonic::Status) -> Self {
         // Statuses decoded from a server's trailers carry no source error;
         // those made from a transport error do.
-        if std::error::Error::source(status).is_some() {
+        if crate::tls::certificate_problem(status).is_some() {
+            Failure::Certificate
+        } else if std::error::Error::source(status).is_some() {
             Failure::Transport(status.code())
         } else {
             Failure::Server(status.code())
@@ -51,6 +56,7 @@ pub(crate) fn is_retryable(failure: Failure, idem: Idempotency) -> bool {
         Failure::Server(code) | Failure::Transport(code) if code == Code::Unavailable => true,
         Failure::Server(_) => false,
         Failure::Transport(_) | Failure::Timeout => idem != Idempotency::NonRepeatable,
+        Failure::Certificate => false,
     }
 }
 

@@ -19,6 +19,9 @@ use crate::observability::links::{NodeStorageHooks, TraceLinks};
 use crate::observability::server_layer::TraceLayer;
 use crate::peer::network::PeerNetwork;
 use crate::peer::server::PeerService;
+use crate::security::authz::Plane;
+use crate::security::layer::AuthzLayer;
+use crate::security::server::ClientAuth;
 use crate::storage::{self, StorageOptions};
 use crate::typ::Raft;
 
@@ -105,6 +108,7 @@ pub async fn start_node_with_options(
             .await
             .context("restore task")??;
     }
+    let tls = config.tls.as_ref().map(NodeTls::load).transpose()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     // Recovery reads the whole log: keep that blocking I/O off the runtime.
@@ -127,6 +131,7 @@ pub async fn start_node_with_options(
         config.limits.grpc_message_bytes_max,
         links.clone(),
     )
+    .with_tls(tls.as_ref().map(|t| t.client.clone()))
     .with_faults(config.faults.peer());
     let raft = Raft::new(
         id,
@@ -149,6 +154,7 @@ pub async fn start_node_with_options(
         client = %config.client_listen,
         peer = %config.peer_listen,
         advertise_client = %config.advertise_client,
+        tls = tls.as_ref().map(|t| t.cluster.to_string()).as_deref().unwrap_or("off (plaintext)"),
         "raft-node started"
     );
     let message_max = config.limits.grpc_message_bytes_max;
@@ -223,27 +229,52 @@ pub async fn start_node_with_options(
         .max_decoding_message_size(node.limits().kv.request_bytes_max())
         .max_encoding_message_size(message_max);
     let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService::new(node.clone()));
-    let client_server = Server::builder()
+    let client_router = Server::builder()
         .layer(TraceLayer { node_id: id })
+        .layer(AuthzLayer {
+            plane: Plane::Client,
+            cluster: tls.as_ref().map(|t| t.cluster.clone()),
+        })
         .add_service(health_service)
         .add_service(kv)
-        .add_service(cluster)
-        .serve_with_incoming_shutdown(
-            nodelay_incoming(client_listener),
-            stopped(shutdown_rx.clone()),
-        );
+        .add_service(cluster);
+    let client_stop = stopped(shutdown_rx.clone());
+    let client_server: futures::future::BoxFuture<'static, Result<(), tonic::transport::Error>> =
+        match &tls {
+            Some(t) => Box::pin(client_router.serve_with_incoming_shutdown(
+                crate::security::server::incoming(client_listener, t.server(t.client_auth)?),
+                client_stop,
+            )),
+            None => Box::pin(
+                client_router
+                    .serve_with_incoming_shutdown(nodelay_incoming(client_listener), client_stop),
+            ),
+        };
     tasks.spawn(async move { client_server.await.context("client server") });
 
     let peer = RaftPeerServer::new(PeerService::new(node.clone()))
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(message_max);
-    let peer_server = Server::builder()
+    let peer_router = Server::builder()
         .layer(TraceLayer { node_id: id })
-        .add_service(peer)
-        .serve_with_incoming_shutdown(
-            nodelay_incoming(peer_listener),
-            stopped(shutdown_rx.clone()),
-        );
+        .layer(AuthzLayer {
+            plane: Plane::Peer,
+            cluster: tls.as_ref().map(|t| t.cluster.clone()),
+        })
+        .add_service(peer);
+    let peer_stop = stopped(shutdown_rx.clone());
+    let peer_server: futures::future::BoxFuture<'static, Result<(), tonic::transport::Error>> =
+        match &tls {
+            Some(t) => Box::pin(peer_router.serve_with_incoming_shutdown(
+                // Peers always present a certificate (mutual TLS).
+                crate::security::server::incoming(peer_listener, t.server(ClientAuth::Required)?),
+                peer_stop,
+            )),
+            None => Box::pin(
+                peer_router
+                    .serve_with_incoming_shutdown(nodelay_incoming(peer_listener), peer_stop),
+            ),
+        };
     tasks.spawn(async move { peer_server.await.context("peer server") });
 
     // Prometheus: Raft gauges follow openraft's metrics; /metrics if asked for.
@@ -277,4 +308,45 @@ pub async fn start_node_with_options(
 /// Nagle + delayed ACK (~40 ms on Linux loopback).
 fn nodelay_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// A node's TLS: its reloading credentials, its cluster (read from its own
+/// certificate's identity) and the client configuration of its own
+/// connections (peers, forwarding).
+struct NodeTls {
+    creds: Arc<raftkv_client::tls::Credentials>,
+    cluster: Arc<raftkv_certs::ClusterRef>,
+    client: Arc<rustls::ClientConfig>,
+    client_auth: ClientAuth,
+}
+
+impl NodeTls {
+    fn load(config: &crate::config::TlsConfig) -> anyhow::Result<Self> {
+        let creds = raftkv_client::tls::Credentials::load(config.files.clone())
+            .context("loading the TLS files")?;
+        let own = creds
+            .current()
+            .key
+            .as_ref()
+            .and_then(|k| k.cert.first().cloned())
+            .context("no certificate in --tls-cert")?;
+        let identity = raftkv_certs::identity_of_der(&own)
+            .context("reading this node's identity from --tls-cert")?;
+        anyhow::ensure!(
+            identity.role == raftkv_certs::Role::Peer,
+            "--tls-cert must be a node (peer) certificate; {identity} has role {}",
+            identity.role
+        );
+        let client = creds.client_config()?;
+        Ok(NodeTls {
+            creds,
+            cluster: Arc::new(identity.cluster),
+            client,
+            client_auth: config.client_auth,
+        })
+    }
+
+    fn server(&self, auth: ClientAuth) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        Ok(crate::security::server::server_config(&self.creds, auth)?)
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::kv::KvLimits;
+use crate::security::server::ClientAuth;
 
 /// Flags of `raft-node` (the server). Raft timings may also come from the
 /// environment so the operator can set them without touching the command line.
@@ -66,6 +67,31 @@ pub struct NodeArgs {
         requires = "restore"
     )]
     pub restore_node_name: Option<String>,
+    /// This node's certificate (PEM, a `raftkv://<ns>/<cluster>/peer/<name>`
+    /// URI SAN). With --tls-key and --tls-ca it turns TLS on for both
+    /// listeners and for this node's own connections; without, plaintext.
+    /// Reread when the file changes (docs/security.md).
+    #[arg(long, env = "RAFT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "RAFT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): verifies peers, clients, and the
+    /// servers this node connects to.
+    #[arg(long, env = "RAFT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificates on the client listener: `required` (the
+    /// handshake fails without one) or `optional` (clients without one may
+    /// use KV and Status; Cluster changes always need an admin certificate).
+    #[arg(long, env = "RAFT_CLIENT_AUTH", value_enum, default_value_t = ClientAuth::Required)]
+    pub client_auth: ClientAuth,
+}
+
+/// TLS settings of a node (docs/security.md).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub files: raftkv_client::tls::TlsFiles,
+    pub client_auth: ClientAuth,
 }
 
 /// Resolved configuration of one node.
@@ -81,6 +107,8 @@ pub struct NodeConfig {
     /// `--restore FILE`: restore this backup into the (empty) data directory first.
     pub restore: Option<PathBuf>,
     pub limits: Limits,
+    /// `None`: plaintext on both listeners.
+    pub tls: Option<TlsConfig>,
     /// Fault injection; off by default.
     pub faults: crate::observability::faults::FaultArgs,
 }
@@ -279,6 +307,19 @@ impl NodeArgs {
             Some(only) if *only != name => None,
             _ => self.restore,
         };
+        let tls = match (self.tls_cert, self.tls_key, self.tls_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(TlsConfig {
+                files: raftkv_client::tls::TlsFiles::new(ca).with_identity(cert, key),
+                client_auth: self.client_auth,
+            }),
+            _ => {
+                return Err(ConfigError(
+                    "TLS needs all three of --tls-cert, --tls-key and --tls-ca (or none, for plaintext)"
+                        .into(),
+                ));
+            }
+        };
         let advertise_client = self
             .advertise_client
             .unwrap_or_else(|| self.client_addr.to_string());
@@ -295,6 +336,7 @@ impl NodeArgs {
             metrics_listen: self.metrics_addr,
             restore,
             limits,
+            tls,
             // Set by the binary from its own flags (a flatten nested in
             // `Option<NodeArgs>` would make clap drop NodeArgs).
             faults: Default::default(),

@@ -11,6 +11,7 @@
 //! - [`grpc`]: the client-facing KV and Cluster services and their routing.
 //! - [`health`]: the gRPC health (readiness) predicate and reporter.
 //! - [`observability`]: traces, metrics, fault injection.
+//! - [`security`]: TLS on both listeners and who may call what.
 //! - [`app`]: `start_node`, the wiring of all of the above.
 //! - [`local`]: `raft-node local`, an N-process cluster on loopback.
 
@@ -26,6 +27,7 @@ pub mod node;
 pub mod observability;
 pub mod peer;
 pub mod raft;
+pub mod security;
 pub mod storage;
 pub mod telemetry;
 pub mod typ;

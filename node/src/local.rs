@@ -7,6 +7,11 @@
 //! `--restart-delay`), and on Ctrl-C/SIGTERM stops them all (SIGTERM, then
 //! SIGKILL after `--stop-timeout`).
 //!
+//! With `--tls` it first makes a throwaway CA and certificates in
+//! `<data-dir>/tls/` (kept for re-runs): one node certificate per node, an
+//! `admin` and a `kv` client certificate; the nodes run with TLS and the
+//! printed `RAFTCTL_*` variables point raftctl at them.
+//!
 //! Port layout: node `i` (0-based) serves clients on `127.0.0.1:<base-port + 2i>`
 //! and peers on `127.0.0.1:<base-port + 2i + 1>`; the defaults give clients
 //! 7000, 7002, 7004 (raftctl's default endpoints).
@@ -75,6 +80,52 @@ pub struct LocalArgs {
     /// How long to wait for nodes to answer and a leader to be elected.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub ready_timeout: Duration,
+    /// Run with TLS: make a throwaway CA and certificates in <data-dir>/tls
+    /// (kept for re-runs), start the nodes with them and print the raftctl
+    /// flags to use.
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// The cluster identity of `raft-node local --tls` certificates.
+pub const LOCAL_NAMESPACE: &str = "local";
+pub const LOCAL_CLUSTER: &str = "local";
+
+/// Where `raft-node local --tls` keeps its certificates.
+pub fn tls_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls")
+}
+
+/// Makes the CA and every certificate in `dir` unless the CA is there
+/// already (a re-run keeps them): `ca.crt`, `node-<i>.{crt,key}` valid for
+/// 127.0.0.1 and localhost, `admin.{crt,key}` and `kv.{crt,key}`.
+pub fn ensure_local_certs(dir: &Path, nodes: u16) -> anyhow::Result<()> {
+    use raftkv_certs::{CA_VALIDITY, Ca, ClusterRef, LeafRequest, Role, Validity};
+    let ca_path = dir.join("ca.crt");
+    let have_all =
+        ca_path.exists() && (0..nodes).all(|i| dir.join(format!("node-{i}.key")).exists());
+    if have_all {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cluster = ClusterRef::new(LOCAL_NAMESPACE, LOCAL_CLUSTER)?;
+    let ca = Ca::generate(&cluster, Validity::from_now(CA_VALIDITY))?;
+    let localhost: std::net::IpAddr = [127, 0, 0, 1].into();
+    for i in 0..nodes {
+        let name = format!("node-{i}");
+        let req = LeafRequest::node(&cluster, &name, &["localhost"], &[localhost])?;
+        ca.issue(&req)?.write(dir, &name)?;
+    }
+    for role in [Role::Admin, Role::Kv] {
+        let req = LeafRequest::client(&cluster, role, role.name())?;
+        ca.issue(&req)?.write(dir, role.name())?;
+    }
+    raftkv_certs::Issued {
+        cert_pem: ca.cert_pem().to_string(),
+        key_pem: ca.key_pem().to_string(),
+    }
+    .write(dir, "ca")?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -141,6 +192,17 @@ impl LocalNode {
         if let (0, Some(file)) = (self.index, &args.restore) {
             a.push("--restore".into());
             a.push(file.clone().into());
+        }
+        if args.tls {
+            let dir = tls_dir(&args.data_dir);
+            for (flag, file) in [
+                ("--tls-cert", format!("{}.crt", self.name)),
+                ("--tls-key", format!("{}.key", self.name)),
+                ("--tls-ca", "ca.crt".to_string()),
+            ] {
+                a.push(flag.into());
+                a.push(dir.join(file).into());
+            }
         }
         if let Some(base) = args.metrics_base_port {
             a.push("--metrics-addr".into());
@@ -330,6 +392,9 @@ pub async fn run(mut args: LocalArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     check_layout(&args)?;
+    if args.tls {
+        ensure_local_certs(&tls_dir(&args.data_dir), args.nodes)?;
+    }
     let mut nodes = (0..args.nodes)
         .map(|i| LocalNode::new(&args, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -361,7 +426,7 @@ pub async fn run(mut args: LocalArgs) -> anyhow::Result<()> {
         stop_all(&mut nodes, args.stop_timeout).await;
         return result;
     }
-    print_ready(&nodes);
+    print_ready(&args, &nodes);
 
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
@@ -383,8 +448,17 @@ pub async fn run(mut args: LocalArgs) -> anyhow::Result<()> {
 /// Wait for every node, then initialize (fresh nodes) or wait for a leader (restart).
 async fn bring_up(args: &LocalArgs, nodes: &mut [LocalNode]) -> anyhow::Result<()> {
     let endpoints: Vec<String> = nodes.iter().map(|n| n.client_addr.clone()).collect();
+    let tls = if args.tls {
+        let dir = tls_dir(&args.data_dir);
+        let files = client::tls::TlsFiles::new(dir.join("ca.crt"))
+            .with_identity(dir.join("admin.crt"), dir.join("admin.key"));
+        Some(client::tls::Credentials::load(files)?.client_config()?)
+    } else {
+        None
+    };
     let opts = ClientOptions {
         request_timeout: Duration::from_secs(1),
+        tls,
         ..Default::default()
     };
     let client = RaftClient::connect(endpoints.clone(), opts.clone())?;
@@ -518,7 +592,7 @@ async fn join_restored(
         println!("    {} (node {}) caught up", s.name, s.node_id);
     }
     let voters: Vec<u64> = statuses.iter().map(|s| s.node_id).collect();
-    client.change_membership(voters, false).await?;
+    client.change_membership(voters, false, None).await?;
     println!("    {} voters", statuses.len());
     Ok(())
 }
@@ -535,7 +609,7 @@ fn role(st: &v1::StatusResponse) -> &'static str {
     }
 }
 
-fn print_ready(nodes: &[LocalNode]) {
+fn print_ready(args: &LocalArgs, nodes: &[LocalNode]) {
     println!("==> ready\n");
     // Fixed columns: node names, PIDs and loopback addresses have bounded widths.
     println!(
@@ -554,8 +628,25 @@ fn print_ready(nodes: &[LocalNode]) {
             n.name, pid, n.client_addr, n.peer_addr
         );
     }
-    let eps: Vec<&str> = nodes.iter().map(|n| n.client_addr.as_str()).collect();
-    println!("\nexport RAFTCTL_ENDPOINTS={}\n", eps.join(","));
+    let scheme = if args.tls { "https://" } else { "" };
+    let eps: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{scheme}{}", n.client_addr))
+        .collect();
+    println!("\nexport RAFTCTL_ENDPOINTS={}", eps.join(","));
+    if args.tls {
+        let dir = tls_dir(&args.data_dir);
+        let dir = dir.canonicalize().unwrap_or(dir);
+        println!("export RAFTCTL_CACERT={}", dir.join("ca.crt").display());
+        println!("export RAFTCTL_CERT={}", dir.join("admin.crt").display());
+        println!("export RAFTCTL_KEY={}", dir.join("admin.key").display());
+        println!(
+            "# KV-only client (no membership changes): RAFTCTL_CERT={0} RAFTCTL_KEY={1}",
+            dir.join("kv.crt").display(),
+            dir.join("kv.key").display()
+        );
+    }
+    println!();
     println!("Try: raftctl put hello world && raftctl get hello && raftctl status");
     println!("Press Ctrl-C to stop all nodes.");
 }

@@ -230,6 +230,7 @@ impl Node {
         }
         let ch = ChannelSettings::new(self.config.limits.forward_connect_timeout)
             .with_request_timeout(self.config.limits.forward_timeout)
+            .with_tls(self.net.client_tls())
             .lazy(addr)
             .map_err(|e| Status::internal(format!("leader address: {e}")))?;
         map.insert(addr.to_string(), ch.clone());

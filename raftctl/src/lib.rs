@@ -46,9 +46,37 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "raftctl", version, about = "Command-line client of a raftkv cluster", after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Comma-separated client endpoints (host:port) of the cluster's nodes.
+    /// Comma-separated client endpoints (host:port, http://host:port or
+    /// https://host:port) of the cluster's nodes.
     #[arg(long, global = true, env = "RAFTCTL_ENDPOINTS", default_value = DEFAULT_ENDPOINTS)]
     pub endpoints: String,
+    /// CA certificate (PEM) that signed the nodes' certificates: turns TLS on.
+    #[arg(
+        long = "cacert",
+        global = true,
+        env = "RAFTCTL_CACERT",
+        value_name = "FILE"
+    )]
+    pub tls_cacert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) to present; its role decides what is allowed
+    /// (admin: membership and other Cluster changes; kv: keys and status).
+    #[arg(
+        long = "cert",
+        global = true,
+        env = "RAFTCTL_CERT",
+        value_name = "FILE",
+        requires = "tls_cacert"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(
+        long = "key",
+        global = true,
+        env = "RAFTCTL_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Timeout of one request to one node; retries over all nodes stop after twice this.
     #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5s")]
     pub timeout: Duration,
@@ -231,6 +259,30 @@ impl CtlError {
     }
 }
 
+/// The TLS configuration the flags ask for (`None`: plaintext).
+fn tls_config(cli: &Cli) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, CtlError> {
+    let Some(ca) = &cli.tls_cacert else {
+        if client::wants_tls(&cli.endpoints) {
+            return Err(CtlError::usage(
+                "https:// endpoints need --cacert (or RAFTCTL_CACERT): the CA that signed the nodes' certificates",
+            ));
+        }
+        return Ok(None);
+    };
+    let mut files = client::tls::TlsFiles::new(ca);
+    match (&cli.tls_cert, &cli.tls_key) {
+        (Some(c), Some(k)) => files = files.with_identity(c, k),
+        (None, None) => {}
+        _ => return Err(CtlError::usage("--cert and --key go together")),
+    }
+    let creds = client::tls::Credentials::load(files)
+        .map_err(|e| CtlError::usage(format!("TLS files: {e}")))?;
+    let cfg = creds
+        .client_config()
+        .map_err(|e| CtlError::usage(format!("TLS: {e}")))?;
+    Ok(Some(cfg))
+}
+
 impl From<client::Error> for CtlError {
     fn from(e: client::Error) -> Self {
         CtlError::failed(e.to_string())
@@ -315,7 +367,8 @@ async fn run_command(cli: Cli) -> Result<(), CtlError> {
         return snapshot::inspect(file, cli.output).await;
     }
     let endpoints = client::parse_endpoints(&cli.endpoints)?;
-    let opts = ClientOptions::default().with_timeout(cli.timeout);
+    let mut opts = ClientOptions::default().with_timeout(cli.timeout);
+    opts.tls = tls_config(&cli)?;
     let out = cli.output;
     match cli.command {
         Command::Cluster(ClusterCommand::Init { wait }) => {

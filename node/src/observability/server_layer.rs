@@ -112,10 +112,16 @@ where
         if UNTRACED_METHODS.contains(&method) || !may_be_traced(method, req.headers()) {
             return Box::pin(self.inner.call(req));
         }
-        let remote = req
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|i| i.remote_addr());
+        use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+        let ext = req.extensions();
+        let remote = ext
+            .get::<TcpConnectInfo>()
+            .and_then(|i| i.remote_addr())
+            // Over TLS (security::server) the TCP info sits inside the TLS info.
+            .or_else(|| {
+                ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .and_then(|i| i.get_ref().remote_addr())
+            });
         let span = server_span(method, req.headers(), remote, self.node_id);
         if span.is_disabled() {
             return Box::pin(self.inner.call(req));

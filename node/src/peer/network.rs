@@ -43,6 +43,9 @@ pub struct PeerNetwork {
     links: Arc<TraceLinks>,
     /// Send times and answers of AppendEntries: this leader's quorum lease.
     lease: Arc<Lease>,
+    /// TLS of this node's own connections (its node certificate); `None`:
+    /// plaintext.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PeerNetwork {
@@ -60,12 +63,24 @@ impl PeerNetwork {
             message_bytes_max,
             faults: Arc::new(PeerFaults::default()),
             links,
+            tls: None,
         }
     }
 
     /// The quorum lease kept from AppendEntries answers.
     pub fn lease(&self) -> &Lease {
         &self.lease
+    }
+
+    /// Connect to peers (and forward to the leader) over TLS with `tls`.
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// This node's TLS client configuration, for every connection it makes.
+    pub fn client_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
     }
 
     /// Injects `faults` into every outgoing RPC (see `observability::faults`).
@@ -77,6 +92,7 @@ impl PeerNetwork {
     /// A lazily connecting channel to a peer listener.
     pub fn channel(&self, peer_addr: &str) -> Result<Channel, String> {
         ChannelSettings::new(self.connect_timeout)
+            .with_tls(self.tls.clone())
             .lazy(peer_addr)
             .map_err(|e| format!("peer address: {e}"))
     }
