@@ -49,10 +49,13 @@ claim "the trace shows each follower's raft.log.append taking at least the delay
   jtrue "$WORK/fault-fsync.json" '[.spans[] | select(.name == "raft.log.append") | .duration_us] | length >= 1 and min >= 40000'
 claim "the proposal latency metric shows the writes are slow (leader's mean >= the delay)" \
   awk -v m="$(hist_mean_ms "$LEADER" raftkv_raft_proposal_duration_seconds)" 'BEGIN { exit !(m >= 40) }'
-# The knob sleeps before the timed part of the fsync (node/src/storage/stats.rs
-# sync_file) and counts nothing: a drill with it does not move the fsync histogram.
-claim "the fsync histogram does not show the injected delay (mean < the delay), and raftkv_faults_injected_total does not count it" \
-  awk -v m="$(hist_mean_ms "$F" raftkv_storage_fsync_duration_seconds)" -v c="$(metric "$F" raftkv_faults_injected_total || true)" 'BEGIN { exit !(m < 40 && c == "") }'
+# The knob's delay is inside the timed part of the fsync (node/src/storage/stats.rs
+# sync_file): a drill with it moves the fsync histogram as a slow disk would. It is
+# still not counted in raftkv_faults_injected_total (storage reports no faults there).
+# (Not every fsync is a log fsync the knob delays, e.g. a directory's: the mean is
+# diluted, so the claim asks for half the delay; without the delay it is ~1 ms.)
+claim "the fsync histogram shows the injected delay (mean over half the delay), and raftkv_faults_injected_total does not count it" \
+  awk -v m="$(hist_mean_ms "$F" raftkv_storage_fsync_duration_seconds)" -v c="$(metric "$F" raftkv_faults_injected_total || true)" 'BEGIN { exit !(m >= 20 && c == "") }'
 claim "the logs never name the disk or fsync" test "$(quiet_logs | grep -c -i -e fsync -e disk)" == 0
 stop_cluster
 
