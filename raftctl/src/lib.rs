@@ -335,7 +335,12 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
     let result = run_command(cli).instrument(span).await;
     // `main` flushes the exporter (drops the telemetry guard) before exiting.
     match trace_id {
-        Some(Some(id)) => eprintln!("trace: {id}"),
+        // One write, so the line is never split by the command's stdout when
+        // both go to one pipe (`2>&1`; the e2e parses it).
+        Some(Some(id)) => {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(format!("trace: {id}\n").as_bytes());
+        }
         Some(None) => eprintln!("Warning: --trace: this command's span was not sampled"),
         None => {}
     }

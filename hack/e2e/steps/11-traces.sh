@@ -88,7 +88,8 @@ e2e_step_11() {
   local out
   out=$(cexec /usr/local/bin/busybox env OTEL_EXPORTER_OTLP_ENDPOINT="$JAEGER_OTLP" \
     raftctl --endpoints "$(client_endpoint)" --trace put traced/key v1 2>&1) || fail "raftctl --trace put failed: ${out}"
-  id=$(sed -nE 's/.*trace: ([0-9a-f]{32}).*/\1/p' <<<"$out" | head -n 1)
+  # The only 32-hex-digit token in the output is the trace ID (`trace: <id>` on stderr).
+  id=$(grep -oE '\b[0-9a-f]{32}\b' <<<"$out" | head -n 1)
   [[ -n $id ]] || fail "raftctl --trace printed no trace ID: ${out}"
   wait_for "trace ${id} complete in Jaeger" 60 trace_has "$id" '
     (map(select(.service == "raft-node") | .pod) | unique | length) >= 3
