@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
-use crate::crd::{ROLE_LABEL, RaftCluster};
+use crate::crd::{ROLE_LABEL, RaftCluster, SERVING_LABEL};
 use crate::observe::Observation;
 use crate::planner::{NewMember, Plan, PlannedEvent, Set, Step};
 use crate::resources::{self, CLIENT_PORT, FIELD_MANAGER, PEER_PORT, pod_dns, pvc_name};
@@ -67,19 +67,35 @@ pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result
 }
 
 pub async fn apply_labels(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result<()> {
+    for (pod, role) in &plan.labels {
+        label_pod(rc, ctx, pod, ROLE_LABEL, role).await?;
+    }
+    for pod in &plan.serve_again {
+        label_pod(rc, ctx, pod, SERVING_LABEL, "true").await?;
+    }
+    Ok(())
+}
+
+async fn label_pod(
+    rc: &RaftCluster,
+    ctx: &Context,
+    pod: &str,
+    key: &str,
+    value: &str,
+) -> Result<()> {
     let ns = rc
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    for (pod, role) in &plan.labels {
-        let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: role}}});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        pods.patch(pod, &params, &Patch::Merge(&patch)).await?;
-    }
-    Ok(())
+    let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    pods.patch(pod, &params, &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .or_else(ignore_not_found)
 }
 
 /// Runs the plan's one step, if any.
@@ -140,6 +156,12 @@ pub async fn run_step(
         }
         // Applied with the StatefulSet in `apply_owned`.
         Step::ScaleStatefulSet { .. } => Ok(()),
+        Step::StopServing { pods } => {
+            for pod in pods {
+                label_pod(rc, ctx, pod, SERVING_LABEL, "false").await?;
+            }
+            Ok(())
+        }
         Step::DeletePod {
             pod, delete_pvc, ..
         } => {

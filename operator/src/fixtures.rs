@@ -462,6 +462,27 @@ impl ApiServerVerifier {
             "metadata": {"resourceVersion": "1"},
             "items": [],
         }));
+        self.observe_endpoint_slices().await;
+    }
+
+    /// The EndpointSlices of the client and read Services: none yet.
+    async fn observe_endpoint_slices(&mut self) {
+        let call = self.next_call().await;
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(
+            call.path,
+            format!("/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices")
+        );
+        assert_eq!(
+            call.query.get("labelSelector").map(String::as_str),
+            Some(format!("kubernetes.io/service-name in ({NAME},{NAME}-read)").as_str())
+        );
+        call.ok(&json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSliceList",
+            "metadata": {},
+            "items": [],
+        }));
     }
 
     /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas`,
@@ -505,6 +526,7 @@ impl ApiServerVerifier {
                             "app.kubernetes.io/instance": NAME,
                             "app.kubernetes.io/component": "voter",
                             "controller-revision-hash": format!("{NAME}-rev1"),
+                            "raftkv.dev/serving": "true",
                         },
                     },
                     "status": {
@@ -520,6 +542,7 @@ impl ApiServerVerifier {
             "metadata": {"resourceVersion": "2"},
             "items": pods,
         }));
+        self.observe_endpoint_slices().await;
     }
 
     /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas` with
@@ -543,6 +566,7 @@ impl ApiServerVerifier {
         let call = self.next_call().await;
         assert_eq!(call.path, path("pods", ""));
         call.ok(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}));
+        self.observe_endpoint_slices().await;
 
         let call = self.next_call().await;
         assert_eq!(call.method, Method::GET);

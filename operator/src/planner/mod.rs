@@ -6,6 +6,7 @@
 //! `*Blocked` condition and Event instead.
 
 mod decide;
+mod drain;
 pub mod observed;
 pub mod safety;
 #[doc(hidden)]
@@ -86,6 +87,9 @@ pub enum Step {
     TransferLeader { from: NodeId, target: NodeId },
     /// Set a StatefulSet's replicas.
     ScaleStatefulSet { set: Set, replicas: u32 },
+    /// Set `raftkv.dev/serving=false` on pods about to leave the membership, so the
+    /// client and read Services stop routing to them first (see `drain`).
+    StopServing { pods: Vec<String> },
     /// Delete a pod (and, for autoReplace, its PVC first).
     DeletePod {
         pod: String,
@@ -105,6 +109,7 @@ impl Step {
             Step::TransferLeader { .. } => "transfer_leader",
             Step::ScaleStatefulSet { .. } => "scale_statefulset",
             Step::DeletePod { .. } => "delete_pod",
+            Step::StopServing { .. } => "stop_serving",
         }
     }
 
@@ -175,6 +180,8 @@ pub struct Plan {
     pub read_replicas: u32,
     /// `raftkv.dev/role` labels to set: (pod, role).
     pub labels: Vec<(String, String)>,
+    /// Pods whose `raftkv.dev/serving` label goes back to `"true"`.
+    pub serve_again: Vec<String>,
     pub status: RaftClusterStatus,
     pub event: Option<PlannedEvent>,
     /// Something is in progress, or a member is not healthy: look again soon. A member
@@ -193,6 +200,14 @@ pub fn plan(obs: &Observed) -> Plan {
     {
         outcome = decide::Outcome::Blocked(*intent, blocked.0);
     }
+    let mut leaving = Vec::new();
+    if let decide::Outcome::Act(step, intent) = &outcome {
+        leaving = drain::leaving_pods(step, &view);
+        if let Some(first) = drain::before_removal(step, *intent, &view) {
+            outcome = first;
+        }
+    }
+    let serve_again = drain::to_restore(&view, &leaving);
     if obs.paused
         && let decide::Outcome::Act(step, _) = &outcome
     {
@@ -220,6 +235,7 @@ pub fn plan(obs: &Observed) -> Plan {
         voters_replicas,
         read_replicas,
         labels,
+        serve_again,
         status,
         event,
         busy,

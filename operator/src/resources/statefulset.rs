@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use super::labels::{component, labels, owned_meta, set_selector};
+use super::labels::{component, labels, owned_meta, serving, set_selector};
 use super::{CLIENT_PORT, DATA_DIR, DATA_VOLUME, METRICS_PORT, PEER_PORT, peer_service_name};
 use crate::crd::{RESTARTED_AT_ANNOTATION, RaftCluster, RaftClusterSpec};
 use crate::planner::Set;
@@ -250,7 +250,9 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &st
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(&cluster, component(set))),
+                    // A new pod serves at once; the operator sets `false` only before
+                    // removing its member (planner `drain`).
+                    labels: Some(serving(labels(&cluster, component(set)))),
                     annotations: restarted_at(rc),
                     ..Default::default()
                 }),

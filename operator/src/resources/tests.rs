@@ -145,22 +145,36 @@ fn services_and_pdb_select_the_right_pods() {
     let peer = peer_service(&rc).spec.unwrap();
     assert_eq!(peer.cluster_ip.as_deref(), Some("None"));
     assert_eq!(peer.publish_not_ready_addresses, Some(true));
-    assert!(
-        !peer
-            .selector
-            .unwrap()
-            .contains_key("app.kubernetes.io/component")
-    );
+    let peer_selector = peer.selector.unwrap();
+    assert!(!peer_selector.contains_key("app.kubernetes.io/component"));
+    // Peers must resolve a member that is leaving the client Services.
+    assert!(!peer_selector.contains_key(crate::crd::SERVING_LABEL));
     let client = client_service(&rc);
     assert_eq!(client.metadata.name.as_deref(), Some("demo"));
+    let client_selector = client.spec.unwrap().selector.unwrap();
+    assert_eq!(client_selector["app.kubernetes.io/component"], "voter");
+    assert_eq!(client_selector[crate::crd::SERVING_LABEL], "true");
+    let read = read_service(&rc);
+    assert_eq!(read.metadata.name.as_deref(), Some("demo-read"));
     assert_eq!(
-        client.spec.unwrap().selector.unwrap()["app.kubernetes.io/component"],
-        "voter"
+        read.spec.unwrap().selector.unwrap()[crate::crd::SERVING_LABEL],
+        "true"
     );
-    assert_eq!(
-        read_service(&rc).metadata.name.as_deref(),
-        Some("demo-read")
-    );
+    // New pods serve from the start, without waiting for the operator.
+    for set in [Set::Voters, Set::Read] {
+        let sts = statefulset(&rc, set, 1, DEFAULT_IMAGE).spec.unwrap();
+        assert_eq!(
+            sts.template.metadata.unwrap().labels.unwrap()[crate::crd::SERVING_LABEL],
+            "true"
+        );
+        // The selector is immutable and must not carry a label that changes.
+        assert!(
+            !sts.selector
+                .match_labels
+                .unwrap()
+                .contains_key(crate::crd::SERVING_LABEL)
+        );
+    }
     let pdb = pod_disruption_budget(&rc).spec.unwrap();
     assert_eq!(
         pdb.max_unavailable,
