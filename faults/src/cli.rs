@@ -322,6 +322,9 @@ mod tests {
             [Some(Kind::SlowLink), Some(Kind::FsyncStall)]
         );
         let err = plans("slow-disk").unwrap_err().to_string();
-        assert!(err.contains("slow-link") && err.contains("fsync-stall"), "{err}");
+        assert!(
+            err.contains("slow-link") && err.contains("fsync-stall"),
+            "{err}"
+        );
     }
 }

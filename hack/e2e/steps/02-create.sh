@@ -20,6 +20,12 @@ e2e_step_2() {
 
   wait_for "RaftCluster ${RC} Available" 240 cluster_available
   wait_for "a leader in the status" 60 status_has_leader
+  check "the raft-node pods run in a namespace that enforces Pod Security \"restricted\""
+  local probe prc=0
+  probe=$(k run psa-probe --image="$NODE_IMAGE" --restart=Never --dry-run=server 2>&1) || prc=$?
+  ((prc != 0)) || fail "a pod without a hardened securityContext was admitted: ${probe}"
+  [[ $probe == *restricted* ]] || fail "the refusal does not name the restricted profile: ${probe}"
+  ok "an unhardened pod is refused (${probe:0:110}...), the RaftCluster's pods were admitted"
   check "kubectl get raft shows the leader"
   local table
   table=$(k get raft "$RC")

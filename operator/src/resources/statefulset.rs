@@ -5,10 +5,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
@@ -219,6 +219,18 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &st
             mount_path: DATA_DIR.into(),
             ..Default::default()
         }]),
+        // The Pod Security "restricted" profile: the node needs no privilege and
+        // writes only to its data volume.
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let affinity = spec.affinity.clone().or_else(|| match set {
@@ -262,8 +274,16 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &st
                     tolerations: spec.tolerations.clone(),
                     node_selector: spec.node_selector.clone(),
                     termination_grace_period_seconds: Some(30),
+                    // The images' nonroot user; the volume is group-owned by it.
                     security_context: Some(PodSecurityContext {
                         fs_group: Some(65532),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()

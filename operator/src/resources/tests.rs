@@ -291,3 +291,30 @@ fn every_derived_name_fits_at_the_longest_cluster_name() {
     let too_long = derived(&"a".repeat(NAME_MAX_LEN + 1));
     assert!(too_long.iter().any(|(_, v)| v.len() > DNS_LABEL_MAX));
 }
+
+#[test]
+fn node_pods_meet_the_restricted_pod_security_profile() {
+    for set in [Set::Voters, Set::Read] {
+        let pod = statefulset(&cluster(), set, 3, DEFAULT_IMAGE)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+        for c in pod.containers {
+            let sc = c.security_context.unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(
+                sc.capabilities.and_then(|c| c.drop),
+                Some(vec!["ALL".to_string()])
+            );
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+        }
+    }
+}
