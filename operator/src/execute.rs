@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -47,6 +48,8 @@ pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result
     apply(&svc, &resources::read_service(rc)).await?;
     let pdb: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
     apply(&pdb, &resources::pod_disruption_budget(rc)).await?;
+    let np: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(&np, &resources::network_policy(rc)).await?;
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     apply(
         &sts,

@@ -228,6 +228,7 @@ fn path(kind: &str, name: &str) -> String {
         "services" | "pods" => "/api/v1".to_string(),
         "statefulsets" => "/apis/apps/v1".to_string(),
         "poddisruptionbudgets" => "/apis/policy/v1".to_string(),
+        "networkpolicies" => "/apis/networking.k8s.io/v1".to_string(),
         "raftclusters" => "/apis/raftkv.dev/v1alpha1".to_string(),
         "events" => "/apis/events.k8s.io/v1".to_string(),
         other => panic!("no path for {other}"),
@@ -611,7 +612,7 @@ impl ApiServerVerifier {
         body
     }
 
-    /// Services, PDB and the two StatefulSets, in this order, with their sizes.
+    /// Services, PDB, NetworkPolicy and the two StatefulSets, in this order, with their sizes.
     async fn apply_owned(&mut self, voters: i32, read: i32) {
         let peer = self.apply("services", &format!("{NAME}-peer")).await;
         assert_owned(&peer, "Service", &format!("{NAME}-peer"), "peer");
@@ -631,6 +632,13 @@ impl ApiServerVerifier {
         let pdb = self.apply("poddisruptionbudgets", NAME).await;
         assert_owned(&pdb, "PodDisruptionBudget", NAME, "voter");
         assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+
+        let np = self.apply("networkpolicies", &format!("{NAME}-peer")).await;
+        assert_owned(&np, "NetworkPolicy", &format!("{NAME}-peer"), "peer");
+        assert_eq!(
+            np["spec"]["ingress"][0]["ports"][0]["port"], 7001,
+            "the first rule guards the peer port"
+        );
 
         for (name, component, replicas) in [
             (NAME.to_string(), "voter", voters),

@@ -318,3 +318,41 @@ fn node_pods_meet_the_restricted_pod_security_profile() {
         }
     }
 }
+
+#[test]
+fn only_the_clusters_own_pods_reach_the_peer_port() {
+    let np = network_policy(&cluster());
+    assert_eq!(np.metadata.name.as_deref(), Some("demo-peer"));
+    let spec = np.spec.unwrap();
+    let members = spec.pod_selector.unwrap().match_labels.unwrap();
+    assert_eq!(members["app.kubernetes.io/instance"], "demo");
+    let rules = spec.ingress.unwrap();
+    let port_of = |r: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        r.ports
+            .iter()
+            .flatten()
+            .filter_map(|p| match &p.port {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => Some(*n),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // The peer port: one rule, from the cluster's pods only.
+    let peer: Vec<_> = rules
+        .iter()
+        .filter(|r| port_of(r).contains(&PEER_PORT))
+        .collect();
+    assert_eq!(peer.len(), 1);
+    let from = peer[0].from.as_ref().expect("a source restriction");
+    assert_eq!(
+        from[0].pod_selector.as_ref().unwrap().match_labels.as_ref(),
+        Some(&members)
+    );
+    assert!(from[0].namespace_selector.is_none(), "same namespace only");
+    // Clients and metrics from anywhere.
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.from.is_none() && port_of(r).contains(&CLIENT_PORT))
+    );
+}
