@@ -3,7 +3,7 @@
 //! the request names.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::kv_client::KvClient;
@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::errors;
 use crate::grpc::route::{self, forwarded};
-use crate::kv::{Command, CommandResult, Expect, KeyValue};
+use crate::kv::{Command, CommandResult, Expect, KeyValue, SessionRefusal, WriteSession};
 use crate::node::Node;
 use crate::observability::links::Proposal;
 use crate::observability::{propagation, rpc, semconv};
@@ -54,6 +54,48 @@ impl KvService {
         KvClient::new(channel)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max)
+    }
+
+    /// Proposes `cmd`, at most once per write session if it has one (see
+    /// `kv::session`). A retry of a write this node has applied is answered
+    /// from the session table without a new entry: the answer is of a
+    /// committed entry, so any member may give it.
+    async fn propose_write(
+        &self,
+        cmd: Command,
+        session: Option<pb::WriteSession>,
+    ) -> Result<CommandResult, Status> {
+        let session = match session {
+            // The fault knob: propose as before sessions existed.
+            Some(_) if self.node.config().faults.fault_disable_dedup => None,
+            Some(s) => Some(write_session(s)?),
+            None => None,
+        };
+        let Some(session) = session else {
+            return self.propose(cmd).await;
+        };
+        if let Some(r) = self.node.reader().session_replay(session, &cmd) {
+            return Ok(r);
+        }
+        // The leader's clock: the table's only time (docs/design.md
+        // "Client sessions").
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let r = self
+            .propose(Command::WithSession {
+                session,
+                at_ms,
+                write: Box::new(cmd),
+            })
+            .await?;
+        match r {
+            CommandResult::Refused(SessionRefusal::Invalid(why)) => {
+                Err(Status::invalid_argument(why))
+            }
+            CommandResult::Refused(why) => Err(Status::failed_precondition(why.to_string())),
+            other => Ok(other),
+        }
     }
 
     async fn propose(&self, cmd: Command) -> Result<CommandResult, Status> {
@@ -163,6 +205,19 @@ pub fn to_pb(kv: KeyValue) -> pb::KeyValue {
     }
 }
 
+/// A request's session, or INVALID_ARGUMENT saying what is wrong with it.
+fn write_session(s: pb::WriteSession) -> Result<WriteSession, Status> {
+    let session = WriteSession {
+        client_id: s.client_id,
+        seq: s.seq,
+        first_incomplete: s.first_incomplete,
+    };
+    match session.invalid() {
+        Some(why) => Err(Status::invalid_argument(why)),
+        None => Ok(session),
+    }
+}
+
 fn unexpected(r: CommandResult) -> Status {
     Status::internal(format!(
         "state machine returned an unexpected result: {r:?}"
@@ -194,10 +249,13 @@ impl Kv for KvService {
         }
         let req = request.into_inner();
         match self
-            .propose(Command::Put {
-                key: req.key,
-                value: req.value,
-            })
+            .propose_write(
+                Command::Put {
+                    key: req.key,
+                    value: req.value,
+                },
+                req.session,
+            )
             .await?
         {
             CommandResult::Put { kv, revision } => Ok(Response::new(pb::PutResponse {
@@ -228,7 +286,10 @@ impl Kv for KvService {
                 .await;
         }
         let req = request.into_inner();
-        match self.propose(Command::Delete { key: req.key }).await? {
+        match self
+            .propose_write(Command::Delete { key: req.key }, req.session)
+            .await?
+        {
             CommandResult::Delete { deleted, revision } => Ok(Response::new(pb::DeleteResponse {
                 header: Some(self.header(revision)),
                 deleted,
@@ -278,11 +339,14 @@ impl Kv for KvService {
         }
         let req = request.into_inner();
         match self
-            .propose(Command::CompareAndSwap {
-                key: req.key,
-                value: req.value,
-                expect,
-            })
+            .propose_write(
+                Command::CompareAndSwap {
+                    key: req.key,
+                    value: req.value,
+                    expect,
+                },
+                req.session,
+            )
             .await?
         {
             CommandResult::Swapped { kv, revision } => {
@@ -295,8 +359,7 @@ impl Kv for KvService {
                 let now = match current {
                     Some(kv) => format!(
                         "key exists with mod_revision {} and a {}-byte value",
-                        kv.mod_revision,
-                        kv.value.len()
+                        kv.mod_revision, kv.value_len
                     ),
                     None => "key does not exist".to_string(),
                 };

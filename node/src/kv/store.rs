@@ -15,7 +15,8 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Command, CommandResult, Expect, KeyValue};
+use super::session::{Answer, SessionLimits, SessionRefusal, SessionTable};
+use super::{Command, CommandResult, Expect, KeyMeta, KeyValue};
 
 /// What the map holds per key (the key itself is the map key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,13 +171,21 @@ impl KvStore {
                         revision: self.revision,
                     }
                 } else {
-                    let current = current.map(|v| to_key_value(key, v));
+                    let current = current.map(|v| KeyMeta {
+                        create_revision: v.create_revision,
+                        mod_revision: v.mod_revision,
+                        version: v.version,
+                        value_len: v.value.len() as u64,
+                    });
                     CommandResult::CompareFailed {
                         current,
                         revision: self.revision,
                     }
                 }
             }
+            // Without de-duplication: the state machine applies logged
+            // entries with [`apply_logged`], which keeps the sessions.
+            Command::WithSession { write, .. } => self.apply(write),
         }
     }
 
@@ -194,7 +203,41 @@ impl KvStore {
             other => self.apply(&other),
         }
     }
+}
 
+/// Applies one logged command to the store and the session table: a write
+/// with a session at most once (`kv::session`), any other as is.
+pub fn apply_logged(
+    kv: &mut KvStore,
+    sessions: &mut SessionTable<CommandResult>,
+    cmd: Command,
+) -> CommandResult {
+    let Command::WithSession {
+        session,
+        at_ms,
+        write,
+    } = cmd
+    else {
+        return kv.apply_owned(cmd);
+    };
+    if matches!(*write, Command::WithSession { .. }) {
+        return CommandResult::Refused(SessionRefusal::Invalid(
+            "a session write inside a session write".to_string(),
+        ));
+    }
+    let fingerprint = write.fingerprint();
+    let limits = SessionLimits::STANDARD;
+    // The closure cannot take `write` by value (it is needed to restore a
+    // replayed answer), so a fresh Put clones its value once here.
+    match sessions.once(session, at_ms, fingerprint, &limits, || {
+        kv.apply(&write).compact()
+    }) {
+        Ok(Answer::Fresh(r) | Answer::Replayed(r)) => r.restore(&write),
+        Err(refusal) => CommandResult::Refused(refusal),
+    }
+}
+
+impl KvStore {
     fn put(&mut self, key: &[u8], value: Bytes) -> KeyValue {
         self.revision += 1;
         let revision = self.revision;
@@ -344,7 +387,7 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!(revision, 1);
-        assert_eq!(current.unwrap().value, b"1");
+        assert_eq!(current.unwrap().value_len, 1);
         // Value.
         assert!(matches!(
             s.apply(&cas("2", Expect::Value(b"nope".to_vec()))),

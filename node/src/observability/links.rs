@@ -142,6 +142,11 @@ pub fn command_key(cmd: &Command) -> u64 {
                 Expect::Revision(r) => (2u8, r).hash(&mut h),
             }
         }
+        Command::WithSession {
+            session,
+            at_ms,
+            write,
+        } => (3u8, session, at_ms, command_key(write)).hash(&mut h),
     }
     h.finish()
 }
@@ -223,6 +228,7 @@ fn command_bytes(cmd: &Command) -> u64 {
             (key.len() + value.len()) as u64
         }
         Command::Delete { key } => key.len() as u64,
+        Command::WithSession { write, .. } => command_bytes(write),
     }
 }
 

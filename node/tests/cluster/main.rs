@@ -14,4 +14,5 @@ mod test_membership;
 mod test_preconditions;
 mod test_prevote;
 mod test_quorum_loss;
+mod test_sessions;
 mod test_snapshot;
