@@ -223,6 +223,9 @@ impl Model {
             }
             // The model has no sessions: the property feeds plain writes.
             Command::WithSession { write, .. } => self.apply(write),
+            Command::Batch(writes) => {
+                CommandResult::Batch(writes.iter().map(|w| self.apply(w)).collect())
+            }
         }
     }
 

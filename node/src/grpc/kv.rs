@@ -10,22 +10,26 @@ use raftkv_proto::v1::kv_client::KvClient;
 use raftkv_proto::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
+use crate::grpc::batcher::Batcher;
 use crate::grpc::errors;
 use crate::grpc::route::{self, forwarded};
 use crate::kv::{Command, CommandResult, Expect, KeyValue, SessionRefusal, WriteSession};
 use crate::node::Node;
-use crate::observability::links::Proposal;
+use crate::observability::links::{self, Proposal};
 use crate::observability::{propagation, rpc, semconv};
 use crate::raft::read_index;
 use crate::storage::prefix_end;
 
 pub struct KvService {
     node: Arc<Node>,
+    batcher: Batcher,
 }
 
 impl KvService {
+    /// Starts the write batcher: call inside a Tokio runtime.
     pub fn new(node: Arc<Node>) -> Self {
-        KvService { node }
+        let batcher = Batcher::start(node.clone());
+        KvService { node, batcher }
     }
 
     fn header(&self, revision: u64) -> pb::ResponseHeader {
@@ -98,7 +102,17 @@ impl KvService {
         }
     }
 
+    /// Proposes `cmd` in a batch with the writes that arrive meanwhile
+    /// (`grpc::batcher`); a traced write alone, so its trace shows its own
+    /// proposal, replication and apply.
     async fn propose(&self, cmd: Command) -> Result<CommandResult, Status> {
+        if links::current_is_traced() {
+            return self.propose_alone(cmd).await;
+        }
+        self.batcher.propose(cmd).await
+    }
+
+    async fn propose_alone(&self, cmd: Command) -> Result<CommandResult, Status> {
         // A `raft.propose` span that replication and apply on every node join
         // (observability::links), plus the proposal metrics.
         let proposal = Proposal::start(self.node.links(), &cmd);

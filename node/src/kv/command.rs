@@ -36,6 +36,10 @@ pub enum Command {
         at_ms: u64,
         write: Box<Command>,
     },
+    /// Writes that arrived at the leader together, carried by one entry so
+    /// one fsync covers them all (`grpc::batcher`). Applied in order, each
+    /// as if it were an entry of its own (sessions included); never nested.
+    Batch(Vec<Command>),
 }
 
 /// The condition of a CompareAndSwap.
@@ -88,6 +92,8 @@ pub enum CommandResult {
     },
     /// A session write refused before it was applied (nothing changed).
     Refused(SessionRefusal),
+    /// The results of a [`Command::Batch`], in its order.
+    Batch(Vec<CommandResult>),
 }
 
 /// What a failed comparison reports about the current key: its metadata, not
@@ -145,6 +151,7 @@ impl Command {
             | Command::Delete { key }
             | Command::CompareAndSwap { key, .. } => key,
             Command::WithSession { write, .. } => write.key(),
+            Command::Batch(writes) => writes.first().map_or(&[], |w| w.key()),
         }
     }
 
@@ -176,6 +183,27 @@ impl Command {
                 }
             }
             Command::WithSession { write, .. } => write.fingerprint(),
+            Command::Batch(writes) => writes.iter().fold(4, |crc, w| {
+                crc32c::crc32c_append(crc, &w.fingerprint().to_le_bytes())
+            }),
+        }
+    }
+
+    /// Bytes of keys and values (what a proposal batch is bounded by).
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Put { key, value } => key.len() + value.len(),
+            Command::Delete { key } => key.len(),
+            Command::CompareAndSwap { key, value, expect } => {
+                key.len()
+                    + value.len()
+                    + match expect {
+                        Expect::Value(v) => v.len(),
+                        _ => 0,
+                    }
+            }
+            Command::WithSession { write, .. } => write.payload_bytes(),
+            Command::Batch(writes) => writes.iter().map(Command::payload_bytes).sum(),
         }
     }
 }

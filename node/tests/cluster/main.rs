@@ -5,6 +5,7 @@
 mod util;
 
 mod test_basics;
+mod test_batching;
 mod test_bounded;
 mod test_failover;
 mod test_identity;
