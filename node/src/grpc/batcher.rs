@@ -122,6 +122,14 @@ async fn run(
                 Err(_) => break,
             }
         }
+        // A caller that gave up (deadline passed, connection gone) while its
+        // write waited here was told nothing definite: not proposing it is
+        // one of the outcomes it must already allow, and spares a stalled
+        // leader a backlog of writes nobody waits for.
+        queue.retain(|p| !p.reply.is_closed());
+        if queue.is_empty() {
+            continue;
+        }
         let batch = take_batch(&mut queue, limits, |p| p.cmd.payload_bytes());
         let node = node.clone();
         tokio::spawn(async move {
