@@ -11,9 +11,13 @@
 //! Retry semantics: UNAVAILABLE (sent by a server, or a connection that was
 //! refused) is retried for every call. A call whose outcome is unknown (the
 //! connection broke mid-call, or no answer within the timeout) is retried only
-//! if applying it twice is harmless: reads, Status, Put, Delete, AddLearner,
-//! ChangeMembership (a retried Put may bump the revision twice). CAS,
-//! RemoveMember and TransferLeader then fail with the transport error.
+//! if applying it twice is harmless: reads, Status, AddLearner,
+//! ChangeMembership, and Put, Delete and CAS, which carry a write session
+//! ([`ClientOptions::write_sessions`], on by default): every attempt of one
+//! write sends the same (client ID, sequence number), so the server applies it
+//! once and answers a retry with the first answer. Without sessions a retried
+//! Put may bump the revision twice, and CAS is not retried. RemoveMember and
+//! TransferLeader then fail with the transport error.
 //!
 //! Trace context: every request passes through [`ClientOptions::request_hook`]
 //! (default: [`raftkv_telemetry::propagation::inject`], which writes the current
@@ -34,6 +38,7 @@ mod error;
 mod init;
 mod options;
 mod retry;
+mod session;
 pub mod tls;
 
 use std::future::Future;
@@ -69,6 +74,8 @@ struct Inner {
     endpoints: RwLock<Vec<Arc<Endpoint>>>,
     /// Index of the endpoint that answered last; calls start there.
     preferred: AtomicUsize,
+    /// `None` when [`ClientOptions::write_sessions`] is off.
+    sessions: Option<Arc<session::Sessions>>,
 }
 
 struct Endpoint {
@@ -110,11 +117,15 @@ impl RaftClient {
                 }))
             })
             .collect::<Result<Vec<_>>>()?;
+        let sessions = opts
+            .write_sessions
+            .then(|| Arc::new(session::Sessions::new()));
         Ok(RaftClient {
             inner: Arc::new(Inner {
                 opts,
                 endpoints: RwLock::new(eps),
                 preferred: AtomicUsize::new(0),
+                sessions,
             }),
         })
     }
@@ -164,6 +175,20 @@ impl RaftClient {
             .clone()
     }
 
+    /// This client's session ID (`None` with sessions off).
+    pub fn client_id(&self) -> Option<u64> {
+        self.inner.sessions.as_ref().map(|s| s.client_id())
+    }
+
+    /// A new write's session (held for the whole call, retries included),
+    /// and how repeatable the write is with it.
+    fn write_session(&self, without: Idempotency) -> (Option<session::Ticket>, Idempotency) {
+        match &self.inner.sessions {
+            Some(s) => (Some(s.start()), Idempotency::Repeatable),
+            None => (None, without),
+        }
+    }
+
     fn kv(&self, ch: Channel) -> KvClient<Channel> {
         KvClient::new(ch).max_decoding_message_size(self.inner.opts.max_decoding_message_bytes)
     }
@@ -179,14 +204,14 @@ impl RaftClient {
         key: impl Into<Vec<u8>>,
         value: impl Into<Vec<u8>>,
     ) -> Result<v1::PutResponse> {
+        let (ticket, idem) = self.write_session(Idempotency::Repeatable);
         let req = v1::PutRequest {
             key: key.into(),
             value: value.into(),
+            session: ticket.as_ref().map(|t| t.session),
         };
-        self.call(Idempotency::Repeatable, req, |c, r| async move {
-            self.kv(c).put(r).await
-        })
-        .await
+        self.call(idem, req, |c, r| async move { self.kv(c).put(r).await })
+            .await
     }
 
     /// A missing key is `Err` with code NOT_FOUND (see [`Error::is_not_found`]).
@@ -202,27 +227,33 @@ impl RaftClient {
     }
 
     pub async fn delete(&self, key: impl Into<Vec<u8>>) -> Result<v1::DeleteResponse> {
-        let req = v1::DeleteRequest { key: key.into() };
-        self.call(Idempotency::Repeatable, req, |c, r| async move {
-            self.kv(c).delete(r).await
-        })
-        .await
+        let (ticket, idem) = self.write_session(Idempotency::Repeatable);
+        let req = v1::DeleteRequest {
+            key: key.into(),
+            session: ticket.as_ref().map(|t| t.session),
+        };
+        self.call(idem, req, |c, r| async move { self.kv(c).delete(r).await })
+            .await
     }
 
     /// A failed comparison is `Err` with code ABORTED; the message names the
-    /// current revision.
+    /// current revision. With write sessions a retry after an unknown
+    /// outcome returns the first attempt's answer (never a false ABORTED
+    /// caused by its own first attempt).
     pub async fn cas(
         &self,
         key: impl Into<Vec<u8>>,
         value: impl Into<Vec<u8>>,
         expect: Expect,
     ) -> Result<v1::CompareAndSwapResponse> {
+        let (ticket, idem) = self.write_session(Idempotency::NonRepeatable);
         let req = v1::CompareAndSwapRequest {
             key: key.into(),
             value: value.into(),
             expect: Some(expect.into()),
+            session: ticket.as_ref().map(|t| t.session),
         };
-        self.call(Idempotency::NonRepeatable, req, |c, r| async move {
+        self.call(idem, req, |c, r| async move {
             self.kv(c).compare_and_swap(r).await
         })
         .await

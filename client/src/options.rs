@@ -42,6 +42,11 @@ pub struct ClientOptions {
     /// TLS for every channel (`tls::Credentials::client_config`); `None`
     /// speaks plaintext.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Send a write session with every Put, Delete and CAS (exactly-once:
+    /// a retry of a write whose outcome was unknown is not applied twice, so
+    /// CAS is retried then too). Off: at-least-once, as against a server
+    /// older than sessions (which ignores them anyway).
+    pub write_sessions: bool,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +62,7 @@ impl Default for ClientOptions {
             metadata: Vec::new(),
             request_hook: Some(trace_context_hook()),
             tls: None,
+            write_sessions: true,
         }
     }
 }

@@ -457,6 +457,7 @@ async fn first_write_after(c: &Cluster, healed: Instant, attempt: Duration) -> O
         n += 1;
         let mut kv = KvClient::new(c.channel(&node.client_addr));
         let mut req = tonic::Request::new(pb::PutRequest {
+            session: None,
             key: b"heal-probe".to_vec(),
             value: format!("{n}").into_bytes(),
         });

@@ -22,6 +22,12 @@ use crate::history::{Expect, Level, Op, OpKind, Outcome};
 pub const OP_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The bound asked of bounded reads (the server's default).
 pub const BOUNDED_MS: u64 = 500;
+/// Further attempts of a write whose outcome is unknown, each to a member
+/// picked afresh, with the same write session: the server applies the write
+/// at most once, so an answer to a retry is the write's own answer and the op
+/// is recorded as definite (invocation of the first attempt, completion of
+/// the last).
+pub const WRITE_RETRIES_MAX: u32 = 2;
 
 /// Deliberately broken recording, to prove the checker bites.
 #[derive(
@@ -97,6 +103,38 @@ pub struct Worker {
     revision: u64,
     seq: u64,
     attached: Option<(usize, KvClient<tonic::transport::Channel>)>,
+    /// This worker's write-session client ID (random per run and worker).
+    client_id: u64,
+    /// Sequence number of the last write sent.
+    write_seq: u64,
+}
+
+/// One write, as sent on every attempt.
+enum WriteReq {
+    Put(pb::PutRequest),
+    Cas(pb::CompareAndSwapRequest),
+    Delete(pb::DeleteRequest),
+}
+
+enum WriteResp {
+    Put(pb::PutResponse),
+    Cas(pb::CompareAndSwapResponse),
+    Delete(pb::DeleteResponse),
+}
+
+impl WriteReq {
+    async fn send(
+        &self,
+        c: &mut KvClient<tonic::transport::Channel>,
+    ) -> Result<WriteResp, tonic::Status> {
+        Ok(match self {
+            WriteReq::Put(r) => WriteResp::Put(c.put(req(r.clone())).await?.into_inner()),
+            WriteReq::Cas(r) => {
+                WriteResp::Cas(c.compare_and_swap(req(r.clone())).await?.into_inner())
+            }
+            WriteReq::Delete(r) => WriteResp::Delete(c.delete(req(r.clone())).await?.into_inner()),
+        })
+    }
 }
 
 impl Worker {
@@ -119,6 +157,58 @@ impl Worker {
             revision: 0,
             seq: 0,
             attached: None,
+            client_id: rand::random::<u64>().max(1),
+            write_seq: 0,
+        }
+    }
+
+    /// A new write's session. One write at a time per worker, so the
+    /// worker waits for nothing older.
+    fn session(&mut self) -> Option<pb::WriteSession> {
+        self.write_seq += 1;
+        Some(pb::WriteSession {
+            client_id: self.client_id,
+            seq: self.write_seq,
+            first_incomplete: self.write_seq,
+        })
+    }
+
+    /// Sends `w`, and again (same session, another member) while the
+    /// outcome is unknown, up to [`WRITE_RETRIES_MAX`] times. After an
+    /// unknown attempt a refusal no longer proves the write did nothing, so
+    /// it is returned as a timeout (unknown).
+    async fn write(
+        &mut self,
+        kind: OpKind,
+        mut c: KvClient<tonic::transport::Channel>,
+        w: &WriteReq,
+    ) -> Result<WriteResp, tonic::Status> {
+        let mut retries = 0;
+        loop {
+            let r = w.send(&mut c).await;
+            let unknown = match &r {
+                Ok(_) => return r,
+                Err(s) if kind == OpKind::Cas && s.code() == Code::Aborted => return r,
+                Err(s) => classify(kind, s) == Outcome::Unknown,
+            };
+            if retries > 0 && !unknown {
+                let s = r.err().expect("an error");
+                return Err(tonic::Status::deadline_exceeded(format!(
+                    "an earlier attempt's outcome is unknown; the last one: {:?}: {}",
+                    s.code(),
+                    s.message()
+                )));
+            }
+            if !unknown || retries == WRITE_RETRIES_MAX {
+                return r;
+            }
+            retries += 1;
+            tokio::time::sleep(Duration::from_millis(self.rng.random_range(50..150))).await;
+            let t = self.targets.get();
+            if !t.is_empty() {
+                let (_, addr) = &t[self.rng.random_range(0..t.len())];
+                c = KvClient::new(channel(addr));
+            }
         }
     }
 
@@ -228,16 +318,18 @@ impl Worker {
         } else if roll < 70 {
             op.kind = Some(OpKind::Put);
             op.value = Some(value.clone());
+            let w = WriteReq::Put(pb::PutRequest {
+                session: self.session(),
+                key: key.clone().into_bytes(),
+                value: value.clone().into_bytes(),
+            });
             op.invoke_ns = self.rec.now();
-            let r = c
-                .put(req(pb::PutRequest {
-                    key: key.clone().into_bytes(),
-                    value: value.clone().into_bytes(),
-                }))
-                .await;
+            let r = self.write(OpKind::Put, c, &w).await;
             op.complete_ns = Some(self.rec.now());
             result = r.map(|resp| {
-                let resp = resp.into_inner();
+                let WriteResp::Put(resp) = resp else {
+                    unreachable!("a put's answer")
+                };
                 self.header(&mut op, resp.header.as_ref());
                 op.mod_revision = resp.kv.map(|kv| kv.mod_revision);
                 self.seen[k] = Some(value.clone());
@@ -256,18 +348,20 @@ impl Worker {
                 }
                 Expect::Absent => pb::compare_and_swap_request::Expect::ExpectAbsent(true),
             };
+            let w = WriteReq::Cas(pb::CompareAndSwapRequest {
+                session: self.session(),
+                key: key.clone().into_bytes(),
+                value: value.clone().into_bytes(),
+                expect: Some(pe),
+            });
             op.invoke_ns = self.rec.now();
-            let r = c
-                .compare_and_swap(req(pb::CompareAndSwapRequest {
-                    key: key.clone().into_bytes(),
-                    value: value.clone().into_bytes(),
-                    expect: Some(pe),
-                }))
-                .await;
+            let r = self.write(OpKind::Cas, c, &w).await;
             op.complete_ns = Some(self.rec.now());
             result = match r {
                 Ok(resp) => {
-                    let resp = resp.into_inner();
+                    let WriteResp::Cas(resp) = resp else {
+                        unreachable!("a CAS's answer")
+                    };
                     self.header(&mut op, resp.header.as_ref());
                     op.mod_revision = resp.kv.map(|kv| kv.mod_revision);
                     op.swapped = Some(true);
@@ -285,15 +379,17 @@ impl Worker {
             };
         } else {
             op.kind = Some(OpKind::Delete);
+            let w = WriteReq::Delete(pb::DeleteRequest {
+                session: self.session(),
+                key: key.clone().into_bytes(),
+            });
             op.invoke_ns = self.rec.now();
-            let r = c
-                .delete(req(pb::DeleteRequest {
-                    key: key.clone().into_bytes(),
-                }))
-                .await;
+            let r = self.write(OpKind::Delete, c, &w).await;
             op.complete_ns = Some(self.rec.now());
             result = r.map(|resp| {
-                let resp = resp.into_inner();
+                let WriteResp::Delete(resp) = resp else {
+                    unreachable!("a delete's answer")
+                };
                 self.header(&mut op, resp.header.as_ref());
                 op.deleted = Some(resp.deleted);
                 self.seen[k] = None;
@@ -375,6 +471,8 @@ pub fn classify(kind: OpKind, s: &tonic::Status) -> Outcome {
     }
     let msg = s.message();
     match s.code() {
+        // A write session whose answer is gone: it may have been applied.
+        Code::FailedPrecondition if msg.contains("write session") => Outcome::Unknown,
         Code::InvalidArgument | Code::FailedPrecondition => Outcome::Fail,
         Code::Unavailable
             if msg.contains("leadership is being handed off")
@@ -433,6 +531,15 @@ mod tests {
         assert_eq!(
             classify(OpKind::Put, &tonic::Status::invalid_argument("too big")),
             Outcome::Fail
+        );
+        assert_eq!(
+            classify(
+                OpKind::Cas,
+                &tonic::Status::failed_precondition(
+                    "write session seq 3 is below 4, the lowest this client may still retry; its outcome is no longer known"
+                )
+            ),
+            Outcome::Unknown
         );
         assert_eq!(
             classify(OpKind::Get, &tonic::Status::deadline_exceeded("t")),

@@ -175,6 +175,18 @@ pub struct Limits {
     /// The health (readiness) status is re-evaluated at least this often:
     /// the age of the last leader contact changes without a metrics change.
     pub health_recheck: Duration,
+    /// Writes carried by one proposal (one log entry, one leader fsync) at
+    /// most (`grpc::batcher`): openraft 0.9 waits for each append's fsync
+    /// before the next, so without batching a leader does one fsync per write.
+    pub propose_batch_writes_max: usize,
+    /// Key and value bytes of one proposal batch at most (a single larger
+    /// write goes alone): keeps a batch entry no larger than the largest
+    /// single write, so the AppendEntries bound above still holds.
+    pub propose_batch_bytes_max: usize,
+    /// Proposals in flight at once. While they are, new writes wait and form
+    /// the next batch: more in flight means lower latency at low load and
+    /// smaller batches (more fsyncs) at high load.
+    pub proposals_in_flight_max: usize,
 }
 
 impl Default for Limits {
@@ -202,6 +214,9 @@ impl Default for Limits {
             backup_chunk_bytes: 1024 * 1024,
             backup_chunks_in_flight: 4,
             backup_stall_max: Duration::from_secs(60),
+            propose_batch_writes_max: 256,
+            propose_batch_bytes_max: 1024 * 1024,
+            proposals_in_flight_max: 2,
         }
     }
 }
@@ -240,6 +255,18 @@ impl Limits {
             return bad(format!(
                 "backup chunks must be 1 byte to 4 MiB (a client's default message limit), {} given, and at least one in flight",
                 self.backup_chunk_bytes
+            ));
+        }
+        if self.propose_batch_writes_max == 0 || self.proposals_in_flight_max == 0 {
+            return bad(
+                "proposal batches need room for one write and one proposal in flight".into(),
+            );
+        }
+        if self.propose_batch_bytes_max > self.kv.request_bytes_max() {
+            return bad(format!(
+                "a proposal batch of {} bytes would be larger than the largest single write ({} bytes)",
+                self.propose_batch_bytes_max,
+                self.kv.request_bytes_max()
             ));
         }
         let batch_bytes =
@@ -290,15 +317,21 @@ impl NodeArgs {
     }
 
     pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let kv = KvLimits {
+            value_bytes_max: self.max_value_bytes,
+            ..KvLimits::default()
+        };
         let limits = Limits {
             heartbeat_interval_ms: self.heartbeat_ms,
             election_timeout_ms_min: self.election_timeout_min_ms,
             election_timeout_ms_max: self.election_timeout_max_ms,
             snapshot_threshold_entries: self.snapshot_threshold,
-            kv: KvLimits {
-                value_bytes_max: self.max_value_bytes,
-                ..KvLimits::default()
-            },
+            // Smaller values make smaller batches: a batch entry stays within
+            // the largest single write.
+            propose_batch_bytes_max: Limits::default()
+                .propose_batch_bytes_max
+                .min(kv.request_bytes_max()),
+            kv,
             ..Limits::default()
         };
         limits.validate()?;

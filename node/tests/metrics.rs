@@ -44,6 +44,7 @@ async fn a_single_node_leader_reports_role_term_proposals_and_fsyncs() {
     let mut kv = c.kv(0);
     for i in 0..5 {
         kv.put(pb::PutRequest {
+            session: None,
             key: format!("m-{i}").into_bytes(),
             value: b"v".to_vec(),
         })

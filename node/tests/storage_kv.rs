@@ -216,10 +216,15 @@ impl Model {
                     }
                 } else {
                     CommandResult::CompareFailed {
-                        current: cur,
+                        current: cur.as_ref().map(raftkv_node::kv::KeyMeta::of),
                         revision: self.revision,
                     }
                 }
+            }
+            // The model has no sessions: the property feeds plain writes.
+            Command::WithSession { write, .. } => self.apply(write),
+            Command::Batch(writes) => {
+                CommandResult::Batch(writes.iter().map(|w| self.apply(w)).collect())
             }
         }
     }

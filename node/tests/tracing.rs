@@ -329,6 +329,7 @@ async fn direct_puts(c: &TestCluster, leader: usize, n: usize, prefix: &str) {
     let mut kv = c.kv(leader);
     for i in 0..n {
         kv.put(pb::PutRequest {
+            session: None,
             key: format!("{prefix}-{i}").into_bytes(),
             value: b"v".to_vec(),
         })
@@ -459,6 +460,7 @@ async fn an_injected_peer_rpc_drop_is_an_event_on_the_span() {
         assert!(Instant::now() < deadline, "no drop event after {i} puts");
         let _ = kv
             .put(pb::PutRequest {
+                session: None,
                 key: format!("drop-{i}").into_bytes(),
                 value: b"v".to_vec(),
             })

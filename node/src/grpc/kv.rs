@@ -3,29 +3,33 @@
 //! the request names.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::kv_client::KvClient;
 use raftkv_proto::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
+use crate::grpc::batcher::Batcher;
 use crate::grpc::errors;
 use crate::grpc::route::{self, forwarded};
-use crate::kv::{Command, CommandResult, Expect, KeyValue};
+use crate::kv::{Command, CommandResult, Expect, KeyValue, SessionRefusal, WriteSession};
 use crate::node::Node;
-use crate::observability::links::Proposal;
+use crate::observability::links::{self, Proposal};
 use crate::observability::{propagation, rpc, semconv};
 use crate::raft::read_index;
 use crate::storage::prefix_end;
 
 pub struct KvService {
     node: Arc<Node>,
+    batcher: Batcher,
 }
 
 impl KvService {
+    /// Starts the write batcher: call inside a Tokio runtime.
     pub fn new(node: Arc<Node>) -> Self {
-        KvService { node }
+        let batcher = Batcher::start(node.clone());
+        KvService { node, batcher }
     }
 
     fn header(&self, revision: u64) -> pb::ResponseHeader {
@@ -56,7 +60,59 @@ impl KvService {
             .max_encoding_message_size(max)
     }
 
+    /// Proposes `cmd`, at most once per write session if it has one (see
+    /// `kv::session`). A retry of a write this node has applied is answered
+    /// from the session table without a new entry: the answer is of a
+    /// committed entry, so any member may give it.
+    async fn propose_write(
+        &self,
+        cmd: Command,
+        session: Option<pb::WriteSession>,
+    ) -> Result<CommandResult, Status> {
+        let session = match session {
+            // The fault knob: propose as before sessions existed.
+            Some(_) if self.node.config().faults.fault_disable_dedup => None,
+            Some(s) => Some(write_session(s)?),
+            None => None,
+        };
+        let Some(session) = session else {
+            return self.propose(cmd).await;
+        };
+        if let Some(r) = self.node.reader().session_replay(session, &cmd) {
+            return Ok(r);
+        }
+        // The leader's clock: the table's only time (docs/design.md
+        // "Client sessions").
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let r = self
+            .propose(Command::WithSession {
+                session,
+                at_ms,
+                write: Box::new(cmd),
+            })
+            .await?;
+        match r {
+            CommandResult::Refused(SessionRefusal::Invalid(why)) => {
+                Err(Status::invalid_argument(why))
+            }
+            CommandResult::Refused(why) => Err(Status::failed_precondition(why.to_string())),
+            other => Ok(other),
+        }
+    }
+
+    /// Proposes `cmd` in a batch with the writes that arrive meanwhile
+    /// (`grpc::batcher`); a traced write alone, so its trace shows its own
+    /// proposal, replication and apply.
     async fn propose(&self, cmd: Command) -> Result<CommandResult, Status> {
+        if links::current_is_traced() {
+            return self.propose_alone(cmd).await;
+        }
+        self.batcher.propose(cmd).await
+    }
+
+    async fn propose_alone(&self, cmd: Command) -> Result<CommandResult, Status> {
         // A `raft.propose` span that replication and apply on every node join
         // (observability::links), plus the proposal metrics.
         let proposal = Proposal::start(self.node.links(), &cmd);
@@ -163,6 +219,19 @@ pub fn to_pb(kv: KeyValue) -> pb::KeyValue {
     }
 }
 
+/// A request's session, or INVALID_ARGUMENT saying what is wrong with it.
+fn write_session(s: pb::WriteSession) -> Result<WriteSession, Status> {
+    let session = WriteSession {
+        client_id: s.client_id,
+        seq: s.seq,
+        first_incomplete: s.first_incomplete,
+    };
+    match session.invalid() {
+        Some(why) => Err(Status::invalid_argument(why)),
+        None => Ok(session),
+    }
+}
+
 fn unexpected(r: CommandResult) -> Status {
     Status::internal(format!(
         "state machine returned an unexpected result: {r:?}"
@@ -194,10 +263,13 @@ impl Kv for KvService {
         }
         let req = request.into_inner();
         match self
-            .propose(Command::Put {
-                key: req.key,
-                value: req.value,
-            })
+            .propose_write(
+                Command::Put {
+                    key: req.key,
+                    value: req.value,
+                },
+                req.session,
+            )
             .await?
         {
             CommandResult::Put { kv, revision } => Ok(Response::new(pb::PutResponse {
@@ -228,7 +300,10 @@ impl Kv for KvService {
                 .await;
         }
         let req = request.into_inner();
-        match self.propose(Command::Delete { key: req.key }).await? {
+        match self
+            .propose_write(Command::Delete { key: req.key }, req.session)
+            .await?
+        {
             CommandResult::Delete { deleted, revision } => Ok(Response::new(pb::DeleteResponse {
                 header: Some(self.header(revision)),
                 deleted,
@@ -278,11 +353,14 @@ impl Kv for KvService {
         }
         let req = request.into_inner();
         match self
-            .propose(Command::CompareAndSwap {
-                key: req.key,
-                value: req.value,
-                expect,
-            })
+            .propose_write(
+                Command::CompareAndSwap {
+                    key: req.key,
+                    value: req.value,
+                    expect,
+                },
+                req.session,
+            )
             .await?
         {
             CommandResult::Swapped { kv, revision } => {
@@ -295,8 +373,7 @@ impl Kv for KvService {
                 let now = match current {
                     Some(kv) => format!(
                         "key exists with mod_revision {} and a {}-byte value",
-                        kv.mod_revision,
-                        kv.value.len()
+                        kv.mod_revision, kv.value_len
                     ),
                     None => "key does not exist".to_string(),
                 };

@@ -1,7 +1,8 @@
 //! Client-facing gRPC services: KV ([`kv`]) and Cluster ([`cluster`]), where
-//! their requests run ([`route`]), and the mapping of errors to gRPC codes
-//! ([`errors`]).
+//! their requests run ([`route`]), leader group commit of writes
+//! ([`batcher`]), and the mapping of errors to gRPC codes ([`errors`]).
 
+pub mod batcher;
 pub mod cluster;
 pub mod errors;
 pub mod kv;

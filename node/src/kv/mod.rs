@@ -4,8 +4,10 @@
 
 mod command;
 mod limits;
+pub mod session;
 mod store;
 
-pub use command::{Command, CommandResult, Expect, KeyValue};
+pub use command::{Command, CommandResult, Expect, KeyMeta, KeyValue};
 pub use limits::{InputError, KvLimits};
-pub use store::{KvStore, StoredValue, prefix_end};
+pub use session::{SessionLimits, SessionRefusal, SessionTable, WriteSession};
+pub use store::{KvStore, StoredValue, apply_logged, prefix_end};

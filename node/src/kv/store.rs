@@ -15,7 +15,8 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Command, CommandResult, Expect, KeyValue};
+use super::session::{Answer, SessionLimits, SessionRefusal, SessionTable};
+use super::{Command, CommandResult, Expect, KeyMeta, KeyValue};
 
 /// What the map holds per key (the key itself is the map key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,12 +171,23 @@ impl KvStore {
                         revision: self.revision,
                     }
                 } else {
-                    let current = current.map(|v| to_key_value(key, v));
+                    let current = current.map(|v| KeyMeta {
+                        create_revision: v.create_revision,
+                        mod_revision: v.mod_revision,
+                        version: v.version,
+                        value_len: v.value.len() as u64,
+                    });
                     CommandResult::CompareFailed {
                         current,
                         revision: self.revision,
                     }
                 }
+            }
+            // Without de-duplication: the state machine applies logged
+            // entries with [`apply_logged`], which keeps the sessions.
+            Command::WithSession { write, .. } => self.apply(write),
+            Command::Batch(writes) => {
+                CommandResult::Batch(writes.iter().map(|w| self.apply(w)).collect())
             }
         }
     }
@@ -194,7 +206,53 @@ impl KvStore {
             other => self.apply(&other),
         }
     }
+}
 
+/// Applies one logged command to the store and the session table: a write
+/// with a session at most once (`kv::session`), any other as is.
+pub fn apply_logged(
+    kv: &mut KvStore,
+    sessions: &mut SessionTable<CommandResult>,
+    cmd: Command,
+) -> CommandResult {
+    let (session, at_ms, write) = match cmd {
+        Command::WithSession {
+            session,
+            at_ms,
+            write,
+        } => (session, at_ms, write),
+        Command::Batch(writes) => {
+            let results = writes
+                .into_iter()
+                .map(|w| match w {
+                    Command::Batch(_) => CommandResult::Refused(SessionRefusal::Invalid(
+                        "a batch inside a batch".to_string(),
+                    )),
+                    w => apply_logged(kv, sessions, w),
+                })
+                .collect();
+            return CommandResult::Batch(results);
+        }
+        other => return kv.apply_owned(other),
+    };
+    if matches!(*write, Command::WithSession { .. } | Command::Batch(_)) {
+        return CommandResult::Refused(SessionRefusal::Invalid(
+            "a session write must hold one plain write".to_string(),
+        ));
+    }
+    let fingerprint = write.fingerprint();
+    let limits = SessionLimits::STANDARD;
+    // The closure cannot take `write` by value (it is needed to restore a
+    // replayed answer), so a fresh Put clones its value once here.
+    match sessions.once(session, at_ms, fingerprint, &limits, || {
+        kv.apply(&write).compact()
+    }) {
+        Ok(Answer::Fresh(r) | Answer::Replayed(r)) => r.restore(&write),
+        Err(refusal) => CommandResult::Refused(refusal),
+    }
+}
+
+impl KvStore {
     fn put(&mut self, key: &[u8], value: Bytes) -> KeyValue {
         self.revision += 1;
         let revision = self.revision;
@@ -344,7 +402,7 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!(revision, 1);
-        assert_eq!(current.unwrap().value, b"1");
+        assert_eq!(current.unwrap().value_len, 1);
         // Value.
         assert!(matches!(
             s.apply(&cas("2", Expect::Value(b"nope".to_vec()))),
@@ -412,6 +470,82 @@ mod tests {
         assert_eq!((v.len(), more), (4, false));
         let (v, more) = s.range(b"c", Some(b"b"), 10);
         assert_eq!((v.len(), more), (0, false));
+    }
+
+    mod batches {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::kv::WriteSession;
+
+        fn arb_write() -> impl Strategy<Value = Command> {
+            let key = prop::sample::select(vec![b"a".to_vec(), b"b".to_vec()]);
+            let value = prop::sample::select(vec![b"1".to_vec(), b"2".to_vec()]);
+            let plain = prop_oneof![
+                (key.clone(), value.clone()).prop_map(|(key, value)| Command::Put { key, value }),
+                key.clone().prop_map(|key| Command::Delete { key }),
+                (key, value.clone(), prop::option::of(value)).prop_map(|(key, value, e)| {
+                    Command::CompareAndSwap {
+                        key,
+                        value,
+                        expect: e.map_or(Expect::Absent, Expect::Value),
+                    }
+                }),
+            ];
+            // Some with a session (two clients, a few seqs: retries happen).
+            (plain, prop::option::of((1u64..3, 1u64..4))).prop_map(|(w, s)| match s {
+                None => w,
+                Some((client_id, seq)) => Command::WithSession {
+                    session: WriteSession {
+                        client_id,
+                        seq,
+                        first_incomplete: 1,
+                    },
+                    at_ms: 1,
+                    write: Box::new(w),
+                },
+            })
+        }
+
+        proptest! {
+            /// A batch entry is exactly its writes applied one entry each, in
+            /// order: same results, same store, same session table.
+            #[test]
+            fn a_batch_applies_as_its_writes_one_by_one(
+                writes in prop::collection::vec(arb_write(), 1..12),
+            ) {
+                let (mut kv1, mut s1) = (KvStore::new(), SessionTable::default());
+                let one_by_one: Vec<CommandResult> = writes
+                    .iter()
+                    .map(|w| apply_logged(&mut kv1, &mut s1, w.clone()))
+                    .collect();
+                let (mut kv2, mut s2) = (KvStore::new(), SessionTable::default());
+                let batched = apply_logged(&mut kv2, &mut s2, Command::Batch(writes));
+                prop_assert_eq!(batched, CommandResult::Batch(one_by_one));
+                prop_assert_eq!(kv1, kv2);
+                prop_assert_eq!(s1, s2);
+            }
+        }
+
+        #[test]
+        fn a_batch_inside_a_batch_is_refused_and_changes_nothing() {
+            let (mut kv, mut s) = (KvStore::new(), SessionTable::default());
+            let put = Command::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            };
+            let r = apply_logged(
+                &mut kv,
+                &mut s,
+                Command::Batch(vec![Command::Batch(vec![put.clone()]), put]),
+            );
+            let CommandResult::Batch(rs) = r else {
+                panic!("{r:?}")
+            };
+            assert!(matches!(rs[0], CommandResult::Refused(_)), "{rs:?}");
+            assert!(matches!(rs[1], CommandResult::Put { revision: 1, .. }));
+            assert_eq!(kv.revision(), 1);
+        }
     }
 
     #[test]

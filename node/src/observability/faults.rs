@@ -44,6 +44,11 @@ pub struct FaultArgs {
     /// How long a delayed fsync sleeps first, e.g. `20ms`.
     #[arg(long, env = "RAFTKV_FAULT_FSYNC_DELAY", value_parser = humantime::parse_duration, default_value = "0s")]
     pub fault_fsync_delay: Duration,
+    /// Deliberately break exactly-once writes: this node proposes writes
+    /// without their client session (as before sessions existed), so a retry
+    /// is applied again. For showing that the tests catch it.
+    #[arg(long, env = "RAFTKV_FAULT_DISABLE_DEDUP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub fault_disable_dedup: bool,
 }
 
 /// An inclusive range of delays.
@@ -105,7 +110,7 @@ impl FaultArgs {
     }
 
     pub fn is_on(&self) -> bool {
-        self.peer().is_on() || self.fsync().is_on()
+        self.peer().is_on() || self.fsync().is_on() || self.fault_disable_dedup
     }
 
     /// The loud start-up warning (docs/design.md: fault knobs log loudly when on).
@@ -118,6 +123,11 @@ impl FaultArgs {
                 delay = ?peer.delay,
                 only_to = ?peer.only_to,
                 "FAULT INJECTION ON: outgoing peer RPCs are dropped/delayed on purpose; never run like this in production"
+            );
+        }
+        if self.fault_disable_dedup {
+            tracing::warn!(
+                "FAULT INJECTION ON: write de-duplication is disabled; a retried write may be applied twice"
             );
         }
         if fsync.is_on() {

@@ -142,8 +142,26 @@ pub fn command_key(cmd: &Command) -> u64 {
                 Expect::Revision(r) => (2u8, r).hash(&mut h),
             }
         }
+        Command::WithSession {
+            session,
+            at_ms,
+            write,
+        } => (3u8, session, at_ms, command_key(write)).hash(&mut h),
+        Command::Batch(writes) => {
+            4u8.hash(&mut h);
+            for w in writes {
+                command_key(w).hash(&mut h);
+            }
+        }
     }
     h.finish()
+}
+
+/// Whether the current span (a request's) is being traced: its proposal then
+/// goes alone, so replication and apply can join its trace.
+pub fn current_is_traced() -> bool {
+    let span = Span::current();
+    !span.is_none() && sampled_context(&span).is_some()
 }
 
 fn sampled_context(span: &Span) -> Option<SpanContext> {
@@ -223,6 +241,8 @@ fn command_bytes(cmd: &Command) -> u64 {
             (key.len() + value.len()) as u64
         }
         Command::Delete { key } => key.len() as u64,
+        Command::WithSession { write, .. } => command_bytes(write),
+        Command::Batch(writes) => writes.iter().map(command_bytes).sum(),
     }
 }
 

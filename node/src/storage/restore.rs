@@ -141,7 +141,9 @@ pub fn restore(
         snapshot_id: format!("restore-{:08x}", source.checksum),
     };
     let snapshots = SnapshotDir::open(&dir.join(SNAPSHOT_DIR), faults)?;
-    let bytes = snapshot::encode(&meta, &kv);
+    // No sessions: a restored cluster is a new history; a client of the old
+    // one must not expect its retries to be recognized there.
+    let bytes = snapshot::encode(&meta, &kv, &snapshot::Sessions::default());
     drop(kv);
     snapshots.write(&meta, 0, &bytes)?;
     let cluster_id = super::identity::new_cluster_id();

@@ -26,8 +26,10 @@ use tokio::sync::watch;
 use super::error::{self as err, Error, Result};
 use super::hooks::{NoHooks, StorageHooks};
 use super::options::StorageOptions;
-use super::snapshot::{self, SnapshotDir};
-use crate::kv::{CommandResult, KeyValue, KvStore};
+use super::snapshot::{self, Sessions, SnapshotDir};
+use crate::kv::{
+    Command, CommandResult, KeyValue, KvStore, SessionLimits, WriteSession, apply_logged,
+};
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// How far the state machine is: published after every apply batch and
@@ -45,6 +47,9 @@ struct SmState {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     kv: KvStore,
+    /// Client sessions (exactly-once writes): replicated state like `kv`,
+    /// saved in snapshots with it.
+    sessions: Sessions,
 }
 
 impl SmState {
@@ -131,12 +136,13 @@ impl StateMachineStore {
     pub fn open(dir: &Path, opts: &StorageOptions) -> Result<StateMachineStore> {
         let snapshots = SnapshotDir::open(dir, opts.fsync_faults)?;
         let (state, current) = match snapshots.load_latest()? {
-            Some((path, meta, kv)) => {
-                tracing::info!(snapshot = %path.display(), last_log_id = ?meta.last_log_id, keys = kv.len(), "loaded snapshot");
+            Some((path, meta, kv, sessions)) => {
+                tracing::info!(snapshot = %path.display(), last_log_id = ?meta.last_log_id, keys = kv.len(), sessions = sessions.len(), "loaded snapshot");
                 let state = SmState {
                     last_applied: meta.last_log_id,
                     last_membership: meta.last_membership.clone(),
                     kv,
+                    sessions,
                 };
                 (state, Some((meta, path)))
             }
@@ -209,6 +215,15 @@ impl KvReader {
         *self.shared.watch.borrow()
     }
 
+    /// The stored answer to a retry of a session write that was applied
+    /// (see `kv::session`), restored for `cmd`; `None` if there is none.
+    pub fn session_replay(&self, session: WriteSession, cmd: &Command) -> Option<CommandResult> {
+        let s = self.shared.state.read();
+        s.sessions
+            .replay(session, cmd.fingerprint(), &SessionLimits::STANDARD)
+            .map(|r| r.restore(cmd))
+    }
+
     /// The whole applied state as of now, read under one lock: an O(1) copy
     /// of the map (persistent), for a backup to encode off the lock.
     pub fn point_in_time(&self) -> PointInTime {
@@ -245,9 +260,15 @@ impl SnapshotBuilder {
         let shared = self.shared.clone();
         let _io = shared.snapshot_io.lock().await;
         // O(1): the map is persistent; apply goes on with its own copy.
-        let (last_log_id, last_membership, kv) = {
+        // The session table is small (bounded) and copied as is.
+        let (last_log_id, last_membership, kv, sessions) = {
             let s = shared.state.read();
-            (s.last_applied, s.last_membership.clone(), s.kv.clone())
+            (
+                s.last_applied,
+                s.last_membership.clone(),
+                s.kv.clone(),
+                s.sessions.clone(),
+            )
         };
         let unique = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match &last_log_id {
@@ -265,7 +286,7 @@ impl SnapshotBuilder {
         let dir = shared.snapshots.clone();
         let m = meta.clone();
         let (bytes, path) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, PathBuf)> {
-            let bytes = snapshot::encode(&m, &kv);
+            let bytes = snapshot::encode(&m, &kv, &sessions);
             drop(kv);
             let path = dir.write(&m, unique, &bytes)?;
             Ok((bytes, path))
@@ -321,7 +342,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     .map(tracing::Span::entered);
                 let r = match entry.payload {
                     EntryPayload::Blank => CommandResult::None,
-                    EntryPayload::Normal(cmd) => s.kv.apply_owned(cmd),
+                    EntryPayload::Normal(cmd) => {
+                        let SmState { kv, sessions, .. } = &mut *s;
+                        apply_logged(kv, sessions, cmd)
+                    }
                     EntryPayload::Membership(m) => {
                         s.last_membership = StoredMembership::new(Some(entry.log_id), m);
                         CommandResult::None
@@ -357,35 +381,39 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let want = meta.clone();
         let unique = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let sig = Some(meta.signature());
-        let (kv, path) = tokio::task::spawn_blocking(move || -> Result<(KvStore, PathBuf)> {
-            let what = Path::new("received snapshot");
-            let (got, kv) = snapshot::decode(&bytes, what)?;
-            if got.last_log_id != want.last_log_id || got.last_membership != want.last_membership {
-                return Err(Error::corrupt(
-                    what,
-                    0,
-                    format!(
-                        "snapshot holds {:?}, its metadata says {:?}",
-                        got.last_log_id, want.last_log_id
-                    ),
-                ));
-            }
-            let path = dir.write(&want, unique, &bytes)?;
-            Ok((kv, path))
-        })
-        .await
-        .map_err(|e| {
-            err::write_snapshot(
-                sig.clone(),
-                &Error::Invariant(format!("snapshot task: {e}")),
-            )
-        })?
-        .map_err(|e| err::write_snapshot(sig.clone(), &e))?;
+        let (kv, sessions, path) =
+            tokio::task::spawn_blocking(move || -> Result<(KvStore, Sessions, PathBuf)> {
+                let what = Path::new("received snapshot");
+                let (got, kv, sessions) = snapshot::decode(&bytes, what)?;
+                if got.last_log_id != want.last_log_id
+                    || got.last_membership != want.last_membership
+                {
+                    return Err(Error::corrupt(
+                        what,
+                        0,
+                        format!(
+                            "snapshot holds {:?}, its metadata says {:?}",
+                            got.last_log_id, want.last_log_id
+                        ),
+                    ));
+                }
+                let path = dir.write(&want, unique, &bytes)?;
+                Ok((kv, sessions, path))
+            })
+            .await
+            .map_err(|e| {
+                err::write_snapshot(
+                    sig.clone(),
+                    &Error::Invariant(format!("snapshot task: {e}")),
+                )
+            })?
+            .map_err(|e| err::write_snapshot(sig.clone(), &e))?;
         let applied = {
             let mut s = shared.state.write();
             s.last_applied = meta.last_log_id;
             s.last_membership = meta.last_membership.clone();
             s.kv = kv;
+            s.sessions = sessions;
             s.applied()
         };
         shared.watch.send_replace(applied);

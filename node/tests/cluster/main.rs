@@ -5,6 +5,7 @@
 mod util;
 
 mod test_basics;
+mod test_batching;
 mod test_bounded;
 mod test_failover;
 mod test_identity;
@@ -14,4 +15,5 @@ mod test_membership;
 mod test_preconditions;
 mod test_prevote;
 mod test_quorum_loss;
+mod test_sessions;
 mod test_snapshot;

@@ -98,6 +98,7 @@ async fn three_nodes_elect_replicate_and_serve_reads_everywhere() {
     assert!(r.more);
     let d = kv
         .delete(pb::DeleteRequest {
+            session: None,
             key: b"app/a".to_vec(),
         })
         .await
@@ -106,6 +107,7 @@ async fn three_nodes_elect_replicate_and_serve_reads_everywhere() {
     assert!(d.deleted);
     let d2 = kv
         .delete(pb::DeleteRequest {
+            session: None,
             key: b"app/a".to_vec(),
         })
         .await
@@ -168,6 +170,7 @@ async fn bad_input_is_refused_with_the_right_code() {
     );
     let big = kv
         .put(pb::PutRequest {
+            session: None,
             key: b"k".to_vec(),
             value: vec![0; (1 << 20) + 1],
         })
@@ -179,6 +182,7 @@ async fn bad_input_is_refused_with_the_right_code() {
     tracing::info!("--- CAS without expectation, bad range, unknown consistency");
     let e = kv
         .compare_and_swap(pb::CompareAndSwapRequest {
+            session: None,
             key: b"k".to_vec(),
             value: b"v".to_vec(),
             expect: None,
@@ -237,6 +241,7 @@ async fn concurrent_cas_has_exactly_one_winner_per_expected_value() {
             let expect = expect.clone();
             tasks.push(tokio::spawn(async move {
                 let req = pb::CompareAndSwapRequest {
+                    session: None,
                     key: b"counter".to_vec(),
                     value: (round + 1).to_string().into_bytes(),
                     expect: Some(pb::compare_and_swap_request::Expect::ExpectValue(
@@ -268,6 +273,7 @@ async fn concurrent_cas_has_exactly_one_winner_per_expected_value() {
     tracing::info!("--- expect-absent and expect-revision");
     let mut kv = c.kv(2);
     let req = |expect| pb::CompareAndSwapRequest {
+        session: None,
         key: b"lock".to_vec(),
         value: b"me".to_vec(),
         expect: Some(expect),

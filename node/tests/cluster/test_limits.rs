@@ -11,6 +11,7 @@ const PORT_BASE: u16 = 20000;
 
 fn cas_expecting(value_len: usize) -> pb::CompareAndSwapRequest {
     pb::CompareAndSwapRequest {
+        session: None,
         key: b"victim".to_vec(),
         value: b"new".to_vec(),
         expect: Some(pb::compare_and_swap_request::Expect::ExpectValue(vec![
@@ -82,6 +83,7 @@ async fn a_range_reply_is_bounded_in_bytes() {
     // 20 values of 1 MiB: 20 MiB, more than the 16 MiB reply bound.
     for i in 0..20 {
         kv.put(pb::PutRequest {
+            session: None,
             key: format!("big/{i:02}").into_bytes(),
             value: vec![b'v'; 1 << 20],
         })

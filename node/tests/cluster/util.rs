@@ -348,6 +348,7 @@ pub async fn put(
 ) -> Result<pb::PutResponse, tonic::Status> {
     Ok(kv
         .put(pb::PutRequest {
+            session: None,
             key: k.into(),
             value: v.into(),
         })
@@ -387,6 +388,7 @@ pub async fn run_writer(
     while !*stop.borrow() {
         let key = format!("{prefix}-{n:06}");
         let req = pb::PutRequest {
+            session: None,
             key: key.clone().into_bytes(),
             value: b"x".to_vec(),
         };
