@@ -19,5 +19,5 @@ if render --set replicas=2 --set leaderElection.enabled=false 2>/dev/null; then
   echo "chart accepted 2 replicas without leader election" >&2
   exit 1
 fi
-diff -u crds/raftcluster.yaml "$chart/crds/raftcluster.yaml" || { echo "chart CRD differs from crds/raftcluster.yaml: regenerate" >&2; exit 1; }
+diff -u crds/raftcluster.yaml "$chart/files/crds/raftcluster.yaml" || { echo "chart CRD differs from crds/raftcluster.yaml: regenerate" >&2; exit 1; }
 echo "chart OK"

@@ -604,9 +604,22 @@ impl ApiServerVerifier {
         let read_svc = self.apply("services", &format!("{NAME}-read")).await;
         assert_owned(&read_svc, "Service", &format!("{NAME}-read"), "read");
 
+        // The voters' budget from the quorum (here no membership yet: nothing may go,
+        // planner::disruption has the arithmetic), the read replicas' one at a time.
         let pdb = self.apply("poddisruptionbudgets", NAME).await;
         assert_owned(&pdb, "PodDisruptionBudget", NAME, "voter");
-        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+        assert!(pdb["spec"]["minAvailable"].is_u64(), "{pdb}");
+        assert!(pdb["spec"].get("maxUnavailable").is_none(), "{pdb}");
+        let read_pdb = self
+            .apply("poddisruptionbudgets", &format!("{NAME}-read"))
+            .await;
+        assert_owned(
+            &read_pdb,
+            "PodDisruptionBudget",
+            &format!("{NAME}-read"),
+            "read-replica",
+        );
+        assert_eq!(read_pdb["spec"]["maxUnavailable"], 1);
 
         for (name, component, replicas) in [
             (NAME.to_string(), "voter", voters),

@@ -22,6 +22,8 @@ pub struct SimPod {
     pub role_label: Option<String>,
     /// The container cannot run (e.g. `CrashLoopBackOff: ...`).
     pub failing: Option<String>,
+    /// Zone of the pod's node.
+    pub zone: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +58,7 @@ impl Sim {
                 replicas,
                 read_replicas: 0,
                 auto_replace_after_ms: None,
+                storage_size: "1Gi".into(),
             },
             paused: false,
             now_ms: 1_700_000_000_000,
@@ -172,6 +175,7 @@ impl Sim {
                 role_label: p.role_label.clone(),
                 node,
                 failing: p.failing.clone(),
+                zone: p.zone.clone(),
             });
         }
         Observed {
@@ -184,16 +188,20 @@ impl Sim {
                 replicas: r,
                 update_revision: Some(self.revision.clone()),
                 create_failure: self.create_failure.clone(),
+                claim_size: None,
             }),
             read_sts: self.read_sts.map(|r| StsState {
                 replicas: r,
                 update_revision: Some(self.revision.clone()),
                 create_failure: None,
+                claim_size: None,
             }),
             pods,
             previous_conditions: vec![],
             previous_membership_change: None,
             previous_phase: self.previous_phase,
+            pvcs: None,
+            nodes_unreadable: None,
         }
     }
 
@@ -211,6 +219,7 @@ impl Sim {
             revision: self.revision.clone(),
             role_label: None,
             failing: None,
+            zone: None,
         }
     }
 
