@@ -113,6 +113,13 @@ pub mod rules {
         )
     }
 
+    /// `storage.size` is a Kubernetes quantity (checked at creation too: the claim
+    /// templates and the shrink rule need one).
+    pub fn storage_size_is_a_quantity() -> Rule {
+        Rule::new("!has(self.size) || isQuantity(string(self.size))")
+            .message("storage.size must be a quantity such as 1Gi or 500Mi")
+    }
+
     /// `storage.size` may grow, never shrink (Kubernetes cannot shrink a volume).
     pub fn storage_never_shrinks() -> Rule {
         Rule::new(
@@ -257,6 +264,7 @@ pub struct RaftClusterSpec {
     /// member's PersistentVolumeClaim; the storage class must allow expansion), never
     /// shrink; `storageClassName` is immutable.
     #[serde(default)]
+    #[x_kube(validation = rules::storage_size_is_a_quantity())]
     #[x_kube(validation = rules::storage_class_immutable())]
     #[x_kube(validation = rules::storage_never_shrinks())]
     pub storage: StorageSpec,

@@ -29,6 +29,7 @@ fn crd_schema_carries_the_validation_rules() {
         "storage.size may grow but never shrink",
         "quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",
         "storage.storageClassName is immutable",
+        "isQuantity(string(self.size))",
         "podLabels may not use the app.kubernetes.io/ or raftkv.dev/ prefixes",
         "topologySpreadConstraints:",
         "priorityClassName:",
