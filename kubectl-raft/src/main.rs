@@ -9,6 +9,7 @@ use raft_operator::crd::RaftCluster;
 #[derive(Parser)]
 #[command(
     name = "kubectl raft",
+    bin_name = "kubectl raft",
     version,
     about = "Look at and operate raftkv RaftClusters"
 )]
