@@ -42,6 +42,14 @@ enum Command {
     Resume { name: String },
     /// Roll every pod, one at a time, leader last (annotation raftkv.dev/restartedAt).
     Restart { name: String },
+    /// Hand leadership to a healthy follower (default: the most caught-up one). Runs
+    /// `raftctl member transfer-leader` in the leader's pod through `kubectl exec`.
+    TransferLeader {
+        name: String,
+        /// The follower's pod.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -83,6 +91,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Pause { name } => patch(name, commands::pause_patch(), "paused").await,
         Command::Resume { name } => patch(name, commands::resume_patch(), "resumed").await,
+        Command::TransferLeader { name, to } => {
+            let rc = api.get(&name).await?;
+            let args = commands::transfer_leader_exec(&rc, &namespace, to.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let status = std::process::Command::new("kubectl")
+                .args(&args)
+                .status()
+                .map_err(|e| anyhow::anyhow!("cannot run kubectl: {e}"))?;
+            Ok(status.code().unwrap_or(render::EXIT_ERROR))
+        }
         Command::Restart { name } => {
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
             patch(name, commands::restart_patch(&now), "restarted").await

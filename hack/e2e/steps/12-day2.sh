@@ -6,7 +6,8 @@
 # - spec.storage.size grows: refused by a StorageClass without allowVolumeExpansion
 #   (reported, the cluster stays Available), then every member's PVC is patched.
 # - The ZoneRisk condition is set (Unknown when the nodes have no zone label).
-# - `kubectl raft status` (the kubectl-raft plugin, built by hack/e2e.sh) against it.
+# - `kubectl raft status` and `transfer-leader` (the kubectl-raft plugin, built by
+#   hack/e2e.sh) against it.
 # Uses pod_recreated, member_healthy (step 4) and settled_at (step 3).
 
 pdb_allowed() { k get poddisruptionbudget "$RC" -o jsonpath='{.status.disruptionsAllowed}'; }
@@ -207,4 +208,15 @@ e2e_step_12_plugin() {
   kraft status no-such-cluster -n "$E2E_NS" >/dev/null 2>&1 || code=$?
   ((code == 1)) || fail "exit code ${code}, want 1"
   ok "exit code 1"
+
+  local target
+  target=$(followers | tail -n 1)
+  check "kubectl raft transfer-leader ${RC} --to ${target}: ${target} leads, voters unchanged"
+  local voters
+  voters=$(voter_ids)
+  kraft transfer-leader "$RC" -n "$E2E_NS" --to "$target" || fail "kubectl raft transfer-leader failed"
+  wait_for "${target} is the leader in the status" 60 leader_is "$target"
+  [[ $(voter_ids) == "$voters" ]] || fail "a leadership transfer changed the voters: $(voter_ids), were ${voters}"
+  ok "leader ${target}"
 }
+leader_is() { [[ $(leader_pod) == "$1" ]]; }
