@@ -132,6 +132,10 @@ pub enum Scenario {
     /// latest Event is a `FailedCreate`: observe reads it, and the status says
     /// `Degraded=True PodsNotCreated` with the StatefulSet controller's message.
     PodsNotCreated(RaftCluster),
+    /// As [`Scenario::PodsPending`], but the pods are scheduled on a node and the
+    /// nodes list is forbidden (a namespaced install): the reconcile still succeeds
+    /// and `ZoneRisk` is `Unknown`, naming the refusal.
+    NodesForbidden(RaftCluster),
     /// No request at all.
     NoCalls,
 }
@@ -322,7 +326,7 @@ impl ApiServerVerifier {
                 }
                 Scenario::PodsPending(rc) => {
                     let replicas = rc.spec.replicas;
-                    server.observe_pending_pods(&rc).await;
+                    server.observe_pending_pods(&rc, false).await;
                     server.apply_owned(replicas, 0).await;
                     let status = server.status_patch(&rc).await;
                     assert_eq!(status["phase"], "Pending");
@@ -344,6 +348,25 @@ impl ApiServerVerifier {
                         format!("waiting for {} to report Status", pods.join(", "))
                     );
                     assert_eq!(condition(&status, "Available")["status"], "False");
+                }
+                Scenario::NodesForbidden(rc) => {
+                    let replicas = rc.spec.replicas;
+                    server.observe_pending_pods(&rc, true).await;
+                    let call = server.next_call().await;
+                    assert_eq!(call.method, Method::GET);
+                    assert_eq!(call.path, "/api/v1/nodes");
+                    call.fail(StatusCode::FORBIDDEN, "Forbidden");
+                    server.apply_owned(replicas, 0).await;
+                    let status = server.status_patch(&rc).await;
+                    let zone = condition(&status, "ZoneRisk");
+                    assert_eq!(zone["status"], "Unknown");
+                    assert_eq!(zone["reason"], "PlacementUnknown");
+                    assert!(
+                        zone["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("cannot read nodes: mocked Forbidden")),
+                        "{zone}"
+                    );
                 }
                 Scenario::PausedStatusOnly(rc) => {
                     server.observe_nothing().await;
@@ -466,7 +489,7 @@ impl ApiServerVerifier {
 
     /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas`,
     /// with that many pods not yet scheduled (no IP), and no read replicas.
-    async fn observe_pending_pods(&mut self, rc: &RaftCluster) {
+    async fn observe_pending_pods(&mut self, rc: &RaftCluster, scheduled: bool) {
         let replicas = u32::try_from(rc.spec.replicas).expect("replicas >= 0");
         let call = self.next_call().await;
         assert_eq!(call.method, Method::GET);
@@ -506,6 +529,11 @@ impl ApiServerVerifier {
                             "app.kubernetes.io/component": "voter",
                             "controller-revision-hash": format!("{NAME}-rev1"),
                         },
+                    },
+                    "spec": if scheduled {
+                        json!({"nodeName": "node-a", "containers": []})
+                    } else {
+                        Value::Null
                     },
                     "status": {
                         "phase": "Pending",
