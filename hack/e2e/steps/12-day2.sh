@@ -218,7 +218,9 @@ e2e_step_12_plugin() {
   local voters
   voters=$(voter_ids)
   kraft transfer-leader "$RC" -n "$E2E_NS" --to "$target" || fail "kubectl raft transfer-leader failed"
-  wait_for "${target} is the leader in the status" 60 leader_is "$target"
+  # The status follows at the next poll (no Kubernetes event marks a leadership change;
+  # the idle requeue is 60 s).
+  wait_for "${target} is the leader in the status" 120 leader_is "$target"
   [[ $(voter_ids) == "$voters" ]] || fail "a leadership transfer changed the voters: $(voter_ids), were ${voters}"
   ok "leader ${target}"
 }
