@@ -33,7 +33,7 @@ OUT=${FAULTS_OUT:-$TARGET/faults-out}
 # server (faults/README.md "Known findings"), it may be dropped here until the fix lands;
 # the README must then say so.
 # Nothing is left out today (abandon-membership, hole 1 of issue 11, runs since its fix).
-NEMESES=${FAULTS_NEMESES:-"kill pause partition peer-faults fsync wipe membership abandon-membership mixed"}
+NEMESES=${FAULTS_NEMESES:-"kill pause partition peer-faults fsync wipe membership abandon-membership mixed slow-link fsync-stall"}
 
 if [ -z "${FAULTS_SKIP_BUILD:-}" ]; then
     cargo build -p raftkv-node --bin raft-node

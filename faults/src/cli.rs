@@ -120,7 +120,12 @@ pub fn plans(spec: &str) -> anyhow::Result<Vec<Plan>> {
                 name => Kind::parse(name).map(Plan::One).ok_or_else(|| {
                     anyhow::anyhow!(
                         "unknown nemesis {name:?}; one of none, all, mixed, {}",
-                        Kind::ALL.map(|k| k.name()).join(", ")
+                        Kind::ALL
+                            .into_iter()
+                            .chain(Kind::STEADY)
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 }),
             })
@@ -301,4 +306,25 @@ pub fn check(history: PathBuf, budget: u64) -> anyhow::Result<i32> {
     } else {
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_runs_are_named_explicitly_never_part_of_all() {
+        let all = plans("all").unwrap();
+        assert!(all.iter().all(|p| p.steady().is_none()), "{all:?}");
+        let steady = plans("slow-link,fsync-stall").unwrap();
+        assert_eq!(
+            steady.iter().map(Plan::steady).collect::<Vec<_>>(),
+            [Some(Kind::SlowLink), Some(Kind::FsyncStall)]
+        );
+        let err = plans("slow-disk").unwrap_err().to_string();
+        assert!(
+            err.contains("slow-link") && err.contains("fsync-stall"),
+            "{err}"
+        );
+    }
 }

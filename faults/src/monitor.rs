@@ -28,9 +28,12 @@ impl Seen {
 }
 
 /// Runs until `stop`; `nodes` is every node's (index, client address).
+/// `changes` follows the leader changes seen so far (for a count taken
+/// before the heal).
 pub async fn run(
     nodes: Vec<(usize, String)>,
     targets: Arc<Targets>,
+    changes: Arc<std::sync::atomic::AtomicUsize>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Seen {
     let chans: Vec<_> = nodes
@@ -54,6 +57,7 @@ pub async fn run(
                 seen.leaders.insert((s.term, s.leader_id));
             }
         }
+        changes.store(seen.leader_changes(), Ordering::Relaxed);
         if let Some((li, ls)) = statuses
             .iter()
             .filter(|(_, s)| s.role == pb::Role::Leader as i32)

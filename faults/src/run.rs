@@ -254,8 +254,12 @@ async fn execute(
     for _ in 0..total {
         cluster.add_node()?;
     }
+    let steady = cfg.plan.steady();
+    let start_env = steady
+        .map(|k| k.start_env(&cluster, cfg.nodes))
+        .unwrap_or_default();
     for i in 0..total {
-        cluster.start(i, Vec::new()).await?;
+        cluster.start(i, start_env.clone()).await?;
     }
     let voters: Vec<usize> = (0..cfg.nodes).collect();
     cluster
@@ -282,9 +286,11 @@ async fn execute(
     let targets = Arc::new(Targets::default());
     targets.set(all_nodes[..cfg.nodes].to_vec());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let monitor_changes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let monitor = tokio::spawn(monitor::run(
         all_nodes.clone(),
         targets.clone(),
+        monitor_changes.clone(),
         stop_rx.clone(),
     ));
     let workers: Vec<_> = (0..cfg.workers)
@@ -306,7 +312,20 @@ async fn execute(
     let end = Instant::now() + cfg.duration;
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x0073_6368_6564);
     let mut interrupted = false;
-    while Instant::now() < end {
+    if let Some(kind) = steady {
+        // One action a third of the way in; otherwise the conditions hold.
+        let mut c = cancel.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.duration / 3) => runner.step(kind).await,
+            _ = c.wait_for(|v| *v) => interrupted = true,
+        }
+        let mut c = cancel.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(end.saturating_duration_since(Instant::now())) => {}
+            _ = c.wait_for(|v| *v) => interrupted = true,
+        }
+    }
+    while steady.is_none() && !interrupted && Instant::now() < end {
         let quiet = Duration::from_millis(rng.random_range(300..1200));
         let mut c = cancel.clone();
         tokio::select! {
@@ -336,11 +355,26 @@ async fn execute(
     for (i, code) in runner.cluster.reap_exited() {
         runner.note(format!("node {i} exited on its own ({code})"));
     }
-    for failure in runner.heal_all().await {
+    let changes_before_heal = monitor_changes.load(std::sync::atomic::Ordering::Relaxed);
+    if steady.is_some() && changes_before_heal > 0 {
+        report.add(
+            "leader-changed",
+            format!(
+                "{changes_before_heal} leader change(s) under a condition a healthy cluster must ride out"
+            ),
+        );
+    }
+    for failure in runner.heal_all(steady.is_some()).await {
         report.add("heal-failed", failure);
     }
     let healed = Instant::now();
-    let recovery = first_write_after(&runner.cluster, healed).await;
+    // Short attempts find the new leader fast after a heal; under steady
+    // 300 ms fsync stalls one write takes two of them or more.
+    let attempt = match steady {
+        Some(Kind::FsyncStall) => Duration::from_secs(3),
+        _ => Duration::from_millis(500),
+    };
+    let recovery = first_write_after(&runner.cluster, healed, attempt).await;
     let recovery_ms = match recovery {
         Some(d) => {
             runner.note(format!("first write after heal acknowledged after {d:?}"));
@@ -413,8 +447,9 @@ async fn wait_not_joint(runner: &mut Runner, report: &mut Report) {
 }
 
 /// Time from `healed` to the first acknowledged put, trying each node in
-/// turn; `None` if none within [`RECOVERY_BOUND`].
-async fn first_write_after(c: &Cluster, healed: Instant) -> Option<Duration> {
+/// turn, each attempt bounded by `attempt`; `None` if none within
+/// [`RECOVERY_BOUND`].
+async fn first_write_after(c: &Cluster, healed: Instant, attempt: Duration) -> Option<Duration> {
     let deadline = healed + RECOVERY_BOUND;
     let mut n = 0usize;
     while Instant::now() < deadline {
@@ -425,7 +460,7 @@ async fn first_write_after(c: &Cluster, healed: Instant) -> Option<Duration> {
             key: b"heal-probe".to_vec(),
             value: format!("{n}").into_bytes(),
         });
-        req.set_timeout(Duration::from_millis(500));
+        req.set_timeout(attempt);
         if kv.put(req).await.is_ok() {
             return Some(healed.elapsed());
         }

@@ -151,11 +151,12 @@ metadata:
   labels: {app.kubernetes.io/name: raftkv-e2e-client}
 spec:
   terminationGracePeriodSeconds: 1
-  securityContext: {runAsNonRoot: true, runAsUser: 65532}
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
   containers:
     - name: client
       image: ${CLIENT_IMAGE}
       imagePullPolicy: Never
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
       command: [/usr/local/bin/busybox, sh, -c, "busybox mkdir -p /tmp/bin && busybox --install -s /tmp/bin && exec busybox sleep 2147483647"]
 EOF
   wait_for "client pod ${CLIENT_POD} ready" 90 pod_ready "$CLIENT_POD"

@@ -216,6 +216,28 @@ pub async fn start_node_with_options(
         Ok(())
     });
 
+    // A disk slower than the heartbeat silently stops this member from
+    // counting (hole 7 of issue 11): say so in the log, with the fix.
+    let disk_limits = node.limits().clone();
+    let mut disk_stop = shutdown_rx.clone();
+    tasks.spawn(async move {
+        use crate::storage::slow_disk;
+        let heartbeat = std::time::Duration::from_millis(disk_limits.heartbeat_interval_ms);
+        let vote = std::time::Duration::from_millis(disk_limits.election_timeout_ms_min);
+        let mut before = crate::storage::stats().snapshot();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(slow_disk::CHECK_EVERY) => {}
+                _ = disk_stop.wait_for(|s| *s) => return Ok(()),
+            }
+            let after = crate::storage::stats().snapshot();
+            if let Some(w) = slow_disk::warning(&before, &after, heartbeat, vote) {
+                tracing::warn!("{w}");
+            }
+            before = after;
+        }
+    });
+
     let (health, health_service) = tonic_health::server::health_reporter();
     tasks.spawn(crate::health::run(
         node.clone(),

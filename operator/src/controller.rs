@@ -120,10 +120,13 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     // What was being done when `result` became an error (the failure Event's action).
     let mut doing = "Apply".to_string();
     if !obs.observed.paused {
-        result = execute::apply_owned(&rc, &ctx, &plan).await;
+        // Labels first: a pod from before the Services selected
+        // `raftkv.dev/serving=true` gets the label before the selector changes.
+        doing = "LabelPods".into();
+        result = execute::apply_labels(&rc, &ctx, &plan).await;
         if result.is_ok() {
-            doing = "LabelPods".into();
-            result = execute::apply_labels(&rc, &ctx, &plan).await;
+            doing = "Apply".into();
+            result = execute::apply_owned(&rc, &ctx, &plan).await;
         }
 
         if result.is_ok() {

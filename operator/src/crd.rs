@@ -24,6 +24,9 @@ pub const PAUSED_ANNOTATION: &str = "raftkv.dev/paused";
 pub const RESTARTED_AT_ANNOTATION: &str = "raftkv.dev/restartedAt";
 /// Pod label kept current by the operator: `leader`, `follower` or `learner`.
 pub const ROLE_LABEL: &str = "raftkv.dev/role";
+/// `"true"` on a pod the client and read Services may route to; the operator sets
+/// `"false"` before the member leaves the membership (planner `drain`).
+pub const SERVING_LABEL: &str = "raftkv.dev/serving";
 
 /// `app.kubernetes.io/component` of the voters' pods.
 pub const COMPONENT_VOTER: &str = "voter";

@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -12,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
-use crate::crd::{ROLE_LABEL, RaftCluster};
+use crate::crd::{ROLE_LABEL, RaftCluster, SERVING_LABEL};
 use crate::observe::Observation;
 use crate::planner::{NewMember, Plan, PlannedEvent, Set, Step};
 use crate::resources::{self, CLIENT_PORT, FIELD_MANAGER, PEER_PORT, pod_dns, pvc_name};
@@ -52,6 +53,8 @@ pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result
     )
     .await?;
     apply(&pdb, &resources::read_pod_disruption_budget(rc)).await?;
+    let np: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(&np, &resources::network_policy(rc)).await?;
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let (voters_claim, read_claim) = &plan.claim_sizes;
     apply(
@@ -80,19 +83,35 @@ pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result
 }
 
 pub async fn apply_labels(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result<()> {
+    for (pod, role) in &plan.labels {
+        label_pod(rc, ctx, pod, ROLE_LABEL, role).await?;
+    }
+    for pod in &plan.serve_again {
+        label_pod(rc, ctx, pod, SERVING_LABEL, "true").await?;
+    }
+    Ok(())
+}
+
+async fn label_pod(
+    rc: &RaftCluster,
+    ctx: &Context,
+    pod: &str,
+    key: &str,
+    value: &str,
+) -> Result<()> {
     let ns = rc
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    for (pod, role) in &plan.labels {
-        let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: role}}});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        pods.patch(pod, &params, &Patch::Merge(&patch)).await?;
-    }
-    Ok(())
+    let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    pods.patch(pod, &params, &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .or_else(ignore_not_found)
 }
 
 /// Runs the plan's one step, if any.
@@ -153,6 +172,12 @@ pub async fn run_step(
         }
         // Applied with the StatefulSet in `apply_owned`.
         Step::ScaleStatefulSet { .. } => Ok(()),
+        Step::StopServing { pods } => {
+            for pod in pods {
+                label_pod(rc, ctx, pod, SERVING_LABEL, "false").await?;
+            }
+            Ok(())
+        }
         Step::DeletePod {
             pod, delete_pvc, ..
         } => {

@@ -232,6 +232,7 @@ fn path(kind: &str, name: &str) -> String {
         "services" | "pods" => "/api/v1".to_string(),
         "statefulsets" => "/apis/apps/v1".to_string(),
         "poddisruptionbudgets" => "/apis/policy/v1".to_string(),
+        "networkpolicies" => "/apis/networking.k8s.io/v1".to_string(),
         "raftclusters" => "/apis/raftkv.dev/v1alpha1".to_string(),
         "events" => "/apis/events.k8s.io/v1".to_string(),
         other => panic!("no path for {other}"),
@@ -485,6 +486,27 @@ impl ApiServerVerifier {
             "metadata": {"resourceVersion": "1"},
             "items": [],
         }));
+        self.observe_endpoint_slices().await;
+    }
+
+    /// The EndpointSlices of the client and read Services: none yet.
+    async fn observe_endpoint_slices(&mut self) {
+        let call = self.next_call().await;
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(
+            call.path,
+            format!("/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices")
+        );
+        assert_eq!(
+            call.query.get("labelSelector").map(String::as_str),
+            Some(format!("kubernetes.io/service-name in ({NAME},{NAME}-read)").as_str())
+        );
+        call.ok(&json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSliceList",
+            "metadata": {},
+            "items": [],
+        }));
     }
 
     /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas`,
@@ -528,6 +550,7 @@ impl ApiServerVerifier {
                             "app.kubernetes.io/instance": NAME,
                             "app.kubernetes.io/component": "voter",
                             "controller-revision-hash": format!("{NAME}-rev1"),
+                            "raftkv.dev/serving": "true",
                         },
                     },
                     "spec": if scheduled {
@@ -548,6 +571,7 @@ impl ApiServerVerifier {
             "metadata": {"resourceVersion": "2"},
             "items": pods,
         }));
+        self.observe_endpoint_slices().await;
     }
 
     /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas` with
@@ -571,6 +595,7 @@ impl ApiServerVerifier {
         let call = self.next_call().await;
         assert_eq!(call.path, path("pods", ""));
         call.ok(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}));
+        self.observe_endpoint_slices().await;
 
         let call = self.next_call().await;
         assert_eq!(call.method, Method::GET);
@@ -615,7 +640,7 @@ impl ApiServerVerifier {
         body
     }
 
-    /// Services, PDB and the two StatefulSets, in this order, with their sizes.
+    /// Services, PDB, NetworkPolicy and the two StatefulSets, in this order, with their sizes.
     async fn apply_owned(&mut self, voters: i32, read: i32) {
         let peer = self.apply("services", &format!("{NAME}-peer")).await;
         assert_owned(&peer, "Service", &format!("{NAME}-peer"), "peer");
@@ -648,6 +673,13 @@ impl ApiServerVerifier {
             "read-replica",
         );
         assert_eq!(read_pdb["spec"]["maxUnavailable"], 1);
+
+        let np = self.apply("networkpolicies", &format!("{NAME}-peer")).await;
+        assert_owned(&np, "NetworkPolicy", &format!("{NAME}-peer"), "peer");
+        assert_eq!(
+            np["spec"]["ingress"][0]["ports"][0]["port"], 7001,
+            "the first rule guards the peer port"
+        );
 
         for (name, component, replicas) in [
             (NAME.to_string(), "voter", voters),

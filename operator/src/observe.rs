@@ -1,16 +1,17 @@
 //! Observe one RaftCluster: its StatefulSets and pods, and every pod's own `Status`
 //! over gRPC (concurrently, with short timeouts). Builds the planner's input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 
 use crate::context::{Context, NodeAddressing};
-use crate::crd::{PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster};
+use crate::crd::{PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL};
 use crate::planner::limits::CREATE_FAILURE_RECENT_MS;
 use crate::planner::placement::ZONE_LABEL;
 use crate::planner::volumes::{PvcState, quantity_bytes};
@@ -50,6 +51,17 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
         .list(&ListParams::default().labels(&selector))
         .await?;
 
+    // Which pods the client and read Services route to right now: a member leaves
+    // them before it leaves the membership (planner `drain`).
+    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
+    let slices = slices
+        .list(&ListParams::default().labels(&format!(
+            "kubernetes.io/service-name in ({name},{})",
+            read_name(&name)
+        )))
+        .await?;
+    let routed = routed_pods(&slices.items);
+
     let mut addrs = BTreeMap::new();
     // Pod name -> the node it is scheduled on (its zone is the placement's input).
     let mut node_of = BTreeMap::new();
@@ -73,7 +85,9 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
         if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
             node_of.insert(pod_name.clone(), node);
         }
-        states.push(pod_state(pod, pod_name, set, ordinal));
+        let mut state = pod_state(pod, pod_name, set, ordinal);
+        state.in_services = routed.contains(&state.name);
+        states.push(state);
     }
     let replies = join_all(states.iter().map(|p| {
         let addr = addrs.get(&p.name).cloned();
@@ -336,6 +350,18 @@ pub fn pod_failing(pod: &Pod) -> Option<String> {
     })
 }
 
+/// Pods an EndpointSlice lists as ready (an endpoint without conditions is ready).
+pub fn routed_pods(slices: &[EndpointSlice]) -> BTreeSet<String> {
+    slices
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .filter_map(|e| e.target_ref.as_ref())
+        .filter(|r| r.kind.as_deref() == Some("Pod"))
+        .filter_map(|r| r.name.clone())
+        .collect()
+}
+
 fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
     let ready_cond = pod
         .status
@@ -366,6 +392,10 @@ fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
         terminating: pod.metadata.deletion_timestamp.is_some(),
         revision: labels.and_then(|l| l.get("controller-revision-hash").cloned()),
         role_label: labels.and_then(|l| l.get(ROLE_LABEL).cloned()),
+        serving: labels
+            .and_then(|l| l.get(SERVING_LABEL))
+            .map(|v| v == "true"),
+        in_services: false,
         node: None,
         failing: pod_failing(pod),
         zone: None,
@@ -429,6 +459,29 @@ mod tests {
             assert_eq!(pod_failing(&p), None);
         }
         assert_eq!(pod_failing(&pod(json!({"phase": "Pending"}))), None);
+    }
+
+    #[test]
+    fn only_ready_pod_endpoints_count_as_routed() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "demo-read-abc"}, "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": true},
+                 "targetRef": {"kind": "Pod", "name": "demo-read-0"}},
+                // Terminating: listed, but not routed to.
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false, "terminating": true},
+                 "targetRef": {"kind": "Pod", "name": "demo-read-1"}},
+                // No conditions: ready, per the EndpointSlice API.
+                {"addresses": ["10.0.0.3"], "targetRef": {"kind": "Pod", "name": "demo-0"}},
+                {"addresses": ["10.0.0.4"], "conditions": {"ready": true}},
+            ],
+        }))
+        .unwrap();
+        let routed = routed_pods(&[slice]);
+        assert_eq!(
+            routed.into_iter().collect::<Vec<_>>(),
+            ["demo-0", "demo-read-0"]
+        );
     }
 
     #[test]

@@ -26,9 +26,25 @@ pub enum Kind {
     Wipe,
     Membership,
     Abandon,
+    /// Steady state: 300 ms on every RPC to one voter, a follower restarted
+    /// a third of the way in; no leader change allowed.
+    SlowLink,
+    /// Steady state: every fsync on every node stalls 300 ms; no leader
+    /// change allowed.
+    FsyncStall,
 }
 
 impl Kind {
+    /// Conditions a healthy cluster must ride out without a leader change
+    /// (issue 11: "a 60 s run ... shows zero leader changes"). Not faults to
+    /// heal: the knobs stay on until the end, and a leader change is an
+    /// anomaly. Not part of `all` or `mixed`.
+    pub const STEADY: [Kind; 2] = [Kind::SlowLink, Kind::FsyncStall];
+
+    pub fn is_steady(self) -> bool {
+        Kind::STEADY.contains(&self)
+    }
+
     pub const ALL: [Kind; 8] = [
         Kind::Kill,
         Kind::Pause,
@@ -54,11 +70,50 @@ impl Kind {
             Kind::Wipe => "wipe",
             Kind::Membership => "membership",
             Kind::Abandon => "abandon-membership",
+            Kind::SlowLink => "slow-link",
+            Kind::FsyncStall => "fsync-stall",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s)
+        Kind::ALL
+            .into_iter()
+            .chain(Kind::STEADY)
+            .find(|k| k.name() == s)
+    }
+
+    /// The fault knobs every node of a steady run starts with (`voters`: the
+    /// cluster's voters; the slow link leads to the last of them), and Raft
+    /// timings sized for a 300 ms disk or link: openraft 0.9 gives up on an
+    /// AppendEntries after one heartbeat interval and on a vote after
+    /// `election_timeout_min`, so with the defaults (50 ms, 200 ms) a follower
+    /// behind a 300 ms link never receives an entry and 300 ms fsyncs on a
+    /// quorum stop every commit and election (issue 11, hole 7). The node
+    /// warns when its fsyncs outlast the heartbeat (`storage::slow_disk`).
+    pub fn start_env(self, cluster: &Cluster, voters: usize) -> Vec<(String, String)> {
+        // A follower's answer can wait for two fsyncs under load (the batch
+        // in flight, then its own): a heartbeat above twice the stall.
+        let timings = [
+            ("RAFT_HEARTBEAT_MS", "1000"),
+            ("RAFT_ELECTION_TIMEOUT_MIN_MS", "3000"),
+            ("RAFT_ELECTION_TIMEOUT_MAX_MS", "6000"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let knobs = match self {
+            Kind::SlowLink => vec![
+                ("RAFTKV_FAULT_PEER_DELAY".into(), "300ms".into()),
+                (
+                    "RAFTKV_FAULT_PEER_ONLY_TO".into(),
+                    cluster.nodes[voters - 1].peer_addr.clone(),
+                ),
+            ],
+            Kind::FsyncStall => vec![
+                ("RAFTKV_FAULT_FSYNC_DELAY_PCT".into(), "100".into()),
+                ("RAFTKV_FAULT_FSYNC_DELAY".into(), "300ms".into()),
+            ],
+            _ => return Vec::new(),
+        };
+        knobs.into_iter().chain(timings).collect()
     }
 }
 
@@ -76,6 +131,14 @@ impl Plan {
             Plan::None => "none".into(),
             Plan::One(k) => k.name().into(),
             Plan::Mixed => "mixed".into(),
+        }
+    }
+
+    /// The steady-state condition this run holds, if it is one.
+    pub fn steady(&self) -> Option<Kind> {
+        match self {
+            Plan::One(k) if k.is_steady() => Some(*k),
+            _ => None,
         }
     }
 
@@ -286,6 +349,22 @@ impl Runner {
             }
             Kind::Membership => membership::churn(self).await?,
             Kind::Abandon => membership::abandon(self).await?,
+            Kind::SlowLink => {
+                // The follower behind the slow link if it is one, else another.
+                let leader = self.cluster.leader().await.map(|(i, _)| i);
+                let slow = self.voters - 1;
+                let Some(i) = [slow, 0, 1]
+                    .into_iter()
+                    .find(|i| Some(*i) != leader && self.cluster.nodes[*i].running())
+                else {
+                    return Ok(());
+                };
+                let env = self.cluster.nodes[i].env.clone();
+                self.cluster.terminate(i).await;
+                self.cluster.start(i, env).await?;
+                self.note(format!("restarted follower node {i} (SIGTERM, same knobs)"));
+            }
+            Kind::FsyncStall => self.note("fsyncs keep stalling 300 ms on every node"),
         }
         Ok(())
     }
@@ -294,7 +373,7 @@ impl Runner {
     /// what could not be undone (a node that does not start again is a
     /// finding, not a harness error); whether the cluster recovered is
     /// measured by the caller.
-    pub async fn heal_all(&mut self) -> Vec<String> {
+    pub async fn heal_all(&mut self, keep_knobs: bool) -> Vec<String> {
         let mut failed = Vec::new();
         if let Err(e) = self.cluster.net.heal() {
             failed.push(format!("removing partitions: {e:#}"));
@@ -305,17 +384,26 @@ impl Runner {
             {
                 failed.push(format!("resuming node {i}: {e:#}"));
             }
-            if !self.cluster.nodes[i].env.is_empty() {
+            if !keep_knobs && !self.cluster.nodes[i].env.is_empty() {
                 self.cluster.terminate(i).await;
             }
+            let env = if keep_knobs {
+                self.cluster.nodes[i].env.clone()
+            } else {
+                Vec::new()
+            };
             if !self.cluster.nodes[i].running()
-                && let Err(e) = self.cluster.start(i, Vec::new()).await
+                && let Err(e) = self.cluster.start(i, env).await
             {
                 failed.push(format!("restarting node {i}: {e:#}"));
             }
         }
         self.note(if failed.is_empty() {
-            "healed: network restored, every node running without fault knobs".to_string()
+            if keep_knobs {
+                "healed: network restored, every node running (steady run: knobs kept)".to_string()
+            } else {
+                "healed: network restored, every node running without fault knobs".to_string()
+            }
         } else {
             format!("heal incomplete: {}", failed.join("; "))
         });

@@ -56,6 +56,9 @@ e2e_reset() {
   # A CRD left by an earlier run may be stale: the chart installs the current one.
   kubectl delete crd raftclusters.raftkv.dev --ignore-not-found --wait=true >/dev/null
   kubectl create namespace "$E2E_NS" >/dev/null
+  # Every pod of the suite (raft-node, the client, Jaeger) must pass the Pod
+  # Security "restricted" profile, as in a hardened cluster (issue 12).
+  kubectl label namespace "$E2E_NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
   wait_for "default ServiceAccount in ${E2E_NS}" 60 k get serviceaccount default
   start_client_pod
 }

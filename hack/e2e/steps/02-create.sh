@@ -24,6 +24,18 @@ e2e_step_2() {
 
   wait_for "RaftCluster ${RC} Available" 240 cluster_available
   wait_for "a leader in the status" 60 status_has_leader
+  check "the raft-node pods run in a namespace that enforces Pod Security \"restricted\""
+  local probe prc=0
+  probe=$(k run psa-probe --image="$NODE_IMAGE" --restart=Never --dry-run=server 2>&1) || prc=$?
+  ((prc != 0)) || fail "a pod without a hardened securityContext was admitted: ${probe}"
+  [[ $probe == *restricted* ]] || fail "the refusal does not name the restricted profile: ${probe}"
+  ok "an unhardened pod is refused (${probe:0:110}...), the RaftCluster's pods were admitted"
+  check "NetworkPolicy ${RC}-peer: the peer port only from the cluster's own pods"
+  local np
+  np=$(k get networkpolicy "${RC}-peer" -o json) || fail "no NetworkPolicy ${RC}-peer"
+  jq -e --arg rc "$RC" '.spec.ingress | any(.ports[0].port == 7001 and .from[0].podSelector.matchLabels["app.kubernetes.io/instance"] == $rc)' <<<"$np" >/dev/null ||
+    fail "NetworkPolicy ${RC}-peer does not limit the peer port to the cluster's pods: $(jq -c .spec <<<"$np")"
+  ok "peer port limited to app.kubernetes.io/instance=${RC} (enforced where the network plugin supports NetworkPolicy)"
   check "kubectl get raft shows the leader"
   local table
   table=$(k get raft "$RC")

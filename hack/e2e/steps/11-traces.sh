@@ -122,6 +122,15 @@ e2e_step_11() {
     fail "no MemberPromoted Event names trace ${id}"
   ok "membership trace ${id}, named in the MemberPromoted Event"
 
+  check "the guide's Kubernetes experiment (hack/guide/k8s-replace.sh): a wiped pod swapped in by one traced joint change"
+  local glog
+  glog=$(mktemp "${TMPDIR:-/tmp}/e2e-k8s-replace.XXXXXX")
+  NAMESPACE="$E2E_NS" CLUSTER="$RC" JAEGER_NS="$E2E_NS" RAFTCTL="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv/target}/debug/raftctl" \
+    hack/guide/k8s-replace.sh --short >"$glog" 2>&1 ||
+    fail "hack/guide/k8s-replace.sh failed: $(tail -n 20 "$glog")"
+  say "$(grep -E '^(ok|FAIL) ' "$glog" | sed 's/^/    /')"
+  ok "every claim of the guide's replacement section holds on Kubernetes"
+
   check "cleanup: delete ${RC} and its PVCs, operator tracing off"
   remove_traced_cluster
   helm upgrade "$RELEASE" charts/raft-operator --namespace "$OPERATOR_NS" --reuse-values \

@@ -26,6 +26,10 @@ pub struct FaultArgs {
     /// Delay range for peer RPCs, `MIN..MAX` or one value, e.g. `5ms..50ms`.
     #[arg(long, env = "RAFTKV_FAULT_PEER_DELAY", value_parser = parse_delay_range)]
     pub fault_peer_delay: Option<DelayRange>,
+    /// Apply the peer drop and delay only to RPCs sent to these peer addresses
+    /// (comma-separated `host:port`): one slow link instead of a slow node.
+    #[arg(long, env = "RAFTKV_FAULT_PEER_ONLY_TO", value_delimiter = ',')]
+    pub fault_peer_only_to: Vec<String>,
     /// Percentage of fsyncs that fail (the log writer then stops; the node
     /// must restart and recover, as after a real fsync failure).
     #[arg(long, env = "RAFTKV_FAULT_FSYNC_FAIL_PCT", default_value_t = 0.0, value_parser = parse_pct)]
@@ -86,6 +90,7 @@ impl FaultArgs {
             drop_ppm: pct_to_ppm(self.fault_peer_drop_pct),
             delay_ppm: pct_to_ppm(delay_pct),
             delay: delay.unwrap_or(Duration::ZERO..=Duration::ZERO),
+            only_to: self.fault_peer_only_to.clone(),
         }
     }
 
@@ -111,6 +116,7 @@ impl FaultArgs {
                 drop_pct = self.fault_peer_drop_pct,
                 delay_pct = peer.delay_ppm as f64 / 10_000.0,
                 delay = ?peer.delay,
+                only_to = ?peer.only_to,
                 "FAULT INJECTION ON: outgoing peer RPCs are dropped/delayed on purpose; never run like this in production"
             );
         }
@@ -132,6 +138,8 @@ pub struct PeerFaults {
     pub drop_ppm: u32,
     pub delay_ppm: u32,
     pub delay: RangeInclusive<Duration>,
+    /// Peer addresses the faults apply to; empty: every peer.
+    pub only_to: Vec<String>,
 }
 
 impl Default for PeerFaults {
@@ -140,6 +148,7 @@ impl Default for PeerFaults {
             drop_ppm: 0,
             delay_ppm: 0,
             delay: Duration::ZERO..=Duration::ZERO,
+            only_to: Vec::new(),
         }
     }
 }
@@ -172,11 +181,17 @@ impl PeerFaults {
         PeerFault::None
     }
 
-    /// Decides for one RPC to `method` and carries it out: sleeps for a delay;
-    /// returns `true` when the RPC must be dropped. Both are recorded as a
-    /// `fault.injected` event on `span` and counted in the metrics.
-    pub async fn apply(&self, method: &'static str, span: &tracing::Span) -> bool {
-        if !self.is_on() {
+    /// Whether RPCs to the peer at `addr` are subject to the faults.
+    pub fn applies_to(&self, addr: &str) -> bool {
+        self.only_to.is_empty() || self.only_to.iter().any(|a| a == addr)
+    }
+
+    /// Decides for one RPC to `method` sent to the peer at `target` and carries
+    /// it out: sleeps for a delay; returns `true` when the RPC must be dropped.
+    /// Both are recorded as a `fault.injected` event on `span` and counted in
+    /// the metrics.
+    pub async fn apply(&self, method: &'static str, target: &str, span: &tracing::Span) -> bool {
+        if !self.is_on() || !self.applies_to(target) {
             return false;
         }
         let fault = self.decide_with(&mut rand::rng());
@@ -263,6 +278,20 @@ mod tests {
             (s.fail_ppm, s.delay_ppm, s.delay),
             (10_000, 500_000, Duration::from_millis(20))
         );
+        assert!(
+            p.applies_to("10.0.0.9:7001"),
+            "no --fault-peer-only-to: every peer"
+        );
+        let one = parse(&[
+            "--fault-peer-delay",
+            "300ms",
+            "--fault-peer-only-to",
+            "10.0.0.2:7001,10.0.0.3:7001",
+        ])
+        .unwrap()
+        .peer();
+        assert!(one.applies_to("10.0.0.3:7001"));
+        assert!(!one.applies_to("10.0.0.4:7001"));
         assert!(parse(&["--fault-peer-drop-pct", "101"]).is_err());
         assert!(parse(&["--fault-peer-delay", "50ms..5ms"]).is_err());
     }
@@ -274,6 +303,7 @@ mod tests {
             drop_ppm: 200_000,
             delay_ppm: 500_000,
             delay: Duration::from_millis(1)..=Duration::from_millis(3),
+            only_to: Vec::new(),
         };
         let (mut drops, mut delays) = (0, 0);
         for _ in 0..10_000 {

@@ -227,7 +227,12 @@ impl PeerConnection {
         let payload =
             envelope::encode(req).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
         span.record("raft.bytes", payload.len());
-        if self.net.faults.apply(method.rpc_method(), &span).await {
+        if self
+            .net
+            .faults
+            .apply(method.rpc_method(), &self.node.peer_addr, &span)
+            .await
+        {
             // A lost request: the sender learns nothing until its timeout
             // (recorded first: openraft may give up on the call before it).
             metrics::node().peer_rpc_error(method.label(), "injected_drop");

@@ -20,6 +20,7 @@ mod log;
 mod options;
 mod record;
 mod restore;
+pub mod slow_disk;
 mod snapshot;
 mod state_machine;
 mod stats;

@@ -7,6 +7,7 @@
 
 mod decide;
 pub mod disruption;
+mod drain;
 pub mod observed;
 pub mod placement;
 pub mod safety;
@@ -89,6 +90,9 @@ pub enum Step {
     TransferLeader { from: NodeId, target: NodeId },
     /// Set a StatefulSet's replicas.
     ScaleStatefulSet { set: Set, replicas: u32 },
+    /// Set `raftkv.dev/serving=false` on pods about to leave the membership, so the
+    /// client and read Services stop routing to them first (see `drain`).
+    StopServing { pods: Vec<String> },
     /// Delete a pod (and, for autoReplace, its PVC first).
     DeletePod {
         pod: String,
@@ -108,6 +112,7 @@ impl Step {
             Step::TransferLeader { .. } => "transfer_leader",
             Step::ScaleStatefulSet { .. } => "scale_statefulset",
             Step::DeletePod { .. } => "delete_pod",
+            Step::StopServing { .. } => "stop_serving",
         }
     }
 
@@ -185,6 +190,8 @@ pub struct Plan {
     /// The claim size each existing StatefulSet keeps (voters, read replicas): its
     /// volumeClaimTemplate is immutable. `None`: not created yet, `spec.storage.size`.
     pub claim_sizes: (Option<String>, Option<String>),
+    /// Pods whose `raftkv.dev/serving` label goes back to `"true"`.
+    pub serve_again: Vec<String>,
     pub status: RaftClusterStatus,
     pub event: Option<PlannedEvent>,
     /// Warning Events about the cluster rather than a step (e.g. `ZoneRisk` when it
@@ -206,6 +213,14 @@ pub fn plan(obs: &Observed) -> Plan {
     {
         outcome = decide::Outcome::Blocked(*intent, blocked.0);
     }
+    let mut leaving = Vec::new();
+    if let decide::Outcome::Act(step, intent) = &outcome {
+        leaving = drain::leaving_pods(step, &view);
+        if let Some(first) = drain::before_removal(step, *intent, &view) {
+            outcome = first;
+        }
+    }
+    let serve_again = drain::to_restore(&view, &leaving);
     if obs.paused
         && let decide::Outcome::Act(step, _) = &outcome
     {
@@ -249,6 +264,7 @@ pub fn plan(obs: &Observed) -> Plan {
             obs.voters_sts.as_ref().and_then(|s| s.claim_size.clone()),
             obs.read_sts.as_ref().and_then(|s| s.claim_size.clone()),
         ),
+        serve_again,
         status,
         event,
         warnings,

@@ -67,6 +67,16 @@ pub struct DesiredSpec {
     pub storage_size: String,
 }
 
+impl DesiredSpec {
+    /// Pods the spec wants in `set`.
+    pub fn wanted(&self, set: Set) -> u32 {
+        match set {
+            Set::Voters => self.replicas,
+            Set::Read => self.read_replicas,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct StsState {
     pub replicas: u32,
@@ -95,6 +105,11 @@ pub struct PodState {
     pub revision: Option<String>,
     /// Current value of the `raftkv.dev/role` label.
     pub role_label: Option<String>,
+    /// The `raftkv.dev/serving` label: the client and read Services select
+    /// `"true"` (see `drain`); `None` on a pod from before the label existed.
+    pub serving: Option<bool>,
+    /// An EndpointSlice of the client or read Service lists the pod as ready.
+    pub in_services: bool,
     /// `None`: the node did not answer `Status`.
     pub node: Option<NodeStatus>,
     /// The container cannot run: `CrashLoopBackOff`, an image pull error, ...

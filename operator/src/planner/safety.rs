@@ -189,7 +189,8 @@ pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
             }
             Ok(())
         }
-        Step::ScaleStatefulSet { .. } => Ok(()),
+        // Changes who receives client traffic, never the membership.
+        Step::ScaleStatefulSet { .. } | Step::StopServing { .. } => Ok(()),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct SimPod {
     pub lag: u64,
     pub revision: String,
     pub role_label: Option<String>,
+    /// The `raftkv.dev/serving` label (the StatefulSet template sets it to true).
+    pub serving: bool,
     /// The container cannot run (e.g. `CrashLoopBackOff: ...`).
     pub failing: Option<String>,
     /// Zone of the pod's node.
@@ -173,6 +175,9 @@ impl Sim {
                 terminating: false,
                 revision: Some(p.revision.clone()),
                 role_label: p.role_label.clone(),
+                serving: Some(p.serving),
+                // The endpoints controller, instantly.
+                in_services: p.serving && p.up && p.joined && p.lag == 0,
                 node,
                 failing: p.failing.clone(),
                 zone: p.zone.clone(),
@@ -218,6 +223,7 @@ impl Sim {
             lag: 0,
             revision: self.revision.clone(),
             role_label: None,
+            serving: true,
             failing: None,
             zone: None,
         }
@@ -295,10 +301,16 @@ impl Sim {
                         ready_since_down: None,
                         revision: self.revision.clone(),
                         role_label: None,
+                        serving: true,
                         ..old
                     }
                 };
                 self.pods.insert(pod.clone(), new);
+            }
+            Step::StopServing { pods } => {
+                for pod in pods {
+                    self.pods.get_mut(pod).expect("pod").serving = false;
+                }
             }
         }
     }
@@ -308,6 +320,11 @@ impl Sim {
         for (pod, role) in &plan.labels {
             if let Some(p) = self.pods.get_mut(pod) {
                 p.role_label = Some(role.clone());
+            }
+        }
+        for pod in &plan.serve_again {
+            if let Some(p) = self.pods.get_mut(pod) {
+                p.serving = true;
             }
         }
     }
@@ -435,6 +452,7 @@ pub fn describe_plan(plan: &Plan) -> String {
             delete_pvc,
             reason,
         }) => format!("DeletePod {pod} delete_pvc={delete_pvc} reason={reason:?}"),
+        Some(Step::StopServing { pods }) => format!("StopServing {}", pods.join(" ")),
     };
     let mut out = format!("step: {step}");
     if let Some(ev) = &plan.event {

@@ -361,6 +361,9 @@ pub(super) fn step_message(step: &Step) -> String {
             format!("scaling {} StatefulSet to {replicas}", set.as_str())
         }
         Step::DeletePod { pod, .. } => format!("deleting pod {pod}"),
+        Step::StopServing { pods } => {
+            format!("taking {} out of the Services", pods.join(", "))
+        }
     }
 }
 
@@ -380,6 +383,7 @@ fn related(view: &ClusterView, step: &Step) -> Option<(&'static str, String)> {
         Step::RemoveLearner { name, .. } => Some(name.clone()),
         Step::TransferLeader { target, .. } => pod_of_id(target),
         Step::DeletePod { pod, .. } => Some(pod.clone()),
+        Step::StopServing { pods } => pods.first().cloned(),
         Step::ScaleStatefulSet { set, .. } => {
             let name = match set {
                 Set::Voters => view.obs.name.clone(),
@@ -489,6 +493,14 @@ fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
                 ),
             ),
         },
+        Step::StopServing { pods } => (
+            "MemberDraining",
+            "StopServing",
+            format!(
+                "{} left the client and read Services (raftkv.dev/serving=false) before leaving the membership",
+                pods.join(", ")
+            ),
+        ),
     };
     PlannedEvent {
         reason: reason.into(),

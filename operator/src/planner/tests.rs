@@ -113,12 +113,21 @@ fn scale_in_removes_highest_ordinals_then_shrinks_the_statefulset() {
     sim.spec.replicas = 3;
     let (id3, id4) = (sim.id_of("demo-3"), sim.id_of("demo-4"));
     let plans = sim.settle(10);
-    assert_eq!(kinds(&plans), ["change_membership", "scale_statefulset"]);
-    let Some(Step::ChangeMembership { removed, .. }) = &plans[0].step else {
+    assert_eq!(
+        kinds(&plans),
+        ["stop_serving", "change_membership", "scale_statefulset"]
+    );
+    assert_eq!(
+        plans[0].step,
+        Some(Step::StopServing {
+            pods: vec!["demo-3".into(), "demo-4".into()]
+        })
+    );
+    let Some(Step::ChangeMembership { removed, .. }) = &plans[1].step else {
         panic!()
     };
     assert_eq!(removed, &vec![id3, id4]);
-    assert_eq!(reasons(&plans)[0], "MemberRemoved");
+    assert_eq!(reasons(&plans)[..2], ["MemberDraining", "MemberRemoved"]);
     assert_eq!(sim.voters_sts, Some(3));
 }
 
@@ -130,7 +139,12 @@ fn scale_in_hands_leadership_off_before_removing_the_leader() {
     let plans = sim.settle(10);
     assert_eq!(
         kinds(&plans),
-        ["transfer_leader", "change_membership", "scale_statefulset"]
+        [
+            "transfer_leader",
+            "stop_serving",
+            "change_membership",
+            "scale_statefulset"
+        ]
     );
     assert_eq!(reasons(&plans)[0], "LeaderTransferred");
 }
@@ -323,6 +337,7 @@ fn nothing_starts_while_a_membership_change_is_in_flight() {
         .find(|c| c.type_ == "Progressing");
     assert!(progressing.unwrap().message.contains("in flight"));
     sim.joint = false;
+    assert!(matches!(sim.step().step, Some(Step::StopServing { .. })));
     assert!(matches!(
         sim.step().step,
         Some(Step::ChangeMembership { .. })
@@ -344,9 +359,100 @@ fn read_replicas_join_as_learners_and_leave_on_scale_in() {
     let plans = sim.settle(10);
     assert_eq!(
         kinds(&plans),
-        ["remove_learner", "remove_learner", "scale_statefulset"]
+        [
+            "stop_serving",
+            "remove_learner",
+            "stop_serving",
+            "remove_learner",
+            "scale_statefulset"
+        ]
     );
     assert!(sim.learners.is_empty());
+}
+
+#[test]
+fn a_leaving_member_waits_until_no_endpoint_slice_lists_it() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.read_replicas = 1;
+    sim.settle(10);
+    sim.spec.read_replicas = 0;
+    let plan = sim.step();
+    assert_eq!(
+        plan.step,
+        Some(Step::StopServing {
+            pods: vec!["demo-read-0".into()]
+        })
+    );
+    assert_eq!(plan.event.as_ref().unwrap().reason, "MemberDraining");
+    // The label is off but the endpoints controller has not caught up yet.
+    let mut obs = sim.observe();
+    let pod = obs
+        .pods
+        .iter_mut()
+        .find(|p| p.name == "demo-read-0")
+        .unwrap();
+    assert_eq!(pod.serving, Some(false));
+    pod.in_services = true;
+    let plan = super::plan(&obs);
+    assert_eq!(plan.step, None, "{plan:?}");
+    let progressing = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert!(
+        progressing
+            .message
+            .contains("waiting for demo-read-0 to leave the Services"),
+        "{progressing:?}"
+    );
+    // Gone from the EndpointSlices: now it is removed.
+    obs.pods
+        .iter_mut()
+        .find(|p| p.name == "demo-read-0")
+        .unwrap()
+        .in_services = false;
+    assert!(matches!(
+        super::plan(&obs).step,
+        Some(Step::RemoveLearner { .. })
+    ));
+}
+
+#[test]
+fn a_drained_pod_serves_again_when_the_spec_grows_back_and_old_pods_get_the_label() {
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.read_replicas = 1;
+    sim.settle(10);
+    sim.spec.read_replicas = 0;
+    assert!(matches!(sim.step().step, Some(Step::StopServing { .. })));
+    assert!(!sim.pods["demo-read-0"].serving);
+    sim.spec.read_replicas = 1;
+    let plan = sim.step();
+    assert_eq!(plan.serve_again, vec!["demo-read-0".to_string()]);
+    assert!(sim.pods["demo-read-0"].serving);
+    // A pod from before the label existed is labelled, whatever the plan.
+    let mut obs = sim.observe();
+    obs.pods[0].serving = None;
+    assert_eq!(
+        super::plan(&obs).serve_again,
+        vec![obs.pods[0].name.clone()]
+    );
+}
+
+#[test]
+fn a_replaced_members_pod_keeps_serving() {
+    // The pod reports a new node (wiped disk): the old member is removed but the
+    // pod stays, as the new member, in the Services.
+    let mut sim = Sim::running("demo", 3);
+    sim.pod_lost_volume("demo-1");
+    let plans = sim.settle(20);
+    assert!(
+        !kinds(&plans).contains(&"stop_serving"),
+        "{:?}",
+        kinds(&plans)
+    );
+    assert!(sim.pods["demo-1"].serving);
 }
 
 #[test]

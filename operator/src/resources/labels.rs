@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
-use crate::crd::{COMPONENT_READ, COMPONENT_VOTER, RaftCluster};
+use crate::crd::{COMPONENT_READ, COMPONENT_VOTER, RaftCluster, SERVING_LABEL};
 use crate::planner::Set;
 
 pub const APP_NAME: &str = "raftkv";
@@ -31,6 +31,13 @@ pub fn set_selector(cluster: &str, set: Set) -> BTreeMap<String, String> {
     let mut l = instance_selector(cluster);
     l.insert("app.kubernetes.io/component".into(), component(set).into());
     l
+}
+
+/// `selector` narrowed to pods that may receive client traffic (client and read
+/// Services; the peer Service must keep resolving every pod).
+pub fn serving(mut selector: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    selector.insert(SERVING_LABEL.into(), "true".into());
+    selector
 }
 
 /// The full `app.kubernetes.io/*` label set of an owned object.

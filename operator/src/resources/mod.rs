@@ -1,11 +1,13 @@
 //! Builders of the objects a RaftCluster owns. Pure: spec in, object out.
 
 mod labels;
+mod network_policy;
 mod pdb;
 mod services;
 mod statefulset;
 
 pub use labels::*;
+pub use network_policy::network_policy;
 pub use pdb::{pod_disruption_budget, read_pod_disruption_budget};
 pub use services::{client_service, peer_service, read_service};
 pub use statefulset::{pod_dns, statefulset, statefulset_with_claim_size};

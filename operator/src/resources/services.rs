@@ -1,7 +1,8 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CLIENT_PORT, PEER_PORT, instance_selector, labels::owned_meta, set_selector};
+use super::labels::{owned_meta, serving};
+use super::{CLIENT_PORT, PEER_PORT, instance_selector, set_selector};
 use crate::crd::RaftCluster;
 use crate::planner::Set;
 
@@ -33,13 +34,14 @@ pub fn peer_service(rc: &RaftCluster) -> Service {
     }
 }
 
-/// `<name>`: the client KV/Cluster service, on the voters.
+/// `<name>`: the client KV/Cluster service, on the voters that serve (a voter
+/// about to be removed leaves it first).
 pub fn client_service(rc: &RaftCluster) -> Service {
     let cluster = rc.metadata.name.clone().unwrap_or_default();
     Service {
         metadata: owned_meta(rc, cluster.clone(), "client"),
         spec: Some(ServiceSpec {
-            selector: Some(set_selector(&cluster, Set::Voters)),
+            selector: Some(serving(set_selector(&cluster, Set::Voters))),
             ports: Some(vec![port("client", CLIENT_PORT)]),
             ..Default::default()
         }),
@@ -47,13 +49,14 @@ pub fn client_service(rc: &RaftCluster) -> Service {
     }
 }
 
-/// `<name>-read`: reads spread over every ready member, read replicas and voters.
+/// `<name>-read`: reads spread over every ready member that serves, read replicas
+/// and voters.
 pub fn read_service(rc: &RaftCluster) -> Service {
     let cluster = rc.metadata.name.clone().unwrap_or_default();
     Service {
         metadata: owned_meta(rc, super::read_name(&cluster), "read"),
         spec: Some(ServiceSpec {
-            selector: Some(instance_selector(&cluster)),
+            selector: Some(serving(instance_selector(&cluster))),
             ports: Some(vec![port("client", CLIENT_PORT)]),
             ..Default::default()
         }),

@@ -5,15 +5,16 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, TopologySpreadConstraint, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, TopologySpreadConstraint, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use super::labels::{component, labels, owned_meta, set_selector};
+use super::labels::{component, labels, owned_meta, serving, set_selector};
 use super::{CLIENT_PORT, DATA_DIR, DATA_VOLUME, METRICS_PORT, PEER_PORT, peer_service_name};
 use crate::crd::{RESTARTED_AT_ANNOTATION, RaftCluster, RaftClusterSpec};
 use crate::planner::Set;
@@ -266,6 +267,18 @@ pub fn statefulset_with_claim_size(
             mount_path: DATA_DIR.into(),
             ..Default::default()
         }]),
+        // The Pod Security "restricted" profile: the node needs no privilege and
+        // writes only to its data volume.
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let affinity = spec.affinity.clone().or_else(|| match set {
@@ -303,7 +316,9 @@ pub fn statefulset_with_claim_size(
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels(spec, &cluster, set)),
+                    // A new pod serves at once; the operator sets `false` only before
+                    // removing its member (planner `drain`).
+                    labels: Some(serving(pod_labels(spec, &cluster, set))),
                     annotations: pod_annotations(rc),
                     ..Default::default()
                 }),
@@ -317,8 +332,16 @@ pub fn statefulset_with_claim_size(
                     image_pull_secrets: spec.image_pull_secrets.clone(),
                     service_account_name: spec.service_account_name.clone(),
                     termination_grace_period_seconds: Some(30),
+                    // The images' nonroot user; the volume is group-owned by it.
                     security_context: Some(PodSecurityContext {
                         fs_group: Some(65532),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()

@@ -145,22 +145,36 @@ fn services_and_pdb_select_the_right_pods() {
     let peer = peer_service(&rc).spec.unwrap();
     assert_eq!(peer.cluster_ip.as_deref(), Some("None"));
     assert_eq!(peer.publish_not_ready_addresses, Some(true));
-    assert!(
-        !peer
-            .selector
-            .unwrap()
-            .contains_key("app.kubernetes.io/component")
-    );
+    let peer_selector = peer.selector.unwrap();
+    assert!(!peer_selector.contains_key("app.kubernetes.io/component"));
+    // Peers must resolve a member that is leaving the client Services.
+    assert!(!peer_selector.contains_key(crate::crd::SERVING_LABEL));
     let client = client_service(&rc);
     assert_eq!(client.metadata.name.as_deref(), Some("demo"));
+    let client_selector = client.spec.unwrap().selector.unwrap();
+    assert_eq!(client_selector["app.kubernetes.io/component"], "voter");
+    assert_eq!(client_selector[crate::crd::SERVING_LABEL], "true");
+    let read = read_service(&rc);
+    assert_eq!(read.metadata.name.as_deref(), Some("demo-read"));
     assert_eq!(
-        client.spec.unwrap().selector.unwrap()["app.kubernetes.io/component"],
-        "voter"
+        read.spec.unwrap().selector.unwrap()[crate::crd::SERVING_LABEL],
+        "true"
     );
-    assert_eq!(
-        read_service(&rc).metadata.name.as_deref(),
-        Some("demo-read")
-    );
+    // New pods serve from the start, without waiting for the operator.
+    for set in [Set::Voters, Set::Read] {
+        let sts = statefulset(&rc, set, 1, DEFAULT_IMAGE).spec.unwrap();
+        assert_eq!(
+            sts.template.metadata.unwrap().labels.unwrap()[crate::crd::SERVING_LABEL],
+            "true"
+        );
+        // The selector is immutable and must not carry a label that changes.
+        assert!(
+            !sts.selector
+                .match_labels
+                .unwrap()
+                .contains_key(crate::crd::SERVING_LABEL)
+        );
+    }
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let budget = crate::planner::disruption::Budget {
         allowed: 2,
@@ -437,4 +451,69 @@ fn user_pod_labels_never_replace_the_selector_labels() {
     for (k, v) in spec.selector.match_labels.unwrap() {
         assert_eq!(labels[&k], v, "the selector still matches the pods ({k})");
     }
+}
+
+#[test]
+fn node_pods_meet_the_restricted_pod_security_profile() {
+    for set in [Set::Voters, Set::Read] {
+        let pod = statefulset(&cluster(), set, 3, DEFAULT_IMAGE)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+        for c in pod.containers {
+            let sc = c.security_context.unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(
+                sc.capabilities.and_then(|c| c.drop),
+                Some(vec!["ALL".to_string()])
+            );
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+        }
+    }
+}
+
+#[test]
+fn only_the_clusters_own_pods_reach_the_peer_port() {
+    let np = network_policy(&cluster());
+    assert_eq!(np.metadata.name.as_deref(), Some("demo-peer"));
+    let spec = np.spec.unwrap();
+    let members = spec.pod_selector.unwrap().match_labels.unwrap();
+    assert_eq!(members["app.kubernetes.io/instance"], "demo");
+    let rules = spec.ingress.unwrap();
+    let port_of = |r: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        r.ports
+            .iter()
+            .flatten()
+            .filter_map(|p| match &p.port {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => Some(*n),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // The peer port: one rule, from the cluster's pods only.
+    let peer: Vec<_> = rules
+        .iter()
+        .filter(|r| port_of(r).contains(&PEER_PORT))
+        .collect();
+    assert_eq!(peer.len(), 1);
+    let from = peer[0].from.as_ref().expect("a source restriction");
+    assert_eq!(
+        from[0].pod_selector.as_ref().unwrap().match_labels.as_ref(),
+        Some(&members)
+    );
+    assert!(from[0].namespace_selector.is_none(), "same namespace only");
+    // Clients and metrics from anywhere.
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.from.is_none() && port_of(r).contains(&CLIENT_PORT))
+    );
 }
