@@ -26,6 +26,8 @@
 #  11 traces in Jaeger (built from source): a write is one trace across raftctl and three
 #     members, a scale-out's promotion one trace from the operator's step to the commit;
 #     `raftctl trace get` prints the waterfall (runs before 8; hack/e2e/steps/11-traces.sh)
+#  12 day-2: the voters' PodDisruptionBudget follows the quorum: one eviction admitted, a
+#     second refused (HTTP 429) until the first pod is back (runs before 8; 12-day2.sh)
 #
 # On failure it dumps the RaftCluster, Events, pod logs and operator logs. The local cluster is
 # always taken down at the end (trap), unless KEEP_CLUSTER=1.
@@ -48,6 +50,7 @@ if [[ -z ${E2E_STEPS:-} ]]; then
   E2E_STEPS="1 2 3 4 5 6 7"
   if declare -F e2e_step_10 >/dev/null; then E2E_STEPS+=" 10"; fi
   if declare -F e2e_step_11 >/dev/null; then E2E_STEPS+=" 11"; fi
+  if declare -F e2e_step_12 >/dev/null; then E2E_STEPS+=" 12"; fi
   E2E_STEPS+=" 8 9"
 fi
 : "${E2E_SKIP_BUILD:=0}"
@@ -147,7 +150,7 @@ use_cluster_env() {
 }
 
 build_binaries() {
-  nice cargo build --profile "$E2E_CARGO_PROFILE" --locked -p raftkv-node -p raftctl -p raft-operator
+  nice cargo build --profile "$E2E_CARGO_PROFILE" --locked -p raftkv-node -p raftctl -p raft-operator -p kubectl-raft
 }
 
 # Where cargo puts a profile's binaries ("dev" builds into debug/).
@@ -189,7 +192,7 @@ main() {
   run_step "helm lint + template (hack/e2e/chart-lint.sh)" hack/e2e/chart-lint.sh
   use_cluster_env
   if [[ $E2E_SKIP_BUILD != 1 ]]; then
-    run_step "cargo build --profile ${E2E_CARGO_PROFILE} (raft-node, raftctl, raft-operator)" build_binaries
+    run_step "cargo build --profile ${E2E_CARGO_PROFILE} (raft-node, raftctl, raft-operator, kubectl-raft)" build_binaries
     if ((LOCAL_CLUSTER)); then
       run_step "images: build and import into containerd" build_images
     fi

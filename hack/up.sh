@@ -58,10 +58,15 @@ build_and_load() {
 }
 
 install_operator() {
-  # Helm never upgrades crds/: apply the current CRD first so a re-run picks up changes.
-  kctl apply --server-side --force-conflicts -f charts/raft-operator/crds/raftcluster.yaml >/dev/null
+  # The chart installs and upgrades the CRD (a template). A CRD left by an older chart,
+  # which installed it from crds/, is adopted into the release first.
+  if kctl get crd raftclusters.raftkv.dev >/dev/null 2>&1; then
+    kctl label crd raftclusters.raftkv.dev app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
+    kctl annotate crd raftclusters.raftkv.dev meta.helm.sh/release-name=raft-operator \
+      meta.helm.sh/release-namespace="$OPERATOR_NS" --overwrite >/dev/null
+  fi
   helm_ upgrade --install raft-operator charts/raft-operator --namespace "$OPERATOR_NS" \
-    --create-namespace --wait --timeout 180s
+    --create-namespace --set image.tag=dev --wait --timeout 180s
 }
 
 apply_example() {

@@ -14,10 +14,12 @@ render() { "$HELM" template raft-operator "$chart" --namespace raftkv-system "$@
 render
 render --set watchNamespace=apps
 render --set tracing.enabled=true --set tracing.endpoint=http://otel:4317 \
-  --set serviceMonitor.enabled=true --set networkPolicy.enabled=true --set replicas=1 --set leaderElection.enabled=false
+  --set serviceMonitor.enabled=true --set networkPolicy.enabled=true --set replicas=1 --set leaderElection.enabled=false \
+  --set podMonitor.enabled=true --set prometheusRule.enabled=true
+render --set watchNamespace=apps --set podMonitor.enabled=true --set crds.enabled=false
 if render --set replicas=2 --set leaderElection.enabled=false 2>/dev/null; then
   echo "chart accepted 2 replicas without leader election" >&2
   exit 1
 fi
-diff -u crds/raftcluster.yaml "$chart/crds/raftcluster.yaml" || { echo "chart CRD differs from crds/raftcluster.yaml: regenerate" >&2; exit 1; }
+diff -u crds/raftcluster.yaml "$chart/files/crds/raftcluster.yaml" || { echo "chart CRD differs from crds/raftcluster.yaml: regenerate" >&2; exit 1; }
 echo "chart OK"

@@ -22,7 +22,7 @@ use crate::events::EventRecorder;
 use crate::metrics::Metrics;
 use crate::planner::{self, limits};
 use crate::resources::{APP_NAME, MANAGED_BY};
-use crate::{Error, Result, execute, observe};
+use crate::{Error, Result, execute, expand, observe};
 
 /// Settings of [`run`].
 #[derive(Clone, Debug)]
@@ -128,6 +128,7 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
             doing = "Apply".into();
             result = execute::apply_owned(&rc, &ctx, &plan).await;
         }
+
         if result.is_ok() {
             if let Some(ev) = &plan.event {
                 doing.clone_from(&ev.action);
@@ -140,6 +141,26 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     let mut status = plan.status.clone();
+    // A volume that cannot grow (e.g. its StorageClass does not allow expansion) is
+    // reported in status.storage and a Warning Event; it never blocks membership steps.
+    let mut grow_failure = None;
+    if result.is_ok()
+        && !obs.observed.paused
+        && let Err(e) = expand::grow_pvcs(&rc, &ctx, &plan).await
+    {
+        tracing::warn!(error = %e, "cannot grow volumes");
+        let message = e.user_message();
+        if let Some(storage) = &mut status.storage {
+            storage.message = format!("{}; cannot grow: {message}", storage.message);
+        }
+        grow_failure = Some(planner::PlannedEvent {
+            reason: "VolumeExpansionFailed".into(),
+            action: "GrowVolumes".into(),
+            note: message,
+            warning: true,
+            related: None,
+        });
+    }
     let mut failure_event = None;
     if let Err(e) = &result {
         status.last_membership_change = obs.observed.previous_membership_change.clone();
@@ -200,6 +221,12 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         && let Err(e) = execute::publish(&rc, &ctx, ev).await
     {
         tracing::warn!(error = %e, "cannot publish event");
+    }
+    // Warnings about the cluster itself (e.g. `ZoneRisk` appearing), whatever the step.
+    for ev in plan.warnings.iter().chain(&grow_failure) {
+        if let Err(e) = execute::publish(&rc, &ctx, ev).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
     }
     written?;
     let secs = if plan.busy {

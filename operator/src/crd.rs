@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -101,6 +103,47 @@ pub mod rules {
             "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', \
              starting with a letter, no '.'): it names the cluster's Services",
         )
+    }
+
+    /// `storage.storageClassName` never changes: the members' volumes were made by it.
+    pub fn storage_class_immutable() -> Rule {
+        Rule::new(
+            "has(self.storageClassName) == has(oldSelf.storageClassName) && \
+             (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",
+        )
+        .message(
+            "storage.storageClassName is immutable: the members' PersistentVolumeClaims were created from it",
+        )
+    }
+
+    /// `storage.size` is a Kubernetes quantity (checked at creation too: the claim
+    /// templates and the shrink rule need one).
+    pub fn storage_size_is_a_quantity() -> Rule {
+        Rule::new("!has(self.size) || isQuantity(string(self.size))")
+            .message("storage.size must be a quantity such as 1Gi or 500Mi")
+    }
+
+    /// `storage.size` may grow, never shrink (Kubernetes cannot shrink a volume).
+    pub fn storage_never_shrinks() -> Rule {
+        Rule::new(
+            "!has(self.size) || !has(oldSelf.size) || \
+             quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",
+        )
+        .message(
+            "storage.size may grow but never shrink: Kubernetes cannot shrink a PersistentVolumeClaim",
+        )
+    }
+
+    /// Pod labels/annotations may not use the operator's key prefixes: its selectors
+    /// (`app.kubernetes.io/`) and its own keys (`raftkv.dev/role`, `restartedAt`, ...).
+    pub fn pod_metadata_keys(field: &str) -> Rule {
+        Rule::new(
+            "self.all(k, !k.startsWith('app.kubernetes.io/') && !k.startsWith('raftkv.dev/'))",
+        )
+        .message(Message::Message(format!(
+            "{field} may not use the app.kubernetes.io/ or raftkv.dev/ prefixes: \
+                 the operator's selectors and role labels use them"
+        )))
     }
 
     /// `self.<field>` or, when absent, raft-node's default.
@@ -220,11 +263,13 @@ pub struct RaftClusterSpec {
     /// Image pull policy of the raft-node containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
-    /// Persistent volume of every member. Immutable.
+    /// Persistent volume of every member. `size` may grow (the operator expands each
+    /// member's PersistentVolumeClaim; the storage class must allow expansion), never
+    /// shrink; `storageClassName` is immutable.
     #[serde(default)]
-    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message(
-        "storage (size, storageClassName) is immutable: the members' PersistentVolumeClaims were created from it"
-    ))]
+    #[x_kube(validation = rules::storage_size_is_a_quantity())]
+    #[x_kube(validation = rules::storage_class_immutable())]
+    #[x_kube(validation = rules::storage_never_shrinks())]
     pub storage: StorageSpec,
     /// Compute resources of the raft-node container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,6 +292,38 @@ pub struct RaftClusterSpec {
     /// Pod node selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
+    /// Pod topology spread constraints. Default: voters spread over zones
+    /// (`topology.kubernetes.io/zone`) and nodes (`kubernetes.io/hostname`), skew 1,
+    /// `ScheduleAnyway`, so no zone or node holds a quorum when the cluster has room
+    /// to avoid it. Set to `[]` for none; when set, it applies to voters and read
+    /// replicas alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// PriorityClass of the pods (e.g. one that preempts batch work: a voter that
+    /// cannot be scheduled costs the cluster a share of its fault tolerance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub priority_class_name: Option<String>,
+    /// Secrets to pull the raft-node image with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// ServiceAccount the pods run as. Default: the namespace's `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub service_account_name: Option<String>,
+    /// Extra labels on the pods (at most 64: a bound keeps the CEL rule's cost low).
+    /// The `app.kubernetes.io/` and `raftkv.dev/` prefixes are the operator's (its selectors and role labels). Changing them restarts
+    /// the pods, one at a time, like any pod template change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::pod_metadata_keys("podLabels"))]
+    #[schemars(extend("maxProperties" = 64))]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    /// Extra annotations on the pods (`raftkv.dev/` is the operator's). Changing them
+    /// restarts the pods, one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::pod_metadata_keys("podAnnotations"))]
+    #[schemars(extend("maxProperties" = 64))]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
     /// What happens to the members' PVCs. Default: keep on cluster deletion, delete on scale-in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvc_retention_policy: Option<PvcRetentionPolicy>,
@@ -438,6 +515,24 @@ pub struct RaftClusterStatus {
     /// The last membership action the operator took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_membership_change: Option<MembershipChange>,
+    /// A volume expansion in progress (`spec.storage.size` grew); absent once every
+    /// member's volume has the size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+}
+
+/// Progress of growing the members' volumes to `spec.storage.size`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    /// The size being grown to.
+    pub size: String,
+    /// Volumes whose capacity has reached `size`.
+    pub resized: i32,
+    /// Member volumes in all.
+    pub volumes: i32,
+    /// Which volumes are still growing, and why they wait (the PVCs' conditions).
+    pub message: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
@@ -536,7 +631,7 @@ pub fn crd_yaml() -> String {
     format!(
         "# Generated by `raft-operator crd`; do not edit.\n\
          # Regenerate: cargo run -p raft-operator -- crd --output crds/raftcluster.yaml \
-         --output charts/raft-operator/crds/raftcluster.yaml\n{body}"
+         --output charts/raft-operator/files/crds/raftcluster.yaml\n{body}"
     )
 }
 

@@ -37,7 +37,7 @@ where
     Ok(())
 }
 
-/// Services, PodDisruptionBudget and both StatefulSets at the sizes the plan chose.
+/// Services, PodDisruptionBudgets and both StatefulSets at the sizes the plan chose.
 pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result<()> {
     let ns = rc
         .namespace()
@@ -47,23 +47,36 @@ pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result
     apply(&svc, &resources::client_service(rc)).await?;
     apply(&svc, &resources::read_service(rc)).await?;
     let pdb: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&pdb, &resources::pod_disruption_budget(rc)).await?;
+    apply(
+        &pdb,
+        &resources::pod_disruption_budget(rc, &plan.disruption),
+    )
+    .await?;
+    apply(&pdb, &resources::read_pod_disruption_budget(rc)).await?;
     let np: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     apply(&np, &resources::network_policy(rc)).await?;
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let (voters_claim, read_claim) = &plan.claim_sizes;
     apply(
         &sts,
-        &resources::statefulset(
+        &resources::statefulset_with_claim_size(
             rc,
             Set::Voters,
             plan.voters_replicas,
             &ctx.default_node_image,
+            voters_claim.as_deref(),
         ),
     )
     .await?;
     apply(
         &sts,
-        &resources::statefulset(rc, Set::Read, plan.read_replicas, &ctx.default_node_image),
+        &resources::statefulset_with_claim_size(
+            rc,
+            Set::Read,
+            plan.read_replicas,
+            &ctx.default_node_image,
+            read_claim.as_deref(),
+        ),
     )
     .await?;
     Ok(())

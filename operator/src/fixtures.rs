@@ -132,6 +132,10 @@ pub enum Scenario {
     /// latest Event is a `FailedCreate`: observe reads it, and the status says
     /// `Degraded=True PodsNotCreated` with the StatefulSet controller's message.
     PodsNotCreated(RaftCluster),
+    /// As [`Scenario::PodsPending`], but the pods are scheduled on a node and the
+    /// nodes list is forbidden (a namespaced install): the reconcile still succeeds
+    /// and `ZoneRisk` is `Unknown`, naming the refusal.
+    NodesForbidden(RaftCluster),
     /// No request at all.
     NoCalls,
 }
@@ -323,7 +327,7 @@ impl ApiServerVerifier {
                 }
                 Scenario::PodsPending(rc) => {
                     let replicas = rc.spec.replicas;
-                    server.observe_pending_pods(&rc).await;
+                    server.observe_pending_pods(&rc, false).await;
                     server.apply_owned(replicas, 0).await;
                     let status = server.status_patch(&rc).await;
                     assert_eq!(status["phase"], "Pending");
@@ -345,6 +349,25 @@ impl ApiServerVerifier {
                         format!("waiting for {} to report Status", pods.join(", "))
                     );
                     assert_eq!(condition(&status, "Available")["status"], "False");
+                }
+                Scenario::NodesForbidden(rc) => {
+                    let replicas = rc.spec.replicas;
+                    server.observe_pending_pods(&rc, true).await;
+                    let call = server.next_call().await;
+                    assert_eq!(call.method, Method::GET);
+                    assert_eq!(call.path, "/api/v1/nodes");
+                    call.fail(StatusCode::FORBIDDEN, "Forbidden");
+                    server.apply_owned(replicas, 0).await;
+                    let status = server.status_patch(&rc).await;
+                    let zone = condition(&status, "ZoneRisk");
+                    assert_eq!(zone["status"], "Unknown");
+                    assert_eq!(zone["reason"], "PlacementUnknown");
+                    assert!(
+                        zone["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("cannot read nodes: mocked Forbidden")),
+                        "{zone}"
+                    );
                 }
                 Scenario::PausedStatusOnly(rc) => {
                     server.observe_nothing().await;
@@ -488,7 +511,7 @@ impl ApiServerVerifier {
 
     /// Observe of a cluster whose voters' StatefulSet exists at `spec.replicas`,
     /// with that many pods not yet scheduled (no IP), and no read replicas.
-    async fn observe_pending_pods(&mut self, rc: &RaftCluster) {
+    async fn observe_pending_pods(&mut self, rc: &RaftCluster, scheduled: bool) {
         let replicas = u32::try_from(rc.spec.replicas).expect("replicas >= 0");
         let call = self.next_call().await;
         assert_eq!(call.method, Method::GET);
@@ -529,6 +552,11 @@ impl ApiServerVerifier {
                             "controller-revision-hash": format!("{NAME}-rev1"),
                             "raftkv.dev/serving": "true",
                         },
+                    },
+                    "spec": if scheduled {
+                        json!({"nodeName": "node-a", "containers": []})
+                    } else {
+                        Value::Null
                     },
                     "status": {
                         "phase": "Pending",
@@ -629,9 +657,22 @@ impl ApiServerVerifier {
         let read_svc = self.apply("services", &format!("{NAME}-read")).await;
         assert_owned(&read_svc, "Service", &format!("{NAME}-read"), "read");
 
+        // The voters' budget from the quorum (here no membership yet: nothing may go,
+        // planner::disruption has the arithmetic), the read replicas' one at a time.
         let pdb = self.apply("poddisruptionbudgets", NAME).await;
         assert_owned(&pdb, "PodDisruptionBudget", NAME, "voter");
-        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+        assert!(pdb["spec"]["minAvailable"].is_u64(), "{pdb}");
+        assert!(pdb["spec"].get("maxUnavailable").is_none(), "{pdb}");
+        let read_pdb = self
+            .apply("poddisruptionbudgets", &format!("{NAME}-read"))
+            .await;
+        assert_owned(
+            &read_pdb,
+            "PodDisruptionBudget",
+            &format!("{NAME}-read"),
+            "read-replica",
+        );
+        assert_eq!(read_pdb["spec"]["maxUnavailable"], 1);
 
         let np = self.apply("networkpolicies", &format!("{NAME}-peer")).await;
         assert_owned(&np, "NetworkPolicy", &format!("{NAME}-peer"), "peer");

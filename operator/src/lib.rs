@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crd;
 pub mod events;
 pub mod execute;
+pub mod expand;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;

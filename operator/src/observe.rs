@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -13,8 +13,10 @@ use kube::api::{Api, ListParams};
 use crate::context::{Context, NodeAddressing};
 use crate::crd::{PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL};
 use crate::planner::limits::CREATE_FAILURE_RECENT_MS;
+use crate::planner::placement::ZONE_LABEL;
+use crate::planner::volumes::{PvcState, quantity_bytes};
 use crate::planner::{DesiredSpec, Observed, PodState, Set, StsState, parse_pod_name};
-use crate::resources::{CLIENT_PORT, instance_selector, pod_dns, read_name};
+use crate::resources::{CLIENT_PORT, DATA_VOLUME, instance_selector, pod_dns, read_name};
 use crate::{Error, Result, node_client};
 
 /// What one reconcile saw, plus how to reach each pod.
@@ -61,6 +63,8 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
     let routed = routed_pods(&slices.items);
 
     let mut addrs = BTreeMap::new();
+    // Pod name -> the node it is scheduled on (its zone is the placement's input).
+    let mut node_of = BTreeMap::new();
     let mut states = Vec::new();
     for pod in &pods.items {
         let Some(pod_name) = pod.metadata.name.clone() else {
@@ -77,6 +81,9 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
         // A pod without an IP has no running node to ask.
         if let (Some(addr), Some(_)) = (addr, ip) {
             addrs.insert(pod_name.clone(), format!("{addr}:{CLIENT_PORT}"));
+        }
+        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            node_of.insert(pod_name.clone(), node);
         }
         let mut state = pod_state(pod, pod_name, set, ordinal);
         state.in_services = routed.contains(&state.name);
@@ -101,6 +108,24 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
             state.node = reply;
         }
     }
+    // No pod scheduled yet: no node to ask about.
+    let zones = if node_of.is_empty() {
+        Ok(BTreeMap::new())
+    } else {
+        node_zones(ctx).await
+    };
+    let nodes_unreadable = match zones {
+        Ok(zones) => {
+            for state in &mut states {
+                state.zone = node_of.get(&state.name).and_then(|n| zones.get(n).cloned());
+            }
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read nodes: placement unknown");
+            Some(e.user_message())
+        }
+    };
 
     // Pods the StatefulSet controller cannot create show only in its Events.
     let now_ms = Timestamp::now().as_millisecond();
@@ -129,6 +154,20 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
     let voters_sts = sts_states.pop().flatten();
 
     let status = rc.status.clone().unwrap_or_default();
+    // The PVCs only matter while the spec's size differs from a claim template (grown)
+    // or an expansion is still reported in status.
+    let desired = quantity_bytes(&rc.spec.storage.size.0);
+    let grown = [&voters_sts, &read_sts]
+        .into_iter()
+        .flatten()
+        .any(|s| s.claim_size.as_deref().and_then(quantity_bytes) != desired);
+    let pvcs = if grown || status.storage.is_some() {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        let list = api.list(&ListParams::default().labels(&selector)).await?;
+        Some(list.items.iter().filter_map(pvc_state).collect())
+    } else {
+        None
+    };
     let auto_replace_after_ms = rc
         .spec
         .auto_replace
@@ -147,6 +186,7 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
             replicas: rc.spec.replicas.max(0) as u32,
             read_replicas: rc.spec.read_replicas.max(0) as u32,
             auto_replace_after_ms,
+            storage_size: rc.spec.storage.size.0.clone(),
         },
         paused: rc
             .metadata
@@ -161,8 +201,26 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
         previous_conditions: status.conditions,
         previous_membership_change: status.last_membership_change,
         previous_phase: status.phase,
+        pvcs,
+        nodes_unreadable,
     };
     Ok(Observation { observed, addrs })
+}
+
+/// Node name -> its `topology.kubernetes.io/zone` label (nodes without one are left
+/// out). Metadata only: labels are all the placement needs. Needs `list` on nodes,
+/// which a namespaced install does not grant: the caller reports placement unknown.
+async fn node_zones(ctx: &Context) -> Result<BTreeMap<String, String>> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let list = nodes.list_metadata(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|n| {
+            let zone = n.metadata.labels.as_ref()?.get(ZONE_LABEL)?.clone();
+            Some((n.metadata.name?, zone))
+        })
+        .collect())
 }
 
 fn sts_state(sts: &StatefulSet) -> StsState {
@@ -175,7 +233,55 @@ fn sts_state(sts: &StatefulSet) -> StsState {
             .max(0) as u32,
         update_revision: sts.status.as_ref().and_then(|s| s.update_revision.clone()),
         create_failure: None,
+        claim_size: sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.as_ref())
+            .and_then(|t| {
+                t.iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))
+            })
+            .and_then(|c| c.spec.as_ref()?.resources.as_ref()?.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone()),
     }
+}
+
+/// Conditions of a PVC that explain a volume not yet grown.
+const RESIZE_CONDITIONS: [&str; 4] = [
+    "Resizing",
+    "FileSystemResizePending",
+    "ControllerResizeError",
+    "NodeResizeError",
+];
+
+/// A member's data PVC (`data-<pod>`), as the expansion decision sees it.
+pub fn pvc_state(pvc: &PersistentVolumeClaim) -> Option<PvcState> {
+    let name = pvc.metadata.name.clone()?;
+    if !name.starts_with(&format!("{DATA_VOLUME}-")) {
+        return None;
+    }
+    let storage = |m: Option<
+        &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| { m.and_then(|m| m.get("storage")).map(|q| q.0.clone()) };
+    let status = pvc.status.as_ref();
+    Some(PvcState {
+        name,
+        requested: storage(
+            pvc.spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref()),
+        ),
+        capacity: storage(status.and_then(|s| s.capacity.as_ref())),
+        condition: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| RESIZE_CONDITIONS.contains(&c.type_.as_str()) && c.status == "True")
+            })
+            .map(|c| (c.type_.clone(), c.message.clone().unwrap_or_default())),
+    })
 }
 
 /// The message of the newest `FailedCreate` Event, if it is recent (the StatefulSet
@@ -292,6 +398,7 @@ fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
         in_services: false,
         node: None,
         failing: pod_failing(pod),
+        zone: None,
     }
 }
 

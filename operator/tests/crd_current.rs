@@ -4,7 +4,7 @@ use std::path::Path;
 
 const COPIES: [&str; 2] = [
     "crds/raftcluster.yaml",
-    "charts/raft-operator/crds/raftcluster.yaml",
+    "charts/raft-operator/files/crds/raftcluster.yaml",
 ];
 
 #[test]
@@ -17,7 +17,7 @@ fn committed_crd_files_are_current() {
             committed == generated,
             "{copy} is stale or missing. Regenerate from the repository root with:\n  \
              cargo run -p raft-operator -- crd --output crds/raftcluster.yaml \
-             --output charts/raft-operator/crds/raftcluster.yaml"
+             --output charts/raft-operator/files/crds/raftcluster.yaml"
         );
     }
 }
@@ -26,7 +26,13 @@ fn committed_crd_files_are_current() {
 fn crd_schema_carries_the_validation_rules() {
     let yaml = raft_operator::crd::crd_yaml();
     for needle in [
-        "rule: self == oldSelf",
+        "storage.size may grow but never shrink",
+        "quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",
+        "storage.storageClassName is immutable",
+        "isQuantity(string(self.size))",
+        "podLabels may not use the app.kubernetes.io/ or raftkv.dev/ prefixes",
+        "topologySpreadConstraints:",
+        "priorityClassName:",
         "electionTimeoutMinMs must be at least 3 times heartbeatMs; an unset field takes the raft-node default (heartbeatMs 50",
         "(has(self.heartbeatMs) ? self.heartbeatMs : 50)",
         "rule: size(self.metadata.name) <= 47",

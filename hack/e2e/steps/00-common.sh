@@ -14,6 +14,7 @@ e2e_step_title() {
     9) echo "chart with watchNamespace: namespaced RBAC, only that namespace managed" ;;
     10) echo "pause annotation stops every action; autoReplace replaces an unavailable member; quorum loss shows no leader" ;;
     11) echo "traces in Jaeger: a write across 3 members, a promotion from operator step to commit" ;;
+    12) echo "day-2: the voters' PDB follows the quorum (one eviction admitted, a second refused with 429)" ;;
     *) echo "?" ;;
   esac
 }

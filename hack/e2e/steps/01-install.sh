@@ -67,6 +67,18 @@ kind: RaftCluster
 metadata: {name: bad-timings}
 spec: {replicas: 3, image: ${NODE_IMAGE}, raft: {heartbeatMs: 100, electionTimeoutMinMs: 200}}
 EOF
+  expect_refused "storage.size that is not a quantity" "spec.storage" "must be a quantity" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-storage}
+spec: {replicas: 1, image: ${NODE_IMAGE}, storage: {size: 1GB}}
+EOF
+  expect_refused "a pod label with the operator's prefix" "spec.podLabels" "may not use the app.kubernetes.io/" <<EOF
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata: {name: bad-labels}
+spec: {replicas: 1, image: ${NODE_IMAGE}, podLabels: {app.kubernetes.io/component: mine}}
+EOF
   # Specs the API server used to accept although they can never run (issue 17).
   local long48 long47
   long48=$(printf 'a%.0s' {1..48})

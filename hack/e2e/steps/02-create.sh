@@ -10,13 +10,17 @@ voters_are() { [[ $(count_csv "$(voter_ids)") == "$1" ]]; }
 e2e_step_2() {
   check "kubectl apply -f examples/raftcluster.yaml (3 voters)"
   k apply -f examples/raftcluster.yaml
-  check "a storage change on the existing cluster is refused (immutable, names spec.storage)"
+  check "storage may not shrink, nor change class, on the existing cluster (messages name spec.storage)"
   local out rc=0
-  out=$(k patch raftcluster "$RC" --type merge -p '{"spec":{"storage":{"size":"2Gi"}}}' 2>&1) || rc=$?
-  ((rc != 0)) || fail "storage size change accepted: ${out}"
+  out=$(k patch raftcluster "$RC" --type merge -p '{"spec":{"storage":{"size":"512Mi"}}}' 2>&1) || rc=$?
+  ((rc != 0)) || fail "storage shrink accepted: ${out}"
   say "    kubectl said: ${out}"
-  [[ $out == *spec.storage* && $out == *immutable* ]] || fail "refusal does not name spec.storage as immutable: ${out}"
-  ok "storage change refused"
+  [[ $out == *spec.storage* && $out == *"never shrink"* ]] || fail "refusal does not say spec.storage never shrinks: ${out}"
+  rc=0
+  out=$(k patch raftcluster "$RC" --type merge -p '{"spec":{"storage":{"storageClassName":"other"}}}' 2>&1) || rc=$?
+  ((rc != 0)) || fail "storageClassName change accepted: ${out}"
+  [[ $out == *spec.storage* && $out == *immutable* ]] || fail "refusal does not name storageClassName as immutable: ${out}"
+  ok "shrink and class change refused"
 
   wait_for "RaftCluster ${RC} Available" 240 cluster_available
   wait_for "a leader in the status" 60 status_has_leader

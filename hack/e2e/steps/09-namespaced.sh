@@ -5,8 +5,10 @@
 e2e_step_9() {
   local ns_ops=raftkv-e2e-ops release=scoped
   check "helm install ${release} with watchNamespace=${E2E_NS} (1 replica)"
+  # crds.enabled=false: the CRD kept from ${RELEASE} (step 8) stays its; one release owns it.
   helm install "$release" charts/raft-operator --namespace "$ns_ops" --create-namespace \
-    --set watchNamespace="$E2E_NS" --set replicas=1 --wait --timeout 180s >/dev/null
+    --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
+    --set crds.enabled=false --set watchNamespace="$E2E_NS" --set replicas=1 --wait --timeout 180s >/dev/null
   check "no cluster-wide RBAC, a Role in ${E2E_NS}"
   [[ -z $(kubectl get clusterrole,clusterrolebinding -l "app.kubernetes.io/instance=${release}" -o name) ]] ||
     fail "cluster-wide RBAC with watchNamespace set: $(kubectl get clusterrole,clusterrolebinding -l "app.kubernetes.io/instance=${release}" -o name)"

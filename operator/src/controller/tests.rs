@@ -83,6 +83,22 @@ async fn pending_pods_keep_the_observed_sizes_and_publish_no_event() {
 }
 
 #[tokio::test]
+async fn unreadable_nodes_make_the_placement_unknown_and_never_fail_the_reconcile() {
+    let (ctx, server) = Context::test();
+    let rc = RaftCluster::test().with_replicas(3);
+    let verifier = server.run(Scenario::NodesForbidden(rc.clone()));
+
+    let action = reconcile_once(&rc, &ctx).await;
+    drop(ctx);
+    timeout_after_1s(verifier).await;
+
+    assert_eq!(
+        action.expect("reconcile succeeds without the nodes"),
+        Action::requeue(Duration::from_secs(REQUEUE_BUSY_SECS))
+    );
+}
+
+#[tokio::test]
 async fn paused_cluster_writes_only_its_status() {
     let (ctx, server) = Context::test();
     let rc = RaftCluster::test().paused();

@@ -6,14 +6,17 @@
 //! `*Blocked` condition and Event instead.
 
 mod decide;
+pub mod disruption;
 mod drain;
 pub mod observed;
+pub mod placement;
 pub mod safety;
 #[doc(hidden)]
 pub mod sim;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod volumes;
 
 pub use observed::*;
 pub use status::record_failure;
@@ -180,10 +183,20 @@ pub struct Plan {
     pub read_replicas: u32,
     /// `raftkv.dev/role` labels to set: (pod, role).
     pub labels: Vec<(String, String)>,
+    /// The voters' PodDisruptionBudget: as many voters down as the quorum survives.
+    pub disruption: disruption::Budget,
+    /// PersistentVolumeClaims to grow to `spec.storage.size`.
+    pub grow_pvcs: Vec<String>,
+    /// The claim size each existing StatefulSet keeps (voters, read replicas): its
+    /// volumeClaimTemplate is immutable. `None`: not created yet, `spec.storage.size`.
+    pub claim_sizes: (Option<String>, Option<String>),
     /// Pods whose `raftkv.dev/serving` label goes back to `"true"`.
     pub serve_again: Vec<String>,
     pub status: RaftClusterStatus,
     pub event: Option<PlannedEvent>,
+    /// Warning Events about the cluster rather than a step (e.g. `ZoneRisk` when it
+    /// appears), published whatever the step.
+    pub warnings: Vec<PlannedEvent>,
     /// Something is in progress, or a member is not healthy: look again soon. A member
     /// coming back (a restarted pod whose name resolves again, a wiped pod that now
     /// answers) raises no Kubernetes event the controller would see, so only polling
@@ -222,7 +235,17 @@ pub fn plan(obs: &Observed) -> Plan {
         }
     }
     let labels = status::role_labels(&view);
-    let (status, event, blocked) = status::build(&view, &outcome);
+    let disruption = disruption::voter_budget(&view);
+    let (zone_risk, zone_event) =
+        placement::condition(&placement::placement(&view), &obs.previous_conditions);
+    let (mut status, event, blocked) = status::build(&view, &outcome, vec![zone_risk]);
+    let volumes = obs
+        .pvcs
+        .as_deref()
+        .map(|pvcs| volumes::expansion(&obs.spec.storage_size, pvcs))
+        .unwrap_or_default();
+    status.storage = volumes.status;
+    let warnings = zone_event.into_iter().collect();
     let busy = !matches!(outcome, decide::Outcome::Idle | decide::Outcome::Paused(_))
         || status.phase == Some(crate::crd::Phase::Degraded);
     let step = match outcome {
@@ -235,9 +258,16 @@ pub fn plan(obs: &Observed) -> Plan {
         voters_replicas,
         read_replicas,
         labels,
+        disruption,
+        grow_pvcs: volumes.patch,
+        claim_sizes: (
+            obs.voters_sts.as_ref().and_then(|s| s.claim_size.clone()),
+            obs.read_sts.as_ref().and_then(|s| s.claim_size.clone()),
+        ),
         serve_again,
         status,
         event,
+        warnings,
         busy,
     }
 }

@@ -48,6 +48,12 @@ pub struct Observed {
     /// `status.phase` as currently written (a rolling update lasts until its last
     /// restarted pod is back).
     pub previous_phase: Option<Phase>,
+    /// The members' PersistentVolumeClaims, listed only while `spec.storage.size`
+    /// differs from a StatefulSet's claim template or an expansion is reported.
+    pub pvcs: Option<Vec<super::volumes::PvcState>>,
+    /// Why the nodes (their zones) could not be read, e.g. a namespaced install
+    /// without the ClusterRole: placement is then unknown, never a failure.
+    pub nodes_unreadable: Option<String>,
 }
 
 /// The part of the spec the planner decides on.
@@ -57,6 +63,8 @@ pub struct DesiredSpec {
     pub read_replicas: u32,
     /// `Some(after)` when autoReplace is enabled.
     pub auto_replace_after_ms: Option<i64>,
+    /// `spec.storage.size`.
+    pub storage_size: String,
 }
 
 impl DesiredSpec {
@@ -77,6 +85,8 @@ pub struct StsState {
     /// Why the StatefulSet cannot create its missing pods: the message of its latest
     /// recent `FailedCreate` Event, while pods are missing.
     pub create_failure: Option<String>,
+    /// The size its volumeClaimTemplate requests (immutable once created).
+    pub claim_size: Option<String>,
 }
 
 /// One pod and, when reachable, the node's `Status` reply.
@@ -105,6 +115,8 @@ pub struct PodState {
     /// The container cannot run: `CrashLoopBackOff`, an image pull error, ...
     /// with the kubelet's message or the last lines the node logged before exiting.
     pub failing: Option<String>,
+    /// `topology.kubernetes.io/zone` of the node the pod is scheduled on, if known.
+    pub zone: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

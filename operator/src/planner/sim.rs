@@ -24,6 +24,8 @@ pub struct SimPod {
     pub serving: bool,
     /// The container cannot run (e.g. `CrashLoopBackOff: ...`).
     pub failing: Option<String>,
+    /// Zone of the pod's node.
+    pub zone: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,7 @@ impl Sim {
                 replicas,
                 read_replicas: 0,
                 auto_replace_after_ms: None,
+                storage_size: "1Gi".into(),
             },
             paused: false,
             now_ms: 1_700_000_000_000,
@@ -177,6 +180,7 @@ impl Sim {
                 in_services: p.serving && p.up && p.joined && p.lag == 0,
                 node,
                 failing: p.failing.clone(),
+                zone: p.zone.clone(),
             });
         }
         Observed {
@@ -189,16 +193,20 @@ impl Sim {
                 replicas: r,
                 update_revision: Some(self.revision.clone()),
                 create_failure: self.create_failure.clone(),
+                claim_size: None,
             }),
             read_sts: self.read_sts.map(|r| StsState {
                 replicas: r,
                 update_revision: Some(self.revision.clone()),
                 create_failure: None,
+                claim_size: None,
             }),
             pods,
             previous_conditions: vec![],
             previous_membership_change: None,
             previous_phase: self.previous_phase,
+            pvcs: None,
+            nodes_unreadable: None,
         }
     }
 
@@ -217,6 +225,7 @@ impl Sim {
             role_label: None,
             serving: true,
             failing: None,
+            zone: None,
         }
     }
 

@@ -143,7 +143,8 @@ type Built = (
     Option<(String, String)>,
 );
 
-pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
+/// `extra`: conditions decided elsewhere in the planner (e.g. `ZoneRisk`), stamped here.
+pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Built {
     let obs = view.obs;
     let voters = view.membership.map(|m| m.voter_ids()).unwrap_or_default();
     let healthy = view.healthy_voters();
@@ -283,6 +284,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
             "raftkv.dev/paused is \"true\": no action is taken",
         ));
     }
+    conditions.extend(extra);
     for c in &mut conditions {
         stamp(c, obs.generation, &obs.previous_conditions, obs.now_ms);
     }
@@ -322,6 +324,8 @@ pub fn build(view: &ClusterView, outcome: &Outcome) -> Built {
         conditions,
         observed_generation: obs.generation,
         last_membership_change,
+        // Set by the planner from the volumes (planner::volumes).
+        storage: None,
     };
     (status, event, blocked)
 }

@@ -764,3 +764,92 @@ fn a_failure_after_planning_is_degraded_with_its_message_and_a_warning() {
     );
     assert_eq!(pending.phase, Some(Phase::Pending));
 }
+
+// --- day-2: disruption budget, placement, volumes (issue 16) ----------------------------
+
+fn zone_risk(plan: &Plan) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ZoneRisk")
+        .expect("a ZoneRisk condition")
+}
+
+#[test]
+fn the_voters_budget_follows_the_healthy_quorum() {
+    let mut sim = Sim::running("demo", 3);
+    let plan = sim.step();
+    assert_eq!(
+        plan.disruption,
+        disruption::Budget {
+            allowed: 1,
+            min_available: 2
+        }
+    );
+    sim.pod_down("demo-2");
+    let plan = sim.step();
+    assert_eq!(plan.disruption.allowed, 0, "one of 3 down: none may go");
+    let mut five = Sim::running("demo", 5);
+    assert_eq!(five.step().disruption.allowed, 2);
+}
+
+#[test]
+fn zone_risk_is_reported_with_one_warning_and_unknown_without_nodes() {
+    let mut sim = Sim::running("demo", 3);
+    for (pod, zone) in [("demo-0", "a"), ("demo-1", "a"), ("demo-2", "b")] {
+        sim.pods.get_mut(pod).unwrap().zone = Some(zone.into());
+    }
+    let plan = sim.step();
+    let c = zone_risk(&plan);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "QuorumInOneZone")
+    );
+    assert_eq!(plan.warnings.len(), 1);
+    assert_eq!(plan.warnings[0].reason, "ZoneRisk");
+
+    // Nodes unreadable (a namespaced install): Unknown, no warning, still a plan.
+    let mut obs = sim.observe();
+    obs.nodes_unreadable = Some("nodes is forbidden".into());
+    let plan = plan_of(&obs);
+    let c = zone_risk(&plan);
+    assert_eq!(c.status, "Unknown");
+    assert!(c.message.contains("cannot read nodes"), "{}", c.message);
+    assert!(plan.warnings.is_empty());
+    assert_eq!(plan.status.phase, Some(crate::crd::Phase::Running));
+}
+
+#[test]
+fn grown_storage_patches_the_smaller_claims_and_keeps_the_claim_templates() {
+    let sim = Sim::running("demo", 3);
+    let mut obs = sim.observe();
+    obs.spec.storage_size = "2Gi".into();
+    if let Some(sts) = &mut obs.voters_sts {
+        sts.claim_size = Some("1Gi".into());
+    }
+    obs.pvcs = Some(
+        ["data-demo-0", "data-demo-1", "data-demo-2"]
+            .into_iter()
+            .map(|name| volumes::PvcState {
+                name: name.into(),
+                requested: Some(if name == "data-demo-0" { "2Gi" } else { "1Gi" }.into()),
+                capacity: Some("1Gi".into()),
+                condition: None,
+            })
+            .collect(),
+    );
+    let plan = plan_of(&obs);
+    assert_eq!(plan.grow_pvcs, ["data-demo-1", "data-demo-2"]);
+    assert_eq!(plan.claim_sizes.0.as_deref(), Some("1Gi"), "template kept");
+    let storage = plan.status.storage.expect("progress in status");
+    assert_eq!((storage.resized, storage.volumes), (0, 3));
+    // Not listed (nothing grown): nothing to do, nothing reported.
+    let plan = plan_of(&sim.observe());
+    assert!(plan.grow_pvcs.is_empty());
+    assert_eq!(plan.status.storage, None);
+}
+
+/// `plan`, callable where a local `plan` shadows the function.
+fn plan_of(obs: &Observed) -> Plan {
+    plan(obs)
+}

@@ -8,8 +8,10 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SecurityContext, TopologySpreadConstraint, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::labels::{component, labels, owned_meta, serving, set_selector};
@@ -113,22 +115,68 @@ fn default_anti_affinity(selector: &BTreeMap<String, String>) -> Affinity {
     }
 }
 
-/// `raftkv.dev/restartedAt` from the RaftCluster, if set.
-fn restarted_at(rc: &RaftCluster) -> Option<BTreeMap<String, String>> {
-    let value = rc
+/// Topology keys the voters spread over by default, widest first.
+pub const ZONE_TOPOLOGY_KEY: &str = "topology.kubernetes.io/zone";
+pub const HOSTNAME_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
+
+/// Voters spread over zones, then nodes: a zone or node holding a quorum of voters
+/// takes the cluster down with it. `ScheduleAnyway`: a cluster without zones (or with
+/// fewer nodes than voters) still schedules every voter.
+fn default_spread(selector: &BTreeMap<String, String>) -> Vec<TopologySpreadConstraint> {
+    [ZONE_TOPOLOGY_KEY, HOSTNAME_TOPOLOGY_KEY]
+        .into_iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The pods' labels: the user's `podLabels`, then the operator's (which win; the CRD
+/// refuses user keys with the operator's prefixes anyway).
+fn pod_labels(spec: &RaftClusterSpec, cluster: &str, set: Set) -> BTreeMap<String, String> {
+    let mut out = spec.pod_labels.clone().unwrap_or_default();
+    out.extend(labels(cluster, component(set)));
+    out
+}
+
+/// The pods' annotations: the user's `podAnnotations`, and `raftkv.dev/restartedAt`
+/// from the RaftCluster, if set.
+fn pod_annotations(rc: &RaftCluster) -> Option<BTreeMap<String, String>> {
+    let mut out = rc.spec.pod_annotations.clone().unwrap_or_default();
+    if let Some(value) = rc
         .metadata
         .annotations
-        .as_ref()?
-        .get(RESTARTED_AT_ANNOTATION)?;
-    Some(BTreeMap::from([(
-        RESTARTED_AT_ANNOTATION.to_string(),
-        value.clone(),
-    )]))
+        .as_ref()
+        .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
+    {
+        out.insert(RESTARTED_AT_ANNOTATION.to_string(), value.clone());
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// The voters' (`<name>`) or read replicas' (`<name>-read`) StatefulSet.
 /// `default_image`: the node image when `spec.image` is unset (the operator's own).
 pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &str) -> StatefulSet {
+    statefulset_with_claim_size(rc, set, replicas, default_image, None)
+}
+
+/// [`statefulset`] whose volumeClaimTemplate requests `claim_size` instead of
+/// `spec.storage.size`: the size an existing StatefulSet was created with, which the
+/// API server refuses to change (`spec.storage.size` grows through the PVCs instead).
+pub fn statefulset_with_claim_size(
+    rc: &RaftCluster,
+    set: Set,
+    replicas: u32,
+    default_image: &str,
+    claim_size: Option<&str>,
+) -> StatefulSet {
     let cluster = rc.metadata.name.clone().unwrap_or_default();
     let namespace = rc.metadata.namespace.clone().unwrap_or_default();
     let spec = &rc.spec;
@@ -237,8 +285,14 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &st
         Set::Voters => Some(default_anti_affinity(&selector)),
         Set::Read => None,
     });
+    let spread = match (&spec.topology_spread_constraints, set) {
+        (Some(user), _) => Some(user.clone()).filter(|c| !c.is_empty()),
+        (None, Set::Voters) => Some(default_spread(&selector)),
+        (None, Set::Read) => None,
+    };
     let mut storage_request = BTreeMap::new();
-    storage_request.insert("storage".to_string(), spec.storage.size.clone());
+    let size = claim_size.map_or_else(|| spec.storage.size.clone(), |q| Quantity(q.into()));
+    storage_request.insert("storage".to_string(), size);
     let retention = spec.pvc_retention();
     StatefulSet {
         metadata: owned_meta(rc, name, component(set)),
@@ -264,15 +318,19 @@ pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &st
                 metadata: Some(ObjectMeta {
                     // A new pod serves at once; the operator sets `false` only before
                     // removing its member (planner `drain`).
-                    labels: Some(serving(labels(&cluster, component(set)))),
-                    annotations: restarted_at(rc),
+                    labels: Some(serving(pod_labels(spec, &cluster, set))),
+                    annotations: pod_annotations(rc),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
                     affinity,
+                    topology_spread_constraints: spread,
                     tolerations: spec.tolerations.clone(),
                     node_selector: spec.node_selector.clone(),
+                    priority_class_name: spec.priority_class_name.clone(),
+                    image_pull_secrets: spec.image_pull_secrets.clone(),
+                    service_account_name: spec.service_account_name.clone(),
                     termination_grace_period_seconds: Some(30),
                     // The images' nonroot user; the volume is group-owned by it.
                     security_context: Some(PodSecurityContext {

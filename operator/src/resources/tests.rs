@@ -175,10 +175,32 @@ fn services_and_pdb_select_the_right_pods() {
                 .contains_key(crate::crd::SERVING_LABEL)
         );
     }
-    let pdb = pod_disruption_budget(&rc).spec.unwrap();
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let budget = crate::planner::disruption::Budget {
+        allowed: 2,
+        min_available: 3,
+    };
+    let voters = pod_disruption_budget(&rc, &budget);
+    assert_eq!(voters.metadata.name.as_deref(), Some("demo"));
+    let spec = voters.spec.unwrap();
+    assert_eq!(spec.min_available, Some(IntOrString::Int(3)));
+    assert_eq!(spec.max_unavailable, None, "one of the two, never both");
     assert_eq!(
-        pdb.max_unavailable,
-        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+        spec.selector.unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
+        "voter"
+    );
+    assert_eq!(
+        spec.unhealthy_pod_eviction_policy.as_deref(),
+        Some("AlwaysAllow")
+    );
+    let read = read_pod_disruption_budget(&rc);
+    assert_eq!(read.metadata.name.as_deref(), Some("demo-read"));
+    let spec = read.spec.unwrap();
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(spec.min_available, None);
+    assert_eq!(
+        spec.selector.unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
+        "read-replica"
     );
 }
 
@@ -255,7 +277,14 @@ fn every_derived_name_fits_at_the_longest_cluster_name() {
         }
         out.push((
             "PDB".into(),
-            pod_disruption_budget(&rc).metadata.name.unwrap(),
+            pod_disruption_budget(&rc, &Default::default())
+                .metadata
+                .name
+                .unwrap(),
+        ));
+        out.push((
+            "read PDB".into(),
+            read_pod_disruption_budget(&rc).metadata.name.unwrap(),
         ));
         for (set, max) in [(Set::Voters, REPLICAS_MAX), (Set::Read, READ_REPLICAS_MAX)] {
             let sts = statefulset(&rc, set, max as u32, DEFAULT_IMAGE);
@@ -290,6 +319,138 @@ fn every_derived_name_fits_at_the_longest_cluster_name() {
     );
     let too_long = derived(&"a".repeat(NAME_MAX_LEN + 1));
     assert!(too_long.iter().any(|(_, v)| v.len() > DNS_LABEL_MAX));
+}
+
+#[test]
+fn voters_spread_over_zones_and_nodes_by_default_and_users_override_it() {
+    let pod = |rc: &RaftCluster, set| {
+        statefulset(rc, set, 3, DEFAULT_IMAGE)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    };
+    let rc = cluster();
+    let spread = pod(&rc, Set::Voters).topology_spread_constraints.unwrap();
+    let keys: Vec<&str> = spread.iter().map(|c| c.topology_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    );
+    for c in &spread {
+        assert_eq!(c.max_skew, 1);
+        assert_eq!(
+            c.when_unsatisfiable, "ScheduleAnyway",
+            "never unschedulable"
+        );
+        let selector = c.label_selector.clone().unwrap().match_labels.unwrap();
+        assert_eq!(selector["app.kubernetes.io/instance"], "demo");
+        assert_eq!(selector["app.kubernetes.io/component"], "voter");
+    }
+    assert!(pod(&rc, Set::Read).topology_spread_constraints.is_none());
+
+    let mut custom = cluster();
+    custom.spec.topology_spread_constraints = Some(vec![
+        serde_json::from_value(serde_json::json!({
+            "maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule",
+        }))
+        .unwrap(),
+    ]);
+    for set in [Set::Voters, Set::Read] {
+        let c = pod(&custom, set).topology_spread_constraints.unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].topology_key, "rack");
+    }
+    let mut none = cluster();
+    none.spec.topology_spread_constraints = Some(vec![]);
+    assert!(
+        pod(&none, Set::Voters)
+            .topology_spread_constraints
+            .is_none(),
+        "[] turns the default off"
+    );
+}
+
+#[test]
+fn pod_settings_from_the_spec_reach_the_pod_template() {
+    let spec: RaftClusterSpec = serde_json::from_value(serde_json::json!({
+        "replicas": 3,
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "raft", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["raft"]}]}]}}},
+        "priorityClassName": "raftkv-critical",
+        "imagePullSecrets": [{"name": "registry"}],
+        "serviceAccountName": "raftkv-node",
+        "podLabels": {"team": "storage", "cost-center": "42"},
+        "podAnnotations": {"prometheus.io/scrape": "true"},
+    }))
+    .unwrap();
+    let mut rc = cluster();
+    rc.spec = spec;
+    rc.metadata.annotations = Some(
+        [(
+            crate::crd::RESTARTED_AT_ANNOTATION.to_string(),
+            "t1".to_string(),
+        )]
+        .into(),
+    );
+    for set in [Set::Voters, Set::Read] {
+        let template = statefulset(&rc, set, 3, DEFAULT_IMAGE)
+            .spec
+            .unwrap()
+            .template;
+        let pod = template.spec.unwrap();
+        let c = &pod.containers[0];
+        let resources = c.resources.clone().unwrap();
+        assert_eq!(resources.requests.unwrap()["cpu"].0, "250m");
+        assert_eq!(resources.limits.unwrap()["memory"].0, "512Mi");
+        assert_eq!(pod.node_selector.unwrap()["disk"], "ssd");
+        assert_eq!(
+            pod.tolerations.unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
+        let affinity = pod.affinity.unwrap();
+        assert!(affinity.node_affinity.is_some());
+        assert!(
+            affinity.pod_anti_affinity.is_none(),
+            "a user affinity replaces the default"
+        );
+        assert_eq!(pod.priority_class_name.as_deref(), Some("raftkv-critical"));
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "registry");
+        assert_eq!(pod.service_account_name.as_deref(), Some("raftkv-node"));
+        let meta = template.metadata.unwrap();
+        let labels = meta.labels.unwrap();
+        assert_eq!(labels["team"], "storage");
+        assert_eq!(labels["cost-center"], "42");
+        assert_eq!(labels["app.kubernetes.io/instance"], "demo");
+        let annotations = meta.annotations.unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations[crate::crd::RESTARTED_AT_ANNOTATION], "t1");
+    }
+}
+
+#[test]
+fn user_pod_labels_never_replace_the_selector_labels() {
+    let mut rc = cluster();
+    // The CRD refuses these keys; the rendering holds even if one slipped through.
+    rc.spec.pod_labels = Some(
+        [(
+            "app.kubernetes.io/component".to_string(),
+            "mine".to_string(),
+        )]
+        .into(),
+    );
+    let spec = statefulset(&rc, Set::Voters, 3, DEFAULT_IMAGE)
+        .spec
+        .unwrap();
+    let labels = spec.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels["app.kubernetes.io/component"], "voter");
+    for (k, v) in spec.selector.match_labels.unwrap() {
+        assert_eq!(labels[&k], v, "the selector still matches the pods ({k})");
+    }
 }
 
 #[test]
