@@ -2,7 +2,7 @@
 # raftkv side by side with etcd on this machine, in one run (docs/design.md, "Performance
 # targets": the reference is etcd on the same machine).
 #
-#   hack/bench/vs-etcd.sh                    full sweep: 3 rounds x 1,4,16,64,256 clients (~20 min)
+#   hack/bench/vs-etcd.sh                    full sweep: 3 rounds x 1,4,16,64,256 clients (~15 min)
 #   hack/bench/vs-etcd.sh --quick            1 round x 1,64,256 clients, 5 s runs (~3 min)
 #   hack/bench/vs-etcd.sh --plot-dir docs/img   also draw perf-writes.svg, perf-reads.svg there
 #   hack/bench/vs-etcd.sh -o json            the run document on stdout instead of the tables
