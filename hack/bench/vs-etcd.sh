@@ -2,26 +2,34 @@
 # raftkv side by side with etcd on this machine, in one run (docs/design.md, "Performance
 # targets": the reference is etcd on the same machine).
 #
-#   hack/bench/vs-etcd.sh            table on stdout, progress on stderr
-#   hack/bench/vs-etcd.sh -o json    one JSON document on stdout
+#   hack/bench/vs-etcd.sh                    full sweep: 3 rounds x 1,4,16,64,256 clients (~15 min)
+#   hack/bench/vs-etcd.sh --quick            1 round x 1,64,256 clients, 5 s runs (~3 min)
+#   hack/bench/vs-etcd.sh --plot-dir docs/img   also draw perf-writes.svg, perf-reads.svg there
+#   hack/bench/vs-etcd.sh -o json            the run document on stdout instead of the tables
 #
-# What it does, in order (about 3 minutes once the binaries are cached):
+# What it does, in order:
 #   1. builds (cached) etcd, etcd's `benchmark` tool and etcdctl from the Go module proxy,
-#      and raft-node/raftctl with `cargo build --release`;
+#      and raft-node, raftctl and raftkv-bench with `cargo build --release`;
 #   2. starts 3 etcd members (ports 28000-28005) and 3 raft-node members (28100-28105,
 #      metrics 28110-28112) on loopback, each with its default durability (fsync before
 #      acknowledging) and timings;
-#   3. a short warm-up of each, then ROUNDS alternating measured runs of `benchmark put`
-#      (etcd's tool) and `raftctl bench put`, 64 clients, about BENCH_SECONDS each:
-#      throughput, p50/p99, and the CPU time (utime+stime from /proc/<pid>/stat) of the 3
-#      server processes -> CPU per write; the table shows the median over the rounds;
+#   3. for each op (put, then linearizable get) and each client count: a warm-up of each
+#      system, then ROUNDS alternating measured runs of etcd's `benchmark` and `raftctl
+#      bench`, about BENCH_SECONDS each: throughput, p50/p99, the CPU time of the 3 server
+#      processes (utime+stime from /proc/<pid>/stat) per request, fsyncs per request;
 #   4. leader failover, etcd then raftkv: FAILOVER_RUNS times, kill -9 the leader while a
 #      writer starts a CLI write every 100 ms; time from the kill to the first acknowledged
 #      write started after it; the killed member is restarted before the next run;
-#   5. a table: metric | etcd | raftkv | ratio | design target (docs/design.md), and the machine's load.
+#   5. writes every round into one JSON document, RESULTS_DIR/vs-etcd-<UTC time>.json, and
+#      prints the sweep and the targets as Markdown tables (medians over the rounds), made
+#      by `raftkv-bench summary`; with --plot-dir, `raftkv-bench plot` draws the curves.
 #
-# No assertion on speed: this prints figures. Knobs (environment):
-#   BENCH_SECONDS=10 ROUNDS=3 CLIENTS=64 ETCD_CONNS=64 KEYS=1000 VALUE_SIZE=100 FAILOVER_RUNS=5
+# Every load output is parsed by `raftkv-bench parse` (bench/src/*_output.rs), which
+# refuses an output it cannot read: the run stops with that output's tail, never a zero.
+# No assertion on speed: this prints figures. Knobs (environment; --quick changes defaults):
+#   ROUNDS=3 (quick 1)  CLIENT_COUNTS="1 4 16 64 256" (quick "1 64 256")  OPS="put get"
+#   BENCH_SECONDS=10 (quick 5)  FAILOVER_RUNS=5 (quick 2; 0 skips failover)
+#   KEYS=1000 VALUE_SIZE=100  RESULTS_DIR (default ~/.cache/raftkv/bench-results)
 #   SKIP_BUILD=1 (use the binaries already built)  KEEP=1 (keep the temp dir with logs)
 #   RAFTKV_CACHE_DIR (default ~/.cache/raftkv)  CARGO_TARGET_DIR (default its target/)
 set -euo pipefail
@@ -47,18 +55,17 @@ log() { printf '[vs-etcd %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 ETCD_BENCH_VERSION=v3.6.8
 ETCD_TOOLS_BIN="${BIN_ROOT}/etcd-tools-${ETCD_VERSION}"
 
-BENCH_SECONDS=${BENCH_SECONDS:-10}
-# Measured runs alternate etcd, raftkv, etcd, raftkv, ... (both clusters up, the idle one
-# only heartbeats), so a change in the machine's load hits both; the table shows medians.
-ROUNDS=${ROUNDS:-3}
-CLIENTS=${CLIENTS:-64}
-# One gRPC connection per client, like raftctl bench (each client has its own connections).
-ETCD_CONNS=${ETCD_CONNS:-$CLIENTS}
+QUICK=0
+OUTPUT=table
+PLOT_DIR=
+COMMAND_LINE="hack/bench/vs-etcd.sh $*"
 KEYS=${KEYS:-1000}
 # raftctl bench keys are "bench/" + 10 digits = 16 bytes; etcd's --key-size matches that.
 KEY_SIZE=16
 VALUE_SIZE=${VALUE_SIZE:-100}
-FAILOVER_RUNS=${FAILOVER_RUNS:-5}
+# The key etcd's linearizable reads ask for (etcd's benchmark reads one key or range;
+# raftctl reads random keys among KEYS: both are point lookups in memory).
+ETCD_READ_KEY=bench/read000000
 # Give up on one failover run after this long without an acknowledged write.
 FAILOVER_GIVE_UP_S=20
 # The failover writer starts one write (one CLI process) every WRITER_INTERVAL_S, without
@@ -67,7 +74,6 @@ FAILOVER_GIVE_UP_S=20
 # up after WRITER_TIMEOUT.
 WRITER_INTERVAL_S=0.1
 WRITER_TIMEOUT=3s
-OUTPUT=table
 
 ETCD_BASE_PORT=28000
 RAFTKV_BASE_PORT=28100
@@ -82,6 +88,15 @@ while (($#)); do
     OUTPUT=${2:-}
     shift 2
     ;;
+  --quick)
+    QUICK=1
+    shift
+    ;;
+  --plot-dir)
+    PLOT_DIR=${2:-}
+    [[ -n $PLOT_DIR ]] || die "--plot-dir needs a directory"
+    shift 2
+    ;;
   -h | --help)
     usage
     exit 0
@@ -91,8 +106,33 @@ while (($#)); do
 done
 [[ $OUTPUT == table || $OUTPUT == json ]] || die "-o must be table or json"
 
-for tool in jq curl; do
-  command -v "$tool" >/dev/null || die "${tool} is required"
+# Mode defaults; the environment overrides either mode.
+if ((QUICK)); then
+  ROUNDS=${ROUNDS:-1}
+  CLIENT_COUNTS=${CLIENT_COUNTS:-1 64 256}
+  BENCH_SECONDS=${BENCH_SECONDS:-5}
+  FAILOVER_RUNS=${FAILOVER_RUNS:-2}
+else
+  # Measured runs alternate etcd, raftkv, etcd, raftkv, ... (both clusters up, the idle
+  # one only heartbeats), so a change in the machine's load hits both.
+  ROUNDS=${ROUNDS:-3}
+  CLIENT_COUNTS=${CLIENT_COUNTS:-1 4 16 64 256}
+  BENCH_SECONDS=${BENCH_SECONDS:-10}
+  FAILOVER_RUNS=${FAILOVER_RUNS:-5}
+fi
+OPS=${OPS:-put get}
+read -r -a CLIENT_COUNTS_A <<<"$CLIENT_COUNTS"
+read -r -a OPS_A <<<"$OPS"
+for c in "${CLIENT_COUNTS_A[@]}"; do
+  [[ $c =~ ^[1-9][0-9]*$ ]] || die "CLIENT_COUNTS: ${c} is not a positive integer"
+done
+for o in "${OPS_A[@]}"; do
+  [[ $o == put || $o == get ]] || die "OPS: ${o} is neither put nor get"
+done
+RESULTS_DIR=${RESULTS_DIR:-${RAFTKV_CACHE_DIR}/bench-results}
+
+for tool in jq curl awk; do
+  command -v "$tool" >/dev/null || die "${tool} is required (install it, e.g. apt-get install ${tool})"
 done
 # go_throwaway_build hashes `go env GOVERSION` into its cache key: go is needed even when cached.
 require_go
@@ -191,6 +231,7 @@ build_etcd_tools() {
 TARGET_DIR=${CARGO_TARGET_DIR:-${RAFTKV_CACHE_DIR}/target}
 RAFT_NODE="${TARGET_DIR}/release/raft-node"
 RAFTCTL="${TARGET_DIR}/release/raftctl"
+RAFTKV_BENCH="${TARGET_DIR}/release/raftkv-bench"
 ETCD="${ETCD_BIN}/etcd"
 ETCDCTL="${ETCD_TOOLS_BIN}/etcdctl"
 ETCD_BENCH="${ETCD_TOOLS_BIN}/benchmark"
@@ -199,16 +240,16 @@ build_all() {
   if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     step "build etcd ${ETCD_VERSION} (cached)" build_etcd
     step "build etcd benchmark ${ETCD_BENCH_VERSION} + etcdctl ${ETCD_VERSION} (cached)" build_etcd_tools
-    command -v cargo >/dev/null || die "cargo is not installed"
-    log "==> cargo build --release -p raftkv-node -p raftctl (log: ${WORK}/cargo.log)"
-    (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" nice -n 10 cargo build --release -p raftkv-node -p raftctl) \
+    command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
+    log "==> cargo build --release -p raftkv-node -p raftctl -p raftkv-bench (log: ${WORK}/cargo.log)"
+    (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" nice -n 10 cargo build --release -p raftkv-node -p raftctl -p raftkv-bench) \
       >"${WORK}/cargo.log" 2>&1 || {
       tail -20 "${WORK}/cargo.log" >&2
       die "cargo build failed"
     }
   fi
   local b
-  for b in "$ETCD" "$ETCDCTL" "$ETCD_BENCH" "$RAFT_NODE" "$RAFTCTL"; do
+  for b in "$ETCD" "$ETCDCTL" "$ETCD_BENCH" "$RAFT_NODE" "$RAFTCTL" "$RAFTKV_BENCH"; do
     [[ -x $b ]] || die "missing ${b} (run without SKIP_BUILD=1)"
   done
 }
@@ -362,89 +403,92 @@ server_pids() {
 
 # --- throughput / latency / CPU -------------------------------------------------------
 
-# Results of each system land in R_<sys>_<figure> (global associative array RESULT).
-declare -A RESULT=()
-
+# etcd_bench_cmd OP CLIENTS TOTAL: etcd's tool, one connection per client like raftctl.
+# Writes go to the leader (raftctl starts there too); reads are spread over the members
+# (etcd's client round-robins its connections; raftctl spreads its clients).
 etcd_bench_cmd() {
-  local total=$1
-  "$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" --target-leader --clients "$CLIENTS" --conns "$ETCD_CONNS" --precise \
-    put --key-size "$KEY_SIZE" --val-size "$VALUE_SIZE" --key-space-size "$KEYS" --total "$total"
-}
-
-raftkv_bench_cmd() {
-  local seconds=$1
-  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" bench put --clients "$CLIENTS" --duration "${seconds}s" \
-    --value-size "$VALUE_SIZE" --keys "$KEYS" -o json
-}
-
-# parse_etcd_bench FILE: "ops throughput p50_ms p99_ms errors elapsed_s"
-parse_etcd_bench() {
-  local file=$1 rps total p50 p99 errors
-  rps=$(awk -F'\t' '/Requests\/sec:/ { print $2 }' "$file" | tr -d ' ')
-  total=$(awk -F'\t' '/^  Total:/ { split($2, a, " "); print a[1] }' "$file")
-  p50=$(awk '/^  50% in/ { print $3 * 1000 }' "$file")
-  p99=$(awk '/^  99% in/ { print $3 * 1000 }' "$file")
-  # "Error distribution:" lines look like "  [12]	etcdserver: ...".
-  errors=$(awk '/^Error distribution/ { on = 1; next } on && /^  \[/ { gsub(/[\[\]]/, "", $1); n += $1 } END { print n + 0 }' "$file")
-  [[ -n $rps && -n $p50 && -n $p99 ]] || return 1
-  awk -v r="$rps" -v t="$total" -v a="$p50" -v b="$p99" -v e="$errors" \
-    'BEGIN { printf "%d %.1f %.3f %.3f %d %.3f\n", r * t + 0.5 - e, r, a, b, e, t }'
-}
-
-parse_raftkv_bench() {
-  jq -r '"\(.ops) \(.throughput_ops_per_s) \(.latency_ms.p50) \(.latency_ms.p99) \(.errors) \(.elapsed_s)"' "$1" |
-    awk '{ printf "%d %.1f %.3f %.3f %d %.3f\n", $1, $2, $3, $4, $5, $6 }'
-}
-
-# Figures of one benchmark run, in table order; RESULT[SYS.ROUND.FIGURE] holds each run's,
-# RESULT[SYS.FIGURE] the median over the rounds.
-BENCH_FIGURES=(throughput server_cpu_us_per_write p50_ms p99_ms ops errors elapsed_s server_cpu_s
-  client_cpu_us_per_write fsyncs_per_write leader_fsyncs_per_write fsync_mean_ms machine_busy_pct other_cpu_s elections)
-
-# ETCD_TOTAL: --total of etcd's next measured run, from the rate of its previous run (the
-# warm-up's at first) so that each run lasts about BENCH_SECONDS.
-ETCD_TOTAL=
-
-# calibrate_etcd RATE: set ETCD_TOTAL for BENCH_SECONDS at RATE writes/s.
-calibrate_etcd() {
-  ETCD_TOTAL=$(awk -v r="$1" -v s="$BENCH_SECONDS" 'BEGIN { n = int(r * s); print (n < 1000 ? 1000 : n) }')
-}
-
-# warm_up SYS: a few seconds of the same load (connections, first allocations, leader caches).
-# For etcd it also calibrates --total so that a measured run lasts about BENCH_SECONDS.
-warm_up() {
-  local sys=$1 rate
-  if [[ $sys == etcd ]]; then
-    run_timed "${WORK}/etcd-warmup.out" "${WORK}/etcd-warmup.cpu" etcd_bench_cmd 3000 ||
-      die "etcd warm-up failed: $(tail -5 "${WORK}/etcd-warmup.out")"
-    rate=$(parse_etcd_bench "${WORK}/etcd-warmup.out" | cut -d' ' -f2)
-    calibrate_etcd "$rate"
-    log "etcd warm-up: ${rate} writes/s -> --total ${ETCD_TOTAL} for ~${BENCH_SECONDS}s"
+  local op=$1 clients=$2 total=$3
+  if [[ $op == put ]]; then
+    "$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" --target-leader --clients "$clients" --conns "$clients" --precise \
+      put --key-size "$KEY_SIZE" --val-size "$VALUE_SIZE" --key-space-size "$KEYS" --total "$total"
   else
-    run_timed "${WORK}/raftkv-warmup.out" "${WORK}/raftkv-warmup.cpu" raftkv_bench_cmd 2 ||
-      die "raftkv warm-up failed: $(tail -5 "${WORK}/raftkv-warmup.out")"
+    "$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" --clients "$clients" --conns "$clients" --precise \
+      range "$ETCD_READ_KEY" --consistency l --total "$total"
   fi
 }
 
-# bench SYS ROUND: one measured run; fills RESULT[SYS.ROUND.*].
+# raftkv_bench_cmd OP CLIENTS SECONDS [EXTRA...]: raftctl's load tool. `get` reads
+# linearizably; its keys were written once by the first warm-up (--skip-preload after).
+raftkv_bench_cmd() {
+  local op=$1 clients=$2 seconds=$3
+  shift 3
+  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" bench "$op" --clients "$clients" --duration "${seconds}s" \
+    --value-size "$VALUE_SIZE" --keys "$KEYS" --consistency linearizable -o json "$@"
+}
+
+# parse_run TOOL FILE: "ops throughput p50_ms p99_ms errors elapsed_s" from `raftkv-bench
+# parse`, which refuses (exit 1, with the reason on stderr) an output it cannot read.
+parse_run() {
+  "$RAFTKV_BENCH" parse "$1" "$2" | jq -r '"\(.ops) \(.throughput) \(.p50_ms) \(.p99_ms) \(.errors) \(.elapsed_s)"'
+}
+
+# ETCD_TOTAL: --total of etcd's next measured run, from the rate of its previous run of the
+# same op and client count (the warm-up's at first), so that each run lasts ~BENCH_SECONDS.
+ETCD_TOTAL=
+
+# calibrate_etcd RATE: set ETCD_TOTAL for BENCH_SECONDS at RATE requests/s.
+calibrate_etcd() {
+  ETCD_TOTAL=$(awk -v r="$1" -v s="$BENCH_SECONDS" 'BEGIN { n = int(r * s); print (n < 200 ? 200 : n) }')
+}
+
+# The raftkv read keys are written once (the first get warm-up), then every get skips it.
+RAFTKV_PRELOADED=0
+
+# warm_up SYS OP CLIENTS: a short run of the same load (connections, first allocations,
+# leader caches). For etcd it also calibrates --total for the measured runs.
+warm_up() {
+  local sys=$1 op=$2 clients=$3 rate out="${WORK}/${1}-${2}-${3}-warmup.out"
+  if [[ $sys == etcd ]]; then
+    # ~2 s at the rates seen here, and at least 40 requests per client.
+    run_timed "$out" "${out%.out}.cpu" etcd_bench_cmd "$op" "$clients" $((clients * 40 < 1000 ? 1000 : clients * 40)) ||
+      die "etcd warm-up failed: $(tail -5 "$out")"
+    read -r _ rate _ < <(parse_run etcd "$out") || die "cannot parse ${out}: $(tail -5 "$out")"
+    calibrate_etcd "$rate"
+    log "etcd ${op} warm-up, ${clients} clients: ${rate} req/s -> --total ${ETCD_TOTAL} for ~${BENCH_SECONDS}s"
+  else
+    local extra=()
+    if [[ $op == get ]]; then
+      if ((RAFTKV_PRELOADED)); then extra=(--skip-preload); fi
+      RAFTKV_PRELOADED=1
+    fi
+    run_timed "$out" "${out%.out}.cpu" raftkv_bench_cmd "$op" "$clients" 2 "${extra[@]}" ||
+      die "raftkv warm-up failed: $(tail -5 "$out")"
+  fi
+}
+
+# Every measured round, one JSON object a line (the run document's "rounds").
+ROUNDS_FILE=
+
+# bench SYS OP CLIENTS ROUND: one measured run; appends its figures to ROUNDS_FILE.
 bench() {
-  local sys=$1 round=$2 pids out cpuf term0 term1 fs0 fs1 leader cpu0 cpu1 busy0 busy1 t0 t1 ops tput p50 p99 errs elapsed
-  local k="${sys}.${round}"
+  local sys=$1 op=$2 clients=$3 round=$4 pids out cpuf term0 term1 fs0 fs1 leader cpu0 cpu1 busy0 busy1 t0 t1
+  local ops tput p50 p99 errs elapsed load_before
   read -r -a pids <<<"$(server_pids "$sys")"
-  out="${WORK}/${sys}-bench-${round}.out"
-  cpuf="${WORK}/${sys}-bench-${round}.cpu"
+  out="${WORK}/${sys}-${op}-${clients}-${round}.out"
+  cpuf="${out%.out}.cpu"
 
   term0=$("${sys}_term")
-  leader=$("${sys}_leader_index") || die "no ${sys} leader before round ${round}"
+  leader=$("${sys}_leader_index") || die "no ${sys} leader before ${op} ${clients} clients round ${round}"
   fs0=$(all_fsyncs "$sys")
-  RESULT[$k.load_before]=$(loadavg)
+  load_before=$(loadavg)
   busy0=$(machine_busy_ticks)
   cpu0=$(cpu_ticks "${pids[@]}")
   t0=$EPOCHREALTIME
   if [[ $sys == etcd ]]; then
-    run_timed "$out" "$cpuf" etcd_bench_cmd "$ETCD_TOTAL" || die "etcd benchmark failed: $(tail -5 "$out")"
+    run_timed "$out" "$cpuf" etcd_bench_cmd "$op" "$clients" "$ETCD_TOTAL" || die "etcd benchmark failed: $(tail -5 "$out")"
   else
-    run_timed "$out" "$cpuf" raftkv_bench_cmd "$BENCH_SECONDS" || die "raftctl bench failed: $(tail -5 "$out")"
+    run_timed "$out" "$cpuf" raftkv_bench_cmd "$op" "$clients" "$BENCH_SECONDS" --skip-preload ||
+      die "raftctl bench failed: $(tail -5 "$out")"
   fi
   t1=$EPOCHREALTIME
   cpu1=$(cpu_ticks "${pids[@]}")
@@ -452,32 +496,14 @@ bench() {
   term1=$("${sys}_term")
   fs1=$(all_fsyncs "$sys")
 
-  if [[ $sys == etcd ]]; then
-    read -r ops tput p50 p99 errs elapsed < <(parse_etcd_bench "$out") || die "cannot parse ${out}"
-    calibrate_etcd "$tput"
-  else
-    # raftctl prints its progress on stderr, into the same file: the JSON is the last object.
-    sed -n '/^{/,/^}/p' "$out" >"${out}.json"
-    read -r ops tput p50 p99 errs elapsed < <(parse_raftkv_bench "${out}.json") || die "cannot parse ${out}"
-  fi
-  local client_cpu
+  local tool=raftctl
+  [[ $sys == etcd ]] && tool=etcd
+  read -r ops tput p50 p99 errs elapsed < <(parse_run "$tool" "$out") ||
+    die "cannot parse ${out} (kept; KEEP=1 keeps it after a success too): $(tail -5 "$out")"
+  [[ $sys == etcd ]] && calibrate_etcd "$tput"
+  local client_cpu server_cpu_s
   client_cpu=$(awk '{ print $1 + $2 }' "$cpuf")
-  RESULT[$k.ops]=$ops
-  RESULT[$k.throughput]=$tput
-  RESULT[$k.p50_ms]=$p50
-  RESULT[$k.p99_ms]=$p99
-  RESULT[$k.errors]=$errs
-  RESULT[$k.elapsed_s]=$elapsed
-  RESULT[$k.server_cpu_s]=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
-  RESULT[$k.server_cpu_us_per_write]=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$CLK_TCK" -v n="$ops" 'BEGIN { printf "%.1f", (b - a) / t * 1e6 / n }')
-  RESULT[$k.client_cpu_us_per_write]=$(awk -v c="$client_cpu" -v n="$ops" 'BEGIN { printf "%.1f", c * 1e6 / n }')
-  # Whole machine busy during the run, in percent of all CPUs, and what of it was neither
-  # the servers nor the benchmark client (other engineers' builds, the kernel's own work).
-  RESULT[$k.machine_busy_pct]=$(awk -v a="$busy0" -v b="$busy1" -v t0="$t0" -v t1="$t1" -v t="$CLK_TCK" -v n="$(nproc)" \
-    'BEGIN { printf "%.0f", (b - a) / t / ((t1 - t0) * n) * 100 }')
-  RESULT[$k.other_cpu_s]=$(awk -v a="$busy0" -v b="$busy1" -v s0="$cpu0" -v s1="$cpu1" -v c="$client_cpu" -v t="$CLK_TCK" \
-    'BEGIN { o = (b - a - (s1 - s0)) / t - c; printf "%.2f", (o < 0 ? 0 : o) }')
-  RESULT[$k.elections]=$((term1 - term0))
+  server_cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
   # All members, then the leader alone (1.0 means no group commit on the leader).
   local fpw lfpw fms
   read -r fpw lfpw fms < <(
@@ -486,30 +512,21 @@ bench() {
       for (i = 0; i < 3; i++) { c += y[2 * i + 1] - x[2 * i + 1]; t += y[2 * i + 2] - x[2 * i + 2] }
       lc = y[2 * l + 1] - x[2 * l + 1]
       printf "%.3f %.3f %s\n", c / n, lc / n, (c > 0 ? sprintf("%.3f", t * 1000 / c) : "null") }')
-  RESULT[$k.fsyncs_per_write]=$fpw
-  RESULT[$k.leader_fsyncs_per_write]=$lfpw
-  RESULT[$k.fsync_mean_ms]=$fms
-  log "${sys} round ${round}: ${ops} writes in ${elapsed}s = ${tput}/s, p50 ${p50} ms, p99 ${p99} ms, errors ${errs}," \
-    "server CPU ${RESULT[$k.server_cpu_s]} s (${RESULT[$k.server_cpu_us_per_write]} µs/write)," \
-    "client ${RESULT[$k.client_cpu_us_per_write]} µs/write, machine busy ${RESULT[$k.machine_busy_pct]}%," \
-    "others ${RESULT[$k.other_cpu_s]} s, fsyncs/write ${RESULT[$k.fsyncs_per_write]} (leader ${RESULT[$k.leader_fsyncs_per_write]}, mean ${RESULT[$k.fsync_mean_ms]} ms), term +${RESULT[$k.elections]}"
-}
-
-# summarize_rounds: RESULT[SYS.FIGURE] = median over the rounds (elections, errors: sum).
-summarize_rounds() {
-  local sys fig r
-  for sys in etcd raftkv; do
-    for fig in "${BENCH_FIGURES[@]}"; do
-      case $fig in
-      elections | errors | ops)
-        RESULT[$sys.$fig]=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${RESULT[$sys.$r.$fig]}"; done | awk '{ n += $1 } END { print n }')
-        ;;
-      *)
-        RESULT[$sys.$fig]=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${RESULT[$sys.$r.$fig]}"; done | median_max | cut -d' ' -f1)
-        ;;
-      esac
-    done
-  done
+  # Whole machine busy during the run, in percent of all CPUs, and what of it was neither
+  # the servers nor the load tool (other engineers' builds, the kernel's own work).
+  jq -cn --arg system "$sys" --arg op "$op" --arg load_before "$load_before" \
+    --argjson clients "$clients" --argjson round "$round" --argjson ops "$ops" --argjson errors "$errs" \
+    --argjson throughput "$tput" --argjson p50_ms "$p50" --argjson p99_ms "$p99" --argjson elapsed_s "$elapsed" \
+    --argjson server_cpu_s "$server_cpu_s" \
+    --argjson server_cpu_us_per_op "$(awk -v s="$server_cpu_s" -v n="$ops" 'BEGIN { printf "%.1f", s * 1e6 / n }')" \
+    --argjson client_cpu_us_per_op "$(awk -v c="$client_cpu" -v n="$ops" 'BEGIN { printf "%.1f", c * 1e6 / n }')" \
+    --argjson machine_busy_pct "$(awk -v a="$busy0" -v b="$busy1" -v t0="$t0" -v t1="$t1" -v t="$CLK_TCK" -v n="$(nproc)" \
+      'BEGIN { printf "%.0f", (b - a) / t / ((t1 - t0) * n) * 100 }')" \
+    --argjson other_cpu_s "$(awk -v a="$busy0" -v b="$busy1" -v s="$server_cpu_s" -v c="$client_cpu" -v t="$CLK_TCK" \
+      'BEGIN { o = (b - a) / t - s - c; printf "%.2f", (o < 0 ? 0 : o) }')" \
+    --argjson elections $((term1 - term0)) --argjson fsyncs_per_op "$fpw" --argjson leader_fsyncs_per_op "$lfpw" \
+    --argjson fsync_mean_ms "$fms" '$ARGS.named' >>"$ROUNDS_FILE"
+  log "$(jq -r '"\(.system) \(.op) \(.clients) clients round \(.round): \(.ops) in \(.elapsed_s * 100 | round / 100)s = \(.throughput | round)/s, p50 \(.p50_ms * 1000 | round / 1000) ms, p99 \(.p99_ms * 1000 | round / 1000) ms, errors \(.errors), server CPU \(.server_cpu_us_per_op) µs/req, client \(.client_cpu_us_per_op) µs/req, machine busy \(.machine_busy_pct)%, others \(.other_cpu_s) s, fsyncs/req \(.fsyncs_per_op) (leader \(.leader_fsyncs_per_op)), term +\(.elections)"' <<<"$(tail -1 "$ROUNDS_FILE")")"
 }
 
 # --- leader failover ------------------------------------------------------------------
@@ -588,117 +605,94 @@ failover() {
     "${sys}_start_member" "$leader"
   done
   wait_for "${sys} ready after the failover runs" 60 "${sys}_ready" || die "${sys} not ready"
-  local median worst
-  read -r median worst < <(printf '%s\n' "${secs[@]}" | median_max)
-  RESULT[$sys.failover_median_s]=$median
-  RESULT[$sys.failover_worst_s]=$worst
-  RESULT[$sys.failover_runs_s]="${secs[*]}"
-  RESULT[$sys.writer_attempt_ms]=$(printf '%s\n' "${resolution[@]}" | median_max | awk '{ printf "%.1f", $1 }')
+  # One JSON object per system, a line each (the run document's "failover").
+  jq -cn --arg system "$sys" --argjson interval_s "$WRITER_INTERVAL_S" \
+    --argjson runs_s "$(printf '%s\n' "${secs[@]}" | jq -s -c .)" \
+    --argjson writer_attempt_ms "$(printf '%s\n' "${resolution[@]}" | median_max | awk '{ printf "%.1f", $1 }')" \
+    '{($system): {runs_s: $runs_s, writer_attempt_ms: $writer_attempt_ms, writer_interval_s: $interval_s}}' >>"$FAILOVER_FILE"
+  log "${sys} failover (s): ${secs[*]}"
 }
 
 # --- report -------------------------------------------------------------------------
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0) print "-"; else printf "%.2fx", b / a }'; }
-
-print_table() {
-  local row label key target e r q fmt="%-36s %12s %12s %8s  %s\n" sys
-  printf '\nraftkv vs etcd %s, 3 members each on loopback, %s clients, %s-byte keys, %s-byte values, %s keys\n' \
-    "$ETCD_VERSION" "$CLIENTS" "$KEY_SIZE" "$VALUE_SIZE" "$KEYS"
-  printf 'machine: %s CPUs (%s), load average at start %s, at end %s\n' \
-    "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$LOAD_START" "$LOAD_END"
-  printf 'benchmark figures: median of %s alternating runs of ~%ss each (errors, elections: sums)\n\n' "$ROUNDS" "$BENCH_SECONDS"
-  # shellcheck disable=SC2059 # the format is ours
-  printf "$fmt" "metric" "etcd" "raftkv" "ratio" "DESIGN target (raftkv vs etcd)"
-  # shellcheck disable=SC2059
-  printf "$fmt" "------" "----" "------" "-----" "------------------------------"
-  for row in \
-    "write throughput (writes/s)|throughput|>= 1.5x" \
-    "server CPU per write (µs, 3 nodes)|server_cpu_us_per_write|<= 0.6x" \
-    "p50 latency (ms)|p50_ms|" \
-    "p99 latency (ms)|p99_ms|<= 0.8x" \
-    "writes measured (all rounds)|ops|" \
-    "write errors (all rounds)|errors|" \
-    "run length (s)|elapsed_s|" \
-    "server CPU (s, 3 nodes)|server_cpu_s|" \
-    "client CPU per write (µs)|client_cpu_us_per_write|" \
-    "fsyncs per write (3 nodes)|fsyncs_per_write|" \
-    "fsyncs per write (leader)|leader_fsyncs_per_write|" \
-    "mean fsync time (ms)|fsync_mean_ms|" \
-    "machine busy during run (%)|machine_busy_pct|" \
-    "other processes' CPU during run (s)|other_cpu_s|" \
-    "elections during runs (term delta)|elections|0 (no spurious elections)" \
-    "failover median (s)|failover_median_s|<= 0.5 s" \
-    "failover worst (s)|failover_worst_s|<= 1 s" \
-    "failover: one write's time (ms)|writer_attempt_ms|(resolution: this + ${WRITER_INTERVAL_S} s)"; do
-    IFS='|' read -r label key target <<<"$row"
-    e=${RESULT[etcd.$key]:-}
-    r=${RESULT[raftkv.$key]:-}
-    q=""
-    case $key in
-    throughput | server_cpu_us_per_write | p50_ms | p99_ms | client_cpu_us_per_write | failover_median_s | failover_worst_s)
-      q=$(ratio "$e" "$r")
-      ;;
-    esac
-    # shellcheck disable=SC2059
-    printf "$fmt" "$label" "$e" "$r" "$q" "$target"
-  done
-  printf '\nper round (writes/s | server µs/write | p99 ms | others CPU s | load average before, which counts this script too):\n'
-  for sys in etcd raftkv; do
-    for ((r = 1; r <= ROUNDS; r++)); do
-      printf '  %-6s %d: %8s | %6s | %8s | %5s | %s\n' "$sys" "$r" "${RESULT[$sys.$r.throughput]}" \
-        "${RESULT[$sys.$r.server_cpu_us_per_write]}" "${RESULT[$sys.$r.p99_ms]}" "${RESULT[$sys.$r.other_cpu_s]}" \
-        "${RESULT[$sys.$r.load_before]}"
-    done
-  done
-  printf 'failover runs (s): etcd %s; raftkv %s\n' "${RESULT[etcd.failover_runs_s]}" "${RESULT[raftkv.failover_runs_s]}"
-}
-
-print_json() {
-  local k args=()
-  for k in "${!RESULT[@]}"; do args+=(--arg "$k" "${RESULT[$k]}"); done
-  jq -n "${args[@]}" \
-    --arg nproc "$(nproc)" --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" \
-    --arg etcd_version "$ETCD_VERSION" --arg bench_version "$ETCD_BENCH_VERSION" --argjson rounds "$ROUNDS" \
-    --argjson bench_seconds "$BENCH_SECONDS" --argjson failover_runs "$FAILOVER_RUNS" \
-    --argjson clients "$CLIENTS" --argjson key_size "$KEY_SIZE" --argjson value_size "$VALUE_SIZE" --argjson keys "$KEYS" '
-    def num: (tonumber? // .);
-    def fields($p): $ARGS.named | to_entries | map(select(.key | startswith($p)) | {key: (.key | ltrimstr($p)), value: (.value | num)})
-      | map(select(.key | contains(".") | not)) | from_entries;
-    def sys($s): fields($s + ".") + { rounds: [range(1; $rounds + 1) as $r | fields($s + "." + ($r | tostring) + ".")] }
-      | .failover_runs_s |= (if type == "string" then split(" ") | map(tonumber) elif type == "number" then [.] else . end);
-    { machine: { nproc: ($nproc | tonumber), load_start: $load_start, load_end: $load_end },
-      setup: { etcd_version: $etcd_version, etcd_benchmark_version: $bench_version, clients: $clients,
-               key_size: $key_size, value_size: $value_size, keys: $keys, rounds: $rounds,
-               bench_seconds: $bench_seconds, failover_runs: $failover_runs },
-      etcd: sys("etcd"), raftkv: sys("raftkv") }'
+# write_doc FILE: the run document (bench/src/run_doc.rs reads it; schema raftkv-vs-etcd/2).
+write_doc() {
+  jq -n --slurpfile rounds "$ROUNDS_FILE" --slurpfile failover "$FAILOVER_FILE" \
+    --arg date "$RUN_DATE" --arg command "$COMMAND_LINE" \
+    --argjson nproc "$(nproc)" --arg cpu_model "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \
+    --argjson mem_gib "$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)" \
+    --arg kernel "$(uname -r)" --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" \
+    --arg etcd_version "$ETCD_VERSION" --arg bench_version "$ETCD_BENCH_VERSION" \
+    --arg raftkv_commit "$(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --argjson rounds_per_point "$ROUNDS" --argjson bench_seconds "$BENCH_SECONDS" \
+    --argjson client_counts "$(printf '%s\n' "${CLIENT_COUNTS_A[@]}" | jq -s -c .)" \
+    --argjson key_size "$KEY_SIZE" --argjson value_size "$VALUE_SIZE" --argjson keys "$KEYS" \
+    --argjson quick "$QUICK" '
+    { schema: "raftkv-vs-etcd/2", date: $date, command: $command,
+      machine: { nproc: $nproc, cpu_model: $cpu_model, mem_gib: $mem_gib, kernel: $kernel,
+                 load_start: $load_start, load_end: $load_end },
+      setup: { etcd_version: $etcd_version, etcd_benchmark_version: $bench_version, raftkv_commit: $raftkv_commit,
+               quick: ($quick == 1), rounds: $rounds_per_point, bench_seconds: $bench_seconds,
+               client_counts: $client_counts, key_size: $key_size, value_size: $value_size, keys: $keys },
+      rounds: $rounds, failover: ($failover | add // {}) }' >"$1"
 }
 
 # --- main ---------------------------------------------------------------------------
 
 main() {
-  local t0=$SECONDS
+  local t0=$SECONDS op clients r
   LOAD_START=$(loadavg)
+  RUN_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  ROUNDS_FILE="${WORK}/rounds.jsonl"
+  FAILOVER_FILE="${WORK}/failover.jsonl"
+  : >"$ROUNDS_FILE"
+  : >"$FAILOVER_FILE"
+  mkdir -p "$RESULTS_DIR"
+  local doc
+  doc="${RESULTS_DIR}/vs-etcd-$(date -u +%Y%m%dT%H%M%SZ).json"
   log "machine: $(nproc) CPUs, load average ${LOAD_START}; work dir ${WORK}"
+  log "plan: ops (${OPS_A[*]}) x clients (${CLIENT_COUNTS_A[*]}) x ${ROUNDS} rounds x 2 systems, ~${BENCH_SECONDS}s each; failover x${FAILOVER_RUNS}"
   build_all
 
   step "etcd: start 3 members" etcd_up
   step "raftkv: start 3 members" raftkv_up
-  step "etcd: warm-up (3000 writes)" warm_up etcd
-  step "raftkv: warm-up (2 s)" warm_up raftkv
-  local r
-  for ((r = 1; r <= ROUNDS; r++)); do
-    step "round ${r}/${ROUNDS}: etcd put benchmark" bench etcd "$r"
-    step "round ${r}/${ROUNDS}: raftkv put benchmark" bench raftkv "$r"
+  "$ETCDCTL" --endpoints "$ETCD_ENDPOINTS" put "$ETCD_READ_KEY" "$(head -c "$VALUE_SIZE" /dev/zero | tr '\0' v)" >/dev/null ||
+    die "etcdctl put ${ETCD_READ_KEY} failed"
+  local points=$((${#OPS_A[@]} * ${#CLIENT_COUNTS_A[@]})) point=0
+  for op in "${OPS_A[@]}"; do
+    for clients in "${CLIENT_COUNTS_A[@]}"; do
+      point=$((point + 1))
+      step "[${point}/${points}] etcd: ${op} warm-up, ${clients} clients" warm_up etcd "$op" "$clients"
+      step "[${point}/${points}] raftkv: ${op} warm-up, ${clients} clients" warm_up raftkv "$op" "$clients"
+      for ((r = 1; r <= ROUNDS; r++)); do
+        step "[${point}/${points}] round ${r}/${ROUNDS}: etcd ${op}, ${clients} clients" bench etcd "$op" "$clients" "$r"
+        step "[${point}/${points}] round ${r}/${ROUNDS}: raftkv ${op}, ${clients} clients" bench raftkv "$op" "$clients" "$r"
+      done
+    done
   done
-  summarize_rounds
-  step "etcd: leader failover x${FAILOVER_RUNS}" failover etcd
-  step "raftkv: leader failover x${FAILOVER_RUNS}" failover raftkv
+  if ((FAILOVER_RUNS > 0)); then
+    step "etcd: leader failover x${FAILOVER_RUNS}" failover etcd
+    step "raftkv: leader failover x${FAILOVER_RUNS}" failover raftkv
+  fi
   step "etcd: stop" etcd_down
   step "raftkv: stop" raftkv_down
 
   LOAD_END=$(loadavg)
-  log "done in $((SECONDS - t0))s; load average ${LOAD_END}"
-  if [[ $OUTPUT == json ]]; then print_json; else print_table; fi
+  write_doc "$doc"
+  log "done in $((SECONDS - t0))s; load average ${LOAD_END}; run document: ${doc}"
+  if [[ -n $PLOT_DIR ]]; then
+    "$RAFTKV_BENCH" plot "$doc" --out-dir "$PLOT_DIR" || die "raftkv-bench plot failed"
+  fi
+  if [[ $OUTPUT == json ]]; then
+    cat "$doc"
+  else
+    printf 'raftkv vs etcd %s, 3 members each on loopback, %s-byte keys, %s-byte values, %s keys\n' \
+      "$ETCD_VERSION" "$KEY_SIZE" "$VALUE_SIZE" "$KEYS"
+    printf 'machine: %s CPUs (%s), load average at start %s, at end %s\n' \
+      "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$LOAD_START" "$LOAD_END"
+    printf 'medians of %s alternating rounds of ~%ss; every round: %s\n\n' "$ROUNDS" "$BENCH_SECONDS" "$doc"
+    "$RAFTKV_BENCH" summary "$doc"
+  fi
 }
 
 main

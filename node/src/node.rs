@@ -137,6 +137,14 @@ impl Node {
         self.raft.metrics().borrow().clone()
     }
 
+    /// `f` of the latest metrics, read in place: for per-request paths, where
+    /// [`Node::metrics`]'s clone of the membership and replication maps costs
+    /// more than the decision taken from them. `f` runs under the watch's read
+    /// lock: keep it short and never await in it.
+    pub fn with_metrics<R>(&self, f: impl FnOnce(&RaftMetrics) -> R) -> R {
+        f(&self.raft.metrics().borrow())
+    }
+
     /// The leader this node knows of, with its membership entry.
     pub fn leader(&self, m: &RaftMetrics) -> Option<(NodeId, NodeInfo)> {
         let id = m.current_leader?;

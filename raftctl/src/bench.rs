@@ -42,6 +42,11 @@ pub struct BenchArgs {
     /// Read consistency for `get`.
     #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
     pub consistency: ConsistencyArg,
+    /// `get`: do not write the keys first (a previous run did). A benchmark
+    /// script that measures the nodes' CPU over the whole process would
+    /// otherwise count the preload's writes against the reads.
+    #[arg(long)]
+    pub skip_preload: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -195,7 +200,7 @@ pub async fn run(
     }
     .to_options()?;
 
-    if args.op == BenchOp::Get {
+    if args.op == BenchOp::Get && !args.skip_preload {
         eprintln!(
             "preloading {} keys of {} bytes...",
             args.keys, args.value_size

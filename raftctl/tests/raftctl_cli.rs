@@ -439,6 +439,34 @@ fn raftctl_against_a_real_cluster() {
     ));
     assert!(bj["ops"].as_u64().unwrap() > 0, "{bj}");
     assert_eq!(bj["errors"], 0, "{bj}");
+    // --skip-preload reads without writing the keys first (vs-etcd.sh measures
+    // the nodes' CPU over the whole run, which the preload's writes would skew):
+    // on keys nobody wrote, every read is NotFound and the run fails.
+    let skipped = ctl(
+        &all,
+        &[
+            "bench",
+            "get",
+            "--clients",
+            "2",
+            "--duration",
+            "1s",
+            "--keys",
+            "5",
+            "--key-prefix",
+            "unwritten/",
+            "--skip-preload",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(skipped.code, 1, "stderr: {}", skipped.stderr);
+    let doc = json(&skipped.stdout);
+    assert_eq!(doc["ops"], 0, "{doc}");
+    assert!(
+        doc["error_kinds"]["NotFound"]["count"].as_u64().unwrap() > 0,
+        "{doc}"
+    );
 }
 
 #[test]

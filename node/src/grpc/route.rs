@@ -94,13 +94,24 @@ pub struct Leader {
 
 /// Routes `req` on `node`: `None` to execute here, or the leader to forward to.
 pub fn route<T>(node: &Node, req: &Request<T>) -> Result<Option<Leader>, Status> {
-    let m = node.metrics();
-    let view = RouteView {
-        is_leader: m.state.is_leader(),
-        transferring: node.is_transferring(),
-        leader: node.leader(&m).map(|(id, info)| (id, info.client_addr)),
-        forwarded: req.metadata().contains_key(FORWARDED_HEADER),
-    };
+    // Read in place, not cloned: a RaftMetrics clone copies the membership
+    // and replication maps, on every request (it showed in the write profile,
+    // docs/performance.md). A leader's view needs neither the leader's
+    // address nor the forwarded mark (`decide` reads them on followers only),
+    // so those lookups are skipped there too.
+    let view = node.with_metrics(|m| {
+        let is_leader = m.state.is_leader();
+        RouteView {
+            is_leader,
+            transferring: node.is_transferring(),
+            leader: if is_leader {
+                None
+            } else {
+                node.leader(m).map(|(id, info)| (id, info.client_addr))
+            },
+            forwarded: !is_leader && req.metadata().contains_key(FORWARDED_HEADER),
+        }
+    });
     match decide(&view)? {
         Route::Local => Ok(None),
         Route::Forward {

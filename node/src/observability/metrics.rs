@@ -39,6 +39,10 @@ pub struct NodeMetrics {
     pub last_log_index: Gauge,
     /// Proposals by result (`ok`, `error`).
     pub proposals: Family<Labels, Counter>,
+    /// The `ok` and `error` series of `proposals`, looked up once: the lookup
+    /// hashes the labels under the family's lock, on every write otherwise.
+    /// Filled on first use, so a series still appears only once counted.
+    proposals_by_result: [std::sync::OnceLock<Counter>; 2],
     /// Proposal latency (client_write until committed and applied).
     pub proposal_seconds: Histogram,
     /// Peer RPC errors by method and kind (`unreachable`, `network`, `timeout`,
@@ -70,6 +74,7 @@ impl NodeMetrics {
             applied_index: Gauge::default(),
             last_log_index: Gauge::default(),
             proposals: Family::default(),
+            proposals_by_result: Default::default(),
             proposal_seconds: Histogram::new(latency_buckets()),
             peer_rpc_errors: Family::default(),
             snapshots_built: Counter::default(),
@@ -146,8 +151,10 @@ impl NodeMetrics {
 
     /// Records one proposal (leader `client_write`).
     pub fn proposal_done(&self, elapsed: Duration, ok: bool) {
-        self.proposals
-            .get_or_create(&[("result", if ok { "ok" } else { "error" })])
+        let (slot, result) = if ok { (0, "ok") } else { (1, "error") };
+        // A clone of a series shares its value with the family's.
+        self.proposals_by_result[slot]
+            .get_or_init(|| self.proposals.get_or_create(&[("result", result)]).clone())
             .inc();
         self.proposal_seconds.observe(elapsed.as_secs_f64());
     }

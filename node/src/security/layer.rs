@@ -8,10 +8,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::Either;
 use raftkv_certs::ClusterRef;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::authz::{Caller, Plane, authorize};
+
+/// The answer to a refused call (a gRPC status, no handler run).
+pub type Refused<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
 
 /// Adds [`AuthzService`] to a tonic `Server::builder().layer(..)`.
 #[derive(Debug, Clone)]
@@ -67,7 +71,10 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    /// The inner future itself when the call passes (every call on a
+    /// plaintext listener): boxing it cost an allocation and a copy of the
+    /// future on every request and peer RPC. Only a refusal is boxed.
+    type Future = Either<S::Future, Refused<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -75,15 +82,15 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let Some(cluster) = &self.cluster else {
-            return Box::pin(self.inner.call(req));
+            return Either::Left(self.inner.call(req));
         };
         let caller = caller_of(&req);
         match authorize(self.plane, cluster, &caller, req.uri().path()) {
-            Ok(()) => Box::pin(self.inner.call(req)),
+            Ok(()) => Either::Left(self.inner.call(req)),
             Err(d) => {
                 tracing::debug!(plane = ?self.plane, path = req.uri().path(), reason = %d.message, "refused");
                 let status = tonic::Status::new(d.code, d.message);
-                Box::pin(async move { Ok(status.into_http()) })
+                Either::Right(Box::pin(async move { Ok(status.into_http()) }))
             }
         }
     }

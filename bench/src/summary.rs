@@ -1,0 +1,218 @@
+//! The run as Markdown tables (docs/performance.md takes them as printed):
+//! the sweep (medians per system, op and client count) and where each target
+//! of issue #13 / docs/design.md stands.
+
+use std::fmt::Write;
+
+use super::run_doc::{Point, RunDoc, median};
+
+/// Client count at which the write targets are defined (docs/design.md).
+pub const WRITE_TARGET_CLIENTS: u32 = 64;
+/// Client count at which the read target is defined (issue #13).
+pub const READ_TARGET_CLIENTS: u32 = 256;
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+fn ratio(etcd: Option<f64>, raftkv: Option<f64>) -> Option<f64> {
+    match (etcd, raftkv) {
+        (Some(e), Some(r)) if e > 0.0 => Some(r / e),
+        _ => None,
+    }
+}
+
+/// One table per op: a row per client count, etcd and raftkv side by side.
+pub fn sweep_table(doc: &RunDoc, op: &str) -> String {
+    let series = doc.series(op);
+    let get = |system: &str, clients: u32| -> Option<Point> {
+        series
+            .iter()
+            .find(|s| s.system == system)?
+            .points
+            .iter()
+            .find(|p| p.clients == clients)
+            .cloned()
+    };
+    let mut clients: Vec<u32> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.clients))
+        .collect();
+    clients.sort_unstable();
+    clients.dedup();
+    let mut t = String::from(
+        "| clients | etcd req/s | raftkv req/s | ratio | etcd p50 ms | raftkv p50 ms | etcd p99 ms | raftkv p99 ms | etcd CPU µs/req | raftkv CPU µs/req | rounds | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in clients {
+        let (e, r) = (get("etcd", c), get("raftkv", c));
+        let f = |p: &Option<Point>, g: fn(&Point) -> Option<f64>, d| opt(p.as_ref().and_then(g), d);
+        let _ = writeln!(
+            t,
+            "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f(&e, |p| Some(p.throughput), 0),
+            f(&r, |p| Some(p.throughput), 0),
+            opt(
+                ratio(
+                    e.as_ref().map(|p| p.throughput),
+                    r.as_ref().map(|p| p.throughput)
+                ),
+                2
+            ),
+            f(&e, |p| Some(p.p50_ms), 2),
+            f(&r, |p| Some(p.p50_ms), 2),
+            f(&e, |p| Some(p.p99_ms), 2),
+            f(&r, |p| Some(p.p99_ms), 2),
+            f(&e, |p| p.server_cpu_us_per_op, 0),
+            f(&r, |p| p.server_cpu_us_per_op, 0),
+            e.as_ref()
+                .map_or(0, |p| p.rounds)
+                .max(r.as_ref().map_or(0, |p| p.rounds)),
+            e.as_ref().map_or(0, |p| p.errors) + r.as_ref().map_or(0, |p| p.errors),
+        );
+    }
+    t
+}
+
+/// Whether a measured ratio meets a bound ("-" when not measured).
+fn verdict(value: Option<f64>, bound: f64, at_least: bool) -> &'static str {
+    match value {
+        None => "not measured",
+        Some(v) if (at_least && v >= bound) || (!at_least && v <= bound) => "met",
+        Some(_) => "not met",
+    }
+}
+
+/// The issue's targets, each with both systems' medians and a verdict.
+pub fn targets_table(doc: &RunDoc) -> String {
+    let w = WRITE_TARGET_CLIENTS;
+    let (ew, rw) = (doc.point("etcd", "put", w), doc.point("raftkv", "put", w));
+    let rc = READ_TARGET_CLIENTS;
+    let (er, rr) = (doc.point("etcd", "get", rc), doc.point("raftkv", "get", rc));
+    let fig = |p: &Option<Point>, f: fn(&Point) -> Option<f64>| p.as_ref().and_then(f);
+    let mut t = String::from(
+        "| target | etcd | raftkv | raftkv / etcd | goal | status |\n|---|---|---|---|---|---|\n",
+    );
+    let mut ratio_row =
+        |name: String, e: Option<f64>, r: Option<f64>, d: usize, bound: f64, at_least: bool| {
+            let q = ratio(e, r);
+            let goal = format!("{} {bound}x", if at_least { ">=" } else { "<=" });
+            let _ = writeln!(
+                t,
+                "| {name} | {} | {} | {} | {goal} | {} |",
+                opt(e, d),
+                opt(r, d),
+                opt(q, 2),
+                verdict(q, bound, at_least)
+            );
+        };
+    ratio_row(
+        format!("write throughput at {w} clients (req/s)"),
+        fig(&ew, |p| Some(p.throughput)),
+        fig(&rw, |p| Some(p.throughput)),
+        0,
+        1.5,
+        true,
+    );
+    ratio_row(
+        format!("server CPU per write at {w} clients (µs, 3 members)"),
+        fig(&ew, |p| p.server_cpu_us_per_op),
+        fig(&rw, |p| p.server_cpu_us_per_op),
+        0,
+        0.6,
+        false,
+    );
+    ratio_row(
+        format!("write p99 at {w} clients (ms)"),
+        fig(&ew, |p| Some(p.p99_ms)),
+        fig(&rw, |p| Some(p.p99_ms)),
+        2,
+        0.8,
+        false,
+    );
+    ratio_row(
+        format!("linearizable reads at {rc} clients (req/s)"),
+        fig(&er, |p| Some(p.throughput)),
+        fig(&rr, |p| Some(p.throughput)),
+        0,
+        1.5,
+        true,
+    );
+    for (name, pick, bound) in [
+        ("failover median (s)", 0usize, 0.5),
+        ("failover worst (s)", 1, 1.0),
+    ] {
+        let of = |system: &str| {
+            let runs = &doc.failover.get(system)?.runs_s;
+            if pick == 0 {
+                median(runs)
+            } else {
+                runs.iter().copied().reduce(f64::max)
+            }
+        };
+        let (e, r) = (of("etcd"), of("raftkv"));
+        let _ = writeln!(
+            t,
+            "| {name} | {} | {} | {} | <= {bound} s | {} |",
+            opt(e, 2),
+            opt(r, 2),
+            opt(ratio(e, r), 2),
+            verdict(r, bound, false)
+        );
+    }
+    let _ = writeln!(
+        t,
+        "| fsyncs per write at {w} clients (3 members; leader) | {} ; {} | {} ; {} | | (no target) | |",
+        opt(fig(&ew, |p| p.fsyncs_per_op), 3),
+        opt(fig(&ew, |p| p.leader_fsyncs_per_op), 3),
+        opt(fig(&rw, |p| p.fsyncs_per_op), 3),
+        opt(fig(&rw, |p| p.leader_fsyncs_per_op), 3),
+    );
+    let elections: u64 = doc
+        .rounds
+        .iter()
+        .filter(|r| r.system == "raftkv")
+        .filter_map(|r| r.elections)
+        .sum();
+    let _ = writeln!(
+        t,
+        "| raftkv elections during the load runs | | {elections} | | 0 | {} |",
+        if elections == 0 { "met" } else { "not met" }
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_doc::tests::sample;
+
+    #[test]
+    fn sweep_rows_hold_both_systems_and_the_ratio() {
+        let t = sweep_table(&sample(), "put");
+        let row = t.lines().find(|l| l.starts_with("| 64 |")).unwrap();
+        assert!(row.starts_with("| 64 | 6500 | 9000 | 1.38 |"), "{row}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("| 1 | 1000 | 900 | 0.90 |")),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn targets_say_met_not_met_or_not_measured() {
+        let t = targets_table(&sample());
+        let line = |needle: &str| t.lines().find(|l| l.contains(needle)).unwrap().to_string();
+        assert!(line("write throughput").ends_with("| not met |"), "{t}");
+        assert!(
+            line("write p99").contains("| 0.40 | <= 0.8x | met |"),
+            "{t}"
+        );
+        // Reads were measured for raftkv only: no ratio.
+        assert!(
+            line("linearizable reads").ends_with("| not measured |"),
+            "{t}"
+        );
+        assert!(line("failover median").contains("| - | 0.45 |"), "{t}");
+        assert!(line("failover worst").ends_with("| met |"), "{t}");
+    }
+}
