@@ -100,6 +100,37 @@ e2e_step_12() {
   e2e_step_12_placement
   e2e_step_12_plugin
   e2e_step_12_volumes
+  e2e_step_12_crd_upgrade
+}
+
+# crd_has_pod_labels: the live CRD's schema knows spec.podLabels.
+crd_has_pod_labels() {
+  kubectl get crd raftclusters.raftkv.dev -o json |
+    jq -e '.spec.versions[] | select(.name == "v1alpha1") | .schema.openAPIV3Schema.properties.spec.properties.podLabels != null' >/dev/null
+}
+
+# e2e_step_12_crd_upgrade: the CRD is a template of the chart (crds.enabled), so a
+# chart upgrade upgrades it. An "older chart" (this one with spec.podLabels cut out of
+# its CRD) is installed over the release, then the current chart: the CRD must follow
+# both. (Helm patches a CRD from the old release's manifest to the new one's, so the
+# difference has to be between two charts, not between the cluster and a chart.)
+e2e_step_12_crd_upgrade() {
+  check "a chart upgrade upgrades the CRD (crds.enabled: the CRD is a chart template)"
+  crd_has_pod_labels || fail "the installed CRD lacks spec.podLabels before the test"
+  local old
+  old=$(mktemp -d "${TMPDIR:-/tmp}/e2e-old-chart.XXXXXX")
+  cp -r charts/raft-operator "$old/"
+  awk 'match($0, /^ */) { ind = RLENGTH } /^ +podLabels:$/ && !skip { skip = 1; lvl = ind; next } skip && ind <= lvl && $0 ~ /[^ ]/ { skip = 0 } !skip' \
+    charts/raft-operator/files/crds/raftcluster.yaml >"$old/raft-operator/files/crds/raftcluster.yaml"
+  helm upgrade "$RELEASE" "$old/raft-operator" --namespace "$OPERATOR_NS" --reuse-values --wait --timeout 180s >/dev/null
+  wait_for "the older chart's CRD, without spec.podLabels" 30 eval '! crd_has_pod_labels'
+  helm upgrade "$RELEASE" charts/raft-operator --namespace "$OPERATOR_NS" --reuse-values --wait --timeout 180s >/dev/null
+  rm -rf "$old"
+  wait_for "the current chart's CRD, with spec.podLabels" 30 crd_has_pod_labels
+  [[ $(kubectl get crd raftclusters.raftkv.dev -o jsonpath='{.metadata.annotations.helm\.sh/resource-policy}') == keep ]] ||
+    fail "the CRD lost its helm.sh/resource-policy: keep annotation"
+  wait_for "RaftCluster ${RC} Available" 120 cluster_available
+  ok "the CRD followed the chart down and back up; still kept on uninstall"
 }
 
 # pvc_requests: "<pvc>=<requested size>" of the cluster's data PVCs, sorted, space-separated.
