@@ -73,15 +73,23 @@ node_id_of() { rc_json | jq -r --arg p "$1" '.status.members[]? | select(.pod ==
 voters() { rc_json | jq -r '[.status.members[]? | select(.role == "leader" or .role == "follower") | .nodeId | tostring] | sort | join(",")'; }
 # wait_until SECONDS WHAT COMMAND...: polls once a second.
 wait_until() {
-  local deadline=$((SECONDS + $1)) what=$2
+  local timeout=$1 what=$2
+  local deadline=$((SECONDS + timeout))
   shift 2
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "timed out after $((deadline - SECONDS + $1))s waiting for: ${what}"
+    ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for: ${what}"
     sleep 1
   done
 }
+# settled: phase Running and as many voters in the status as the spec asks for (a
+# scale-out just before may still be finishing; the voter count is taken after).
+settled() {
+  rc_json | jq -e '.status.phase == "Running" and
+    ([.status.members[]? | select(.role == "leader" or .role == "follower")] | length) == .spec.replicas' >/dev/null
+}
 
 say "the cluster before"
+wait_until 300 "${CLUSTER} settled (phase Running, spec.replicas voters in the status)" settled
 leader=$(rc_json | jq -r '.status.leader // empty')
 [[ -n $leader ]] || die "${CLUSTER} has no leader in its status; wait until it is Available"
 victim=""
