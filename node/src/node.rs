@@ -166,6 +166,22 @@ impl Node {
                 .is_some_and(|age| age <= self.lease_window())
     }
 
+    /// How long this leader has gone unheard by a quorum, when that is more
+    /// than an election timeout (Raft's check-quorum): it cannot commit, and a
+    /// majority elsewhere may have elected another leader. openraft 0.9 has no
+    /// step-down, so the request paths refuse work at once instead of letting
+    /// it wait for a commit that cannot come (hole 3 of issue 11). `None` on a
+    /// follower, and on a leader heard from recently.
+    pub fn cut_off_for(&self, m: &RaftMetrics) -> Option<Duration> {
+        if !m.state.is_leader() {
+            return None;
+        }
+        self.net
+            .lease()
+            .quorum_silence(m.current_term, Instant::now())
+            .filter(|silence| *silence > self.lease_window())
+    }
+
     /// The leader this node can vouch for: itself while it holds the lease,
     /// or the leader it heard from within an election timeout.
     pub fn known_leader(&self, m: &RaftMetrics) -> Option<NodeId> {

@@ -1,6 +1,8 @@
 //! Where a write or an administrative call is executed: here (this node leads)
 //! or forwarded to the leader. One rule for the KV and the Cluster services.
 
+use std::time::Duration;
+
 use raftkv_proto::FORWARDED_HEADER;
 use tonic::Request;
 use tonic::Status;
@@ -22,6 +24,11 @@ pub enum Route {
 pub enum Refusal {
     /// This leader is handing leadership off.
     Transferring,
+    /// This node leads, but no quorum has answered it for longer than an
+    /// election timeout: nothing it proposes can commit.
+    CutOff {
+        silent: Duration,
+    },
     NoLeader,
     /// A forwarded request reached a node that does not lead: never forward twice.
     ForwardedToFollower {
@@ -35,6 +42,9 @@ pub enum Refusal {
 pub struct RouteView {
     pub is_leader: bool,
     pub transferring: bool,
+    /// On a leader: how long a quorum has been silent, when longer than an
+    /// election timeout (`Node::cut_off_for`).
+    pub cut_off: Option<Duration>,
     /// The known leader and its client address.
     pub leader: Option<(NodeId, String)>,
     /// The request was already forwarded once.
@@ -47,6 +57,9 @@ pub fn decide(v: &RouteView) -> Result<Route, Refusal> {
     if v.is_leader {
         if v.transferring {
             return Err(Refusal::Transferring);
+        }
+        if let Some(silent) = v.cut_off {
+            return Err(Refusal::CutOff { silent });
         }
         return Ok(Route::Local);
     }
@@ -71,6 +84,12 @@ impl From<Refusal> for Status {
             Refusal::Transferring => {
                 Status::unavailable("leadership is being handed off; retry shortly")
             }
+            Refusal::CutOff { silent } => Status::unavailable(format!(
+                "this node leads but no quorum of voters has answered it for {} ms \
+                 (more than an election timeout): it cannot commit; retry on another \
+                 member, a reachable majority elects a new leader",
+                silent.as_millis()
+            )),
             Refusal::NoLeader => Status::unavailable(
                 "no leader is known right now (election in progress?); retry shortly",
             ),
@@ -104,6 +123,7 @@ pub fn route<T>(node: &Node, req: &Request<T>) -> Result<Option<Leader>, Status>
         RouteView {
             is_leader,
             transferring: node.is_transferring(),
+            cut_off: node.cut_off_for(m),
             leader: if is_leader {
                 None
             } else {
@@ -140,40 +160,64 @@ pub fn forwarded<T>(inner: T) -> Request<T> {
 mod tests {
     use super::*;
 
-    fn view(is_leader: bool, transferring: bool, leader: bool, forwarded: bool) -> RouteView {
+    const SILENT: Duration = Duration::from_millis(900);
+
+    fn view(
+        is_leader: bool,
+        transferring: bool,
+        cut_off: bool,
+        leader: bool,
+        forwarded: bool,
+    ) -> RouteView {
         RouteView {
             is_leader,
             transferring,
+            cut_off: cut_off.then_some(SILENT),
             leader: leader.then(|| (7, "10.0.0.7:7000".to_string())),
             forwarded,
         }
     }
 
-    /// Every combination of the four inputs, against the rule written as a table.
+    /// Every combination of the five inputs, against the rule written as a table.
     #[test]
     fn every_combination_routes_by_the_table() {
-        for bits in 0..16u8 {
-            let (l, t, k, f) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0);
-            let got = decide(&view(l, t, k, f));
+        for bits in 0..32u8 {
+            let (l, t, c, k, f) = (
+                bits & 1 != 0,
+                bits & 2 != 0,
+                bits & 4 != 0,
+                bits & 8 != 0,
+                bits & 16 != 0,
+            );
+            let got = decide(&view(l, t, c, k, f));
             let fwd = Route::Forward {
                 leader: 7,
                 client_addr: "10.0.0.7:7000".into(),
             };
-            let expect = match (l, t, k, f) {
-                (true, true, _, _) => Err(Refusal::Transferring),
-                (true, false, _, _) => Ok(Route::Local),
-                (false, _, false, _) => Err(Refusal::NoLeader),
-                (false, _, true, true) => Err(Refusal::ForwardedToFollower {
+            let expect = match (l, t, c, k, f) {
+                (true, true, _, _, _) => Err(Refusal::Transferring),
+                (true, false, true, _, _) => Err(Refusal::CutOff { silent: SILENT }),
+                (true, false, false, _, _) => Ok(Route::Local),
+                (false, _, _, false, _) => Err(Refusal::NoLeader),
+                (false, _, _, true, true) => Err(Refusal::ForwardedToFollower {
                     leader: 7,
                     client_addr: "10.0.0.7:7000".into(),
                 }),
-                (false, _, true, false) => Ok(fwd),
+                (false, _, _, true, false) => Ok(fwd),
             };
             assert_eq!(
                 got, expect,
-                "leader={l} transferring={t} known={k} forwarded={f}"
+                "leader={l} transferring={t} cut_off={c} known={k} forwarded={f}"
             );
         }
+    }
+
+    #[test]
+    fn a_cut_off_leader_refuses_with_a_retryable_error_that_says_why() {
+        let s = Status::from(Refusal::CutOff { silent: SILENT });
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(s.message().contains("no quorum"), "{}", s.message());
+        assert!(s.message().contains("900 ms"), "{}", s.message());
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct Lease {
 #[derive(Default)]
 struct LeaderState {
     term: u64,
+    /// When this node first saw `term` (set by `enter`): a leader of `term`
+    /// that no quorum has acknowledged yet has been unheard since then.
+    entered_at: Option<Instant>,
     /// Voter configurations (two during a joint change), from the latest metrics.
     configs: Vec<BTreeSet<NodeId>>,
     /// `term` when this node leads it and has applied one of its entries, so
@@ -142,6 +145,21 @@ impl Lease {
             .map(|(_, at)| *at)
     }
 
+    /// How long a quorum has been silent towards this node as leader of
+    /// `term`: since the latest quorum acknowledgement, or since the node saw
+    /// the term when no quorum ever acknowledged it. `None` when the term is
+    /// not the lease's current one. Unlike [`Lease::quorum_age`] this does not
+    /// wait for an entry of the term to be applied: it decides whether a
+    /// leader should refuse work because nobody answers it (check-quorum).
+    pub fn quorum_silence(&self, term: u64, now: Instant) -> Option<Duration> {
+        let s = self.state.lock();
+        if s.term != term {
+            return None;
+        }
+        let since = s.quorum_time(self.me, now).or(s.entered_at)?;
+        Some(now.saturating_duration_since(since))
+    }
+
     /// How long ago a quorum last acknowledged this node as leader of `term`;
     /// `None` when it does not serve that term (not leader, or no entry of its
     /// term applied yet) or no quorum acknowledged it.
@@ -160,6 +178,7 @@ impl LeaderState {
     fn enter(&mut self, term: u64) {
         if term != self.term {
             self.term = term;
+            self.entered_at = Some(Instant::now());
             self.serving = false;
             self.members.clear();
         }
