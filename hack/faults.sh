@@ -9,7 +9,7 @@
 #   FAULTS_SEED=7 hack/faults.sh          another seed (default 1)
 #   FAULTS_DURATION=30s hack/faults.sh    workload time per run (default 15s)
 #   FAULTS_NEMESES="kill pause" ...       a subset (names: kill pause partition peer-faults
-#                                         fsync wipe membership abandon-membership mixed none)
+#                                         fsync wipe membership abandon-membership disk-full mixed none)
 #   FAULTS_OUT=dir ...                    where failing runs are kept (default target/faults-out)
 #   FAULTS_SKIP_BUILD=1 ...               use the binaries already built
 #   FAULTS_KEEP=1 ...                     keep the folders of clean runs too
@@ -33,7 +33,7 @@ OUT=${FAULTS_OUT:-$TARGET/faults-out}
 # server (faults/README.md "Known findings"), it may be dropped here until the fix lands;
 # the README must then say so.
 # Nothing is left out today (abandon-membership, hole 1 of issue 11, runs since its fix).
-NEMESES=${FAULTS_NEMESES:-"kill pause partition peer-faults fsync wipe membership abandon-membership mixed slow-link fsync-stall"}
+NEMESES=${FAULTS_NEMESES:-"kill pause partition peer-faults fsync wipe membership abandon-membership disk-full mixed slow-link fsync-stall"}
 
 if [ -z "${FAULTS_SKIP_BUILD:-}" ]; then
     cargo build -p raftkv-node --bin raft-node

@@ -40,6 +40,10 @@ pub struct Node {
     pub node_id: u64,
     /// Fault knobs of the current process start (RAFTKV_FAULT_*).
     pub env: Vec<(String, String)>,
+    /// The small filesystem of its own the data directory lives on, when
+    /// the run has one per node (`Cluster::small_disks`, the disk-full
+    /// nemesis): its mount point, which also holds the filler file.
+    pub disk: Option<PathBuf>,
 }
 
 impl Node {
@@ -110,8 +114,67 @@ impl Cluster {
             paused: false,
             node_id: 0,
             env: Vec::new(),
+            disk: None,
         });
         Ok(i)
+    }
+
+    /// Puts every node's data directory on a small filesystem of its own (a
+    /// tmpfs of `mib` MiB), so that one node's disk can be filled without
+    /// touching the others. Call before the nodes start.
+    pub fn small_disks(&mut self, mib: u64) -> anyhow::Result<()> {
+        for n in &mut self.nodes {
+            let mount = self.dir.join("disks").join(format!("node-{}", n.index));
+            std::fs::create_dir_all(&mount)?;
+            let status = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={mib}m,mode=0700"),
+                    "tmpfs",
+                ])
+                .arg(&mount)
+                .status()
+                .context("running mount (util-linux)")?;
+            if !status.success() {
+                bail!("mount -t tmpfs at {} failed ({status})", mount.display());
+            }
+            n.data_dir = mount.join("data");
+            n.disk = Some(mount);
+        }
+        Ok(())
+    }
+
+    /// Fills node `i`'s filesystem until the kernel says it is full
+    /// (ENOSPC); returns the bytes written.
+    pub fn fill_disk(&self, i: usize) -> anyhow::Result<u64> {
+        use std::io::Write;
+        let Some(mount) = &self.nodes[i].disk else {
+            bail!("node {i} has no filesystem of its own (small_disks not called)");
+        };
+        let mut f = std::fs::File::create(mount.join("filler"))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => return Ok(written),
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Ok(written),
+                Err(e) => return Err(e).context("filling the disk"),
+            }
+        }
+    }
+
+    /// Frees what `fill_disk` took.
+    pub fn free_disk(&self, i: usize) -> anyhow::Result<()> {
+        if let Some(mount) = &self.nodes[i].disk {
+            match std::fs::remove_file(mount.join("filler")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Start node `i` with `env` (fault knobs for this process start) and
@@ -389,6 +452,16 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all();
         self.net.teardown();
+        for n in &self.nodes {
+            if let Some(mount) = &n.disk {
+                // Lazy: a node process the kernel has not reaped yet may
+                // still hold a file there.
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(mount)
+                    .status();
+            }
+        }
     }
 }
 

@@ -243,6 +243,9 @@ pub fn longest_without_write(ops: &[Op]) -> u64 {
     longest
 }
 
+/// Size of each node's own filesystem in disk-full and mixed runs.
+const SMALL_DISK_MIB: u64 = 256;
+
 async fn execute(
     cfg: &RunConfig,
     dir: &Path,
@@ -253,6 +256,11 @@ async fn execute(
     let total = cfg.nodes + usize::from(cfg.plan.needs_spare());
     for _ in 0..total {
         cluster.add_node()?;
+    }
+    if cfg.plan.needs_small_disks() {
+        // Room for a run's log and snapshots many times over; small enough to
+        // fill in a moment.
+        cluster.small_disks(SMALL_DISK_MIB)?;
     }
     let steady = cfg.plan.steady();
     let start_env = steady

@@ -26,6 +26,8 @@ pub enum Kind {
     Wipe,
     Membership,
     Abandon,
+    /// One node's filesystem fills up (ENOSPC), then is freed.
+    DiskFull,
     /// Steady state: 300 ms on every RPC to one voter, a follower restarted
     /// a third of the way in; no leader change allowed.
     SlowLink,
@@ -45,7 +47,7 @@ impl Kind {
         Kind::STEADY.contains(&self)
     }
 
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
@@ -54,11 +56,12 @@ impl Kind {
         Kind::Wipe,
         Kind::Membership,
         Kind::Abandon,
+        Kind::DiskFull,
     ];
 
     /// What `mixed` draws from: every nemesis (`abandon-membership` too,
     /// since hole 1 of issue 11 is fixed).
-    pub const MIXED: [Kind; 8] = Kind::ALL;
+    pub const MIXED: [Kind; 9] = Kind::ALL;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Wipe => "wipe",
             Kind::Membership => "membership",
             Kind::Abandon => "abandon-membership",
+            Kind::DiskFull => "disk-full",
             Kind::SlowLink => "slow-link",
             Kind::FsyncStall => "fsync-stall",
         }
@@ -140,6 +144,11 @@ impl Plan {
             Plan::One(k) if k.is_steady() => Some(*k),
             _ => None,
         }
+    }
+
+    /// Whether each node needs a small filesystem of its own (disk-full).
+    pub fn needs_small_disks(&self) -> bool {
+        matches!(self, Plan::One(Kind::DiskFull) | Plan::Mixed)
     }
 
     pub fn needs_spare(&self) -> bool {
@@ -346,6 +355,34 @@ impl Runner {
                 self.note(format!(
                     "node {i} (id {new_id}) replaced id {old_id} as a voter"
                 ));
+            }
+            Kind::DiskFull => {
+                let Some((i, role)) = self.victim().await else {
+                    return Ok(());
+                };
+                let filled = self.cluster.fill_disk(i)?;
+                self.note(format!(
+                    "filled node {i}'s disk ({role}; {} MiB of filler, ENOSPC)",
+                    filled >> 20
+                ));
+                let d = self.hold(Duration::from_secs(1), Duration::from_secs(3));
+                tokio::time::sleep(d).await;
+                self.cluster.free_disk(i)?;
+                // A node whose append failed exits non-zero (a fatal storage
+                // error, hole 6); a supervisor (the kubelet) starts it again.
+                let exited = self.cluster.reap_exited();
+                for (j, code) in &exited {
+                    self.note(format!("node {j} exited on its own ({code})"));
+                }
+                if !self.cluster.nodes[i].running() {
+                    let env = self.cluster.nodes[i].env.clone();
+                    self.cluster.start(i, env).await?;
+                    self.note(format!("freed node {i}'s disk after {d:?}; restarted it"));
+                } else {
+                    self.note(format!(
+                        "freed node {i}'s disk after {d:?}; it kept running"
+                    ));
+                }
             }
             Kind::Membership => membership::churn(self).await?,
             Kind::Abandon => membership::abandon(self).await?,
