@@ -11,4 +11,5 @@ pub mod monitor;
 pub mod nemesis;
 pub mod netns;
 pub mod run;
+pub mod timeline;
 pub mod workload;

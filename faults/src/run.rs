@@ -2,7 +2,8 @@
 //! history check, and the run folder.
 //!
 //! The run folder `<out>/<nemesis>-n<N>-s<seed>[-break-<mode>]` holds
-//! history.jsonl, checker.txt, nemesis.log, summary.json and nodes/*.log. It
+//! history.jsonl, checker.txt, nemesis.log, summary.json, nodes/*.log and,
+//! when the check found anomalies, timeline.html (`timeline`). It
 //! is deleted after a clean run unless `--keep`; a run with anomalies or a
 //! harness error keeps it (node data directories are always deleted).
 
@@ -206,6 +207,12 @@ fn write_outputs(dir: &Path, o: &Outcomes) -> anyhow::Result<()> {
         let _ = writeln!(log, "{:>9.3}s {}", e.t_ms as f64 / 1e3, e.what);
     }
     std::fs::write(dir.join("nemesis.log"), log)?;
+    if !o.report.anomalies.is_empty() {
+        std::fs::write(
+            dir.join("timeline.html"),
+            crate::timeline::render(&o.ops, &o.report.anomalies, &o.events),
+        )?;
+    }
     Ok(())
 }
 
