@@ -6,7 +6,8 @@
 #   3. every metric the rules and the dashboard read exists: the node's from a scrape of a
 #      real `raft-node` (one TLS node of `raft-node local`), the operator's from its metrics
 #      registry (`cargo run --example metric_names`), plus the ALLOWED list below;
-#   4. `helm template` with the kit on installs these very files, and without it nothing.
+#   4. `helm template` with the kit on installs these very files, and without it nothing;
+#   5. every alert's runbook_url names a section of docs/operations.md.
 #
 #   hack/monitoring/check.sh               # all of the above; exit 1 naming what is wrong
 #   hack/monitoring/check.sh --self-test   # prove the checks fail on a broken expression,
@@ -84,28 +85,41 @@ check_names() {
   python3 "$QUERIES" unknown "$@"
 }
 
-# The node's metric names: one real raft-node (TLS, so the certificate gauge is there),
-# scraped once it leads.
-node_names() {
-  local bin data metrics_port=$((PORT_BASE + 10)) scrape="$WORK/node.metrics" deadline
-  cargo build --locked --quiet -p raftkv-node --bin raft-node
-  bin="${CARGO_TARGET_DIR:-target}/debug/raft-node"
-  [[ -x $bin ]] || die "raft-node not built at ${bin}"
-  data="$WORK/local"
-  "$bin" local --nodes 1 --tls --fresh --data-dir "$data" --base-port "$PORT_BASE" \
-    --metrics-base-port "$metrics_port" --no-restart >"$WORK/local.out" 2>&1 &
-  LOCAL_PID=$!
-  deadline=$((SECONDS + 60))
-  until curl -fsS "http://127.0.0.1:${metrics_port}/metrics" -o "$scrape" 2>/dev/null &&
-    grep -q '^raftkv_raft_role{role="leader"} 1' "$scrape"; do
-    if ((SECONDS > deadline)) || ! kill -0 "$LOCAL_PID" 2>/dev/null; then
-      cat "$WORK/local.out" >&2
-      tail -20 "$data/node-0.log" >&2 2>/dev/null || true
-      die "raft-node local did not serve /metrics with a leader on port ${metrics_port} within 60 s"
+# wait_for WHAT SECONDS CMD...: polls CMD every half second until it succeeds.
+wait_for() {
+  local what=$1 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@"; do
+    if ((SECONDS > deadline)) || { [[ -n $LOCAL_PID ]] && ! kill -0 "$LOCAL_PID" 2>/dev/null; }; then
+      cat "$WORK/local.out" >&2 2>/dev/null || true
+      tail -20 "$WORK/local/node-0.log" >&2 2>/dev/null || true
+      die "raft-node local: no ${what} within $2 s"
     fi
     sleep 0.5
   done
-  python3 "$QUERIES" known "$scrape"
+}
+
+scraped_with() { # scraped_with PORT PATTERN: one scrape into $WORK/node.metrics holds PATTERN
+  curl -fsS "http://127.0.0.1:$1/metrics" -o "$WORK/node.metrics" 2>/dev/null && grep -q "$2" "$WORK/node.metrics"
+}
+
+# The node's metric names: one real raft-node (TLS, so the certificate gauge is there),
+# scraped after one write through raftctl (a labelled family shows once it has a series).
+node_names() {
+  local target=${CARGO_TARGET_DIR:-target} metrics_port=$((PORT_BASE + 10))
+  cargo build --locked --quiet -p raftkv-node -p raftctl --bin raft-node --bin raftctl
+  [[ -x $target/debug/raft-node && -x $target/debug/raftctl ]] || die "raft-node or raftctl not built in ${target}/debug"
+  "$target/debug/raft-node" local --nodes 1 --tls --fresh --data-dir "$WORK/local" --base-port "$PORT_BASE" \
+    --metrics-base-port "$metrics_port" --no-restart >"$WORK/local.out" 2>&1 &
+  LOCAL_PID=$!
+  wait_for "raftctl settings printed" 60 grep -q '^export RAFTCTL_KEY=' "$WORK/local.out"
+  wait_for "leader on /metrics (port ${metrics_port})" 60 scraped_with "$metrics_port" '^raftkv_raft_role{role="leader"} 1'
+  (
+    eval "$(grep '^export RAFTCTL_' "$WORK/local.out")"
+    "$target/debug/raftctl" put monitoring-check ok >/dev/null
+  ) || die "raftctl put to raft-node local failed"
+  wait_for "the write on /metrics" 30 scraped_with "$metrics_port" '^raftkv_raft_proposals_total{result="ok"} 1'
+  python3 "$QUERIES" known "$WORK/node.metrics"
 }
 
 operator_names() {
@@ -167,6 +181,9 @@ PY
   sed 's/ > 2 \* max by/ > 3 * max by/' "$RULES" >"$t/repo/$RULES"
   cmp -s "$RULES" "$t/repo/$RULES" && die "self-test: found no backup threshold to weaken in ${RULES}"
   expect_failure "RaftClusterBackupStale waiting 3 intervals instead of 2" check_rules "$t/repo/$RULES" "$t/repo/$TESTS_DIR"
+  sed 's/#raftvoterunhealthy$/#raftvoter-unhealthy/' "$RULES" >"$t/repo/$RULES"
+  cmp -s "$RULES" "$t/repo/$RULES" && die "self-test: found no runbook_url to break in ${RULES}"
+  expect_failure "a runbook_url naming no section" python3 "$QUERIES" runbooks "$t/repo/$RULES"
   printf 'groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum(\n' >"$t/repo/$RULES"
   expect_failure "a rule file that does not parse" check_rules "$t/repo/$RULES" "$t/repo/$TESTS_DIR"
   echo "self-test passed"
@@ -176,6 +193,7 @@ main() {
   local exprs="$WORK/exprs.json"
   step "promtool check rules + promtool test rules ($("$PROMTOOL" --version 2>&1 | head -n 1))"
   check_rules "$RULES" "$TESTS_DIR"
+  python3 "$QUERIES" runbooks "$RULES"
   step "dashboard and rule queries parse"
   python3 "$QUERIES" exprs "$RULES" "$DASHBOARD" >"$exprs"
   check_queries_parse "$exprs"

@@ -9,6 +9,8 @@
   queries.py unknown EXPRS RULES KNOWN...     # exit 1 naming every metric used but not offered
   queries.py chart RENDERED RULES DASHBOARD   # the rendered chart carries these very files
   queries.py chart-off RENDERED               # the default render has no monitoring objects
+  queries.py runbooks RULES                   # every alert's runbook_url names a heading of
+                                              # a Markdown file of the repository
 
 Metric names are found without a PromQL parser (promtool has no command that lists them):
 string literals, label matchers, ranges and grouping clauses are cut out, then every
@@ -109,7 +111,7 @@ def recorded_names(rules):
 
 def known_from_exposition(text):
     """Series names a scrape of this text yields: every sample's name, and from each
-    # TYPE line the names its type implies (a family with no sample yet still counts)."""
+    # TYPE line the names its type implies (the _bucket/_sum/_count of a histogram)."""
     names = set()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
@@ -219,12 +221,53 @@ def cmd_chart_off(rendered_path):
     print("the monitoring kit is off by default")
 
 
+def heading_slugs(markdown):
+    """GitHub's anchors of the ATX headings outside code blocks (as hack/check-links.sh)."""
+    slugs, fence = set(), False
+    for line in markdown.splitlines():
+        if re.match(r"^ {0,3}(```|~~~)", line):
+            fence = not fence
+            continue
+        m = None if fence else re.match(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if m:
+            t = re.sub(r"[`*]", "", m.group(1)).strip().lower()
+            slugs.add("".join(c for c in t if c.isalnum() or c in " -_").replace(" ", "-"))
+    return slugs
+
+
+def cmd_runbooks(rules_path):
+    problems = []
+    for g in load_yaml(rules_path)["groups"]:
+        for r in g["rules"]:
+            if "alert" not in r:
+                continue
+            url = r.get("annotations", {}).get("runbook_url", "")
+            path, _, anchor = url.partition("#")
+            if not path.endswith(".md") or not anchor:
+                problems.append(f"{r['alert']}: runbook_url {url!r} is not FILE.md#section")
+                continue
+            try:
+                with open(path, encoding="utf-8") as f:
+                    slugs = heading_slugs(f.read())
+            except OSError as e:
+                problems.append(f"{r['alert']}: runbook_url {url!r}: {e}")
+                continue
+            if anchor not in slugs:
+                problems.append(f"{r['alert']}: runbook_url {url!r}: no such heading in {path}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        sys.exit(1)
+    print("every alert's runbook_url names a section")
+
+
 def main(argv):
     cmds = {
         "exprs": (cmd_exprs, 2),
         "recording-file": (cmd_recording_file, 2),
         "chart": (cmd_chart, 3),
         "chart-off": (cmd_chart_off, 1),
+        "runbooks": (cmd_runbooks, 1),
     }
     if len(argv) >= 2 and argv[1] == "known":
         return cmd_known(argv[2:])
