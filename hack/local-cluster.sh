@@ -497,6 +497,9 @@ cmd_build() {
   step "apt packages" ensure_packages
   build_all_binaries
   step "cluster images (pause, coredns, local-path, busybox)" build_cluster_images
+  # Not a cluster part: the monitoring tier's rule checker (hack/monitoring/check.sh),
+  # built here so that CI's background build caches it too.
+  step "build promtool ${PROMETHEUS_RELEASE} (the monitoring tier)" build_promtool
 }
 
 # Paths outside our state dirs that the kubelet/containerd/CNI insist on (fixed in their

@@ -6,6 +6,7 @@
 #   hack/test.sh rust     # cargo test --workspace (unit, property, storage, multi-process, CRD freshness)
 #   hack/test.sh faults   # the fault suite, bounded: every nemesis once, seeded (root: network namespaces)
 #   hack/test.sh guide    # the guide's experiments, short (docs/raft-through-traces.md; needs Jaeger, jq, curl)
+#   hack/test.sh monitoring # the chart's alerts (promtool unit tests), dashboard queries, metric names
 #   hack/test.sh e2e      # local Kubernetes from source + Helm + the e2e suite (tears the cluster down)
 #
 # Build caches live outside the clone: CARGO_TARGET_DIR defaults to
@@ -74,6 +75,13 @@ guide() {
   GUIDE_JAEGER="$jaeger" hack/guide.sh --short
 }
 
+monitoring() {
+  step "monitoring kit: promtool check/test rules, dashboard queries, metric names, chart (hack/monitoring/check.sh)"
+  need_rust
+  hack/monitoring/check.sh --self-test
+  hack/monitoring/check.sh
+}
+
 e2e() {
   step "end-to-end on a local Kubernetes"
   # The images carry the binaries `cargo test` just built (dependencies optimized,
@@ -81,7 +89,7 @@ e2e() {
   E2E_CARGO_PROFILE="${E2E_CARGO_PROFILE:-dev}" hack/e2e.sh
 }
 
-# In CI the local cluster's Go builds (Kubernetes, etcd, CoreDNS, Helm, Jaeger: ~40 min
+# In CI the local cluster's Go builds (Kubernetes, etcd, CoreDNS, Helm, Jaeger, promtool: ~40 min
 # cold, much of it module downloads) run in the background, niced, while cargo builds
 # and tests; on a fresh machine that is most of the difference between ~85 and ~60
 # minutes. `hack/e2e.sh` then finds them cached.
@@ -116,6 +124,7 @@ case "${1:-all}" in
   rust) rust_tests ;;
   faults) faults ;;
   guide) guide ;;
+  monitoring) monitoring ;;
   e2e) e2e ;;
   all)
     start=$(date +%s)
@@ -124,10 +133,11 @@ case "${1:-all}" in
     rust_tests
     faults
     wait_cluster_build
-    # After the background build: it is what builds Jaeger on a fresh machine.
+    # After the background build: it is what builds promtool and Jaeger on a fresh machine.
+    monitoring
     guide
     if [ -x hack/e2e.sh ]; then e2e; else echo "hack/e2e.sh missing" >&2; exit 1; fi
     echo "all tests passed in $(( $(date +%s) - start ))s"
     ;;
-  *) echo "usage: hack/test.sh [all|lint|rust|faults|guide|e2e]" >&2; exit 2 ;;
+  *) echo "usage: hack/test.sh [all|lint|rust|faults|guide|monitoring|e2e]" >&2; exit 2 ;;
 esac

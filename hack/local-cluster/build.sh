@@ -21,6 +21,7 @@ HELM_BIN="${BIN_ROOT}/helm-${HELM_VERSION}"
 CRICTL_BIN="${BIN_ROOT}/cri-tools-${CRI_TOOLS_VERSION}"
 LOCAL_PATH_BIN="${BIN_ROOT}/local-path-provisioner-${LOCAL_PATH_VERSION}"
 JAEGER_BIN="${BIN_ROOT}/jaeger-${JAEGER_VERSION}"
+PROMTOOL_BIN="${BIN_ROOT}/promtool-${PROMETHEUS_VERSION}"
 PAUSE_BIN="${BIN_ROOT}/pause-local"
 
 PAUSE_IMAGE="localhost/raftkv/pause:local"
@@ -159,6 +160,19 @@ build_jaeger() {
   gomod=$(printf 'module raftkv.local/jaeger-build\n\ngo 1.24.6\n\nrequire %s %s\n\nreplace github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0\n' "$j" "$JAEGER_VERSION")
   go_throwaway_build "jaeger-${JAEGER_VERSION}" "$gomod" \
     "-s -w -X ${j}/internal/version.latestVersion=v${JAEGER_RELEASE}" "$JAEGER_BIN" "${j}/cmd/jaeger"
+}
+
+# promtool only (not the server): the monitoring tier checks and unit-tests the chart's
+# alerting rules with it (hack/monitoring/check.sh).
+build_promtool() {
+  local gomod p="github.com/prometheus/prometheus" commit ldflags v="github.com/prometheus/common/version"
+  commit=$(module_info "$p" "$PROMETHEUS_VERSION" .Origin.Hash)
+  gomod=$(printf 'module raftkv.local/promtool-build\n\ngo 1.24.0\n\nrequire %s %s\n' "$p" "$PROMETHEUS_VERSION")
+  # The same -X flags Prometheus's own release builds set (`promtool --version`).
+  ldflags="-s -w -X ${v}.Version=${PROMETHEUS_RELEASE} -X ${v}.Revision=${commit:-unknown}"
+  ldflags+=" -X ${v}.Branch=HEAD -X ${v}.BuildUser=raftkv -X ${v}.BuildDate=19700101-00:00:00"
+  go_throwaway_build "promtool-${PROMETHEUS_VERSION}" "$gomod" "$ldflags" "$PROMTOOL_BIN" "${p}/cmd/promtool"
+  [[ -x ${PROMTOOL_BIN}/promtool ]] || die "promtool binary missing in ${PROMTOOL_BIN}"
 }
 
 # The sandbox ("pause") binary: a tiny static C program, as upstream's pause is.

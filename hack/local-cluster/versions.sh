@@ -36,3 +36,9 @@ LOCAL_PATH_VERSION=v0.0.30
 # serves the HTTP APIs and `raftctl trace`, not the web UI.
 JAEGER_VERSION=v1.76.0
 JAEGER_RELEASE=2.13.0
+
+# promtool (`promtool check rules`, `promtool test rules`) for the monitoring tier
+# (hack/monitoring/check.sh): the Prometheus Go module's v0.316.0 tag is the
+# Prometheus 3.16.0 release (Go module versions are 0.<major><minor>.<patch>).
+PROMETHEUS_VERSION=v0.316.0
+PROMETHEUS_RELEASE=3.16.0

@@ -360,6 +360,7 @@ impl NodeTls {
             identity.role
         );
         let client = creds.client_config()?;
+        crate::security::expiry::watch(creds.clone());
         Ok(NodeTls {
             creds,
             cluster: Arc::new(identity.cluster),

@@ -99,3 +99,74 @@ async fn a_single_node_leader_reports_role_term_proposals_and_fsyncs() {
         "{text}"
     );
 }
+
+/// Kills the node when the test ends, whatever happens.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_node_reports_when_its_certificate_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    raftkv_node::local::ensure_local_certs(&tls, 1).expect("certificates");
+    let metrics_addr = format!("127.0.0.1:{}", PORT_BASE + 20);
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    tracing::info!("--- one TLS node with metrics");
+    let child = std::process::Command::new(util::NODE_BIN)
+        .arg("--data-dir")
+        .arg(dir.path().join("node-0"))
+        .args(["--client-addr", &format!("127.0.0.1:{}", PORT_BASE + 21)])
+        .args(["--peer-addr", &format!("127.0.0.1:{}", PORT_BASE + 22)])
+        .args(["--metrics-addr", &metrics_addr])
+        .arg("--tls-cert")
+        .arg(tls.join("node-0.crt"))
+        .arg("--tls-key")
+        .arg(tls.join("node-0.key"))
+        .arg("--tls-ca")
+        .arg(tls.join("ca.crt"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("node-0.log")).unwrap())
+        .spawn()
+        .expect("starting raft-node");
+    let _node = Killed(child);
+    let expiry = wait_for("the certificate expiry gauge on /metrics", WAIT, || async {
+        value(
+            &scrape(&metrics_addr).await?,
+            "raftkv_tls_certificate_expiry_timestamp_seconds",
+        )
+    })
+    .await;
+    // Issued just now for LEAF_VALIDITY (90 days): the gauge is that date, not
+    // the CA's (10 years) nor the start of validity.
+    let expected = issued + raftkv_certs::LEAF_VALIDITY.as_secs_f64();
+    assert!(
+        (expiry - expected).abs() < 3600.0,
+        "expiry {expiry}, expected about {expected}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_node_reports_no_certificate_expiry() {
+    let metrics_addr = format!("127.0.0.1:{}", PORT_BASE + 30);
+    let _c = TestCluster::start_with_env(
+        1,
+        PORT_BASE + 31,
+        vec![("RAFT_METRICS_ADDR".into(), metrics_addr.clone())],
+    )
+    .await;
+    let text = wait_for("a scrape", WAIT, || scrape(&metrics_addr)).await;
+    assert!(text.contains("raftkv_raft_term"), "{text}");
+    assert!(
+        !text.contains("raftkv_tls_certificate_expiry_timestamp_seconds"),
+        "{text}"
+    );
+}

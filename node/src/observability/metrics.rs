@@ -142,6 +142,7 @@ impl NodeMetrics {
                 m.faults_injected.clone(),
             );
             r.register_collector(Box::new(StorageCollector));
+            r.register_collector(Box::new(CertificateExpiryCollector));
         }
         for role in ROLES {
             m.role.get_or_create(&[("role", role)]).set(0);
@@ -317,6 +318,28 @@ impl Collector for StorageCollector {
             g.metric_type(),
         )?)?;
         Ok(())
+    }
+}
+
+/// When the node's own TLS certificate expires (`security::expiry`), read at
+/// scrape time so a rotated certificate shows at once; absent without TLS.
+/// The certificates-expiring alert (charts/raft-operator/files/prometheus/rules.yaml)
+/// reads it.
+#[derive(Debug)]
+struct CertificateExpiryCollector;
+
+impl Collector for CertificateExpiryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(not_after) = crate::security::expiry::current_not_after() else {
+            return Ok(());
+        };
+        let g = ConstGauge::new(not_after);
+        g.encode(encoder.encode_descriptor(
+            "tls_certificate_expiry_timestamp_seconds",
+            "notAfter of this node's TLS certificate, seconds since the Unix epoch",
+            None,
+            g.metric_type(),
+        )?)
     }
 }
 

@@ -6,7 +6,9 @@
 //! - [`layer`]: the tower layer that applies it in front of the tonic services.
 //! - [`server`]: the rustls server configuration (certificates and CA reread
 //!   when their files change) and the TLS accept loop.
+//! - [`expiry`]: when the node's own certificate expires (a metrics gauge).
 
 pub mod authz;
+pub mod expiry;
 pub mod layer;
 pub mod server;
