@@ -15,7 +15,7 @@ render
 render --set watchNamespace=apps
 render --set tracing.enabled=true --set tracing.endpoint=http://otel:4317 \
   --set serviceMonitor.enabled=true --set networkPolicy.enabled=true --set replicas=1 --set leaderElection.enabled=false \
-  --set podMonitor.enabled=true --set prometheusRule.enabled=true
+  --set podMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true
 render --set watchNamespace=apps --set podMonitor.enabled=true --set crds.enabled=false
 if render --set replicas=2 --set leaderElection.enabled=false 2>/dev/null; then
   echo "chart accepted 2 replicas without leader election" >&2

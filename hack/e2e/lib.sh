@@ -13,6 +13,7 @@
 : "${OPERATOR_IMAGE:=raftkv/raft-operator:dev}"
 : "${CLIENT_IMAGE:=raftkv/raft-e2e-client:dev}" # raftctl + busybox (test-only image)
 : "${CLIENT_POD:=e2e-client}"
+: "${HELM_TEST_IMAGE:=localhost/raftkv/busybox:local}" # `helm test`'s pod: the local cluster's busybox
 : "${CLIENT_PORT:=7000}"
 
 E2E_T0=${E2E_T0:-$SECONDS}

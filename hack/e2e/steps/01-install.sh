@@ -42,12 +42,17 @@ e2e_step_1() {
   helm install "$RELEASE" charts/raft-operator --namespace "$OPERATOR_NS" --create-namespace \
     --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
     --set leaderElection.leaseName="$OPERATOR_LEASE" --set logging.level="info\\,raft_operator=debug" \
-    --wait --timeout 180s
+    --set test.image="$HELM_TEST_IMAGE" --wait --timeout 180s
   check "the CRD is established"
   kubectl wait --for=condition=Established crd/raftclusters.raftkv.dev --timeout=60s >/dev/null
   wait_for "operator Deployment 2/2 ready" 120 operator_pods_ready 2
   wait_for "an operator holds the leader-election Lease ${OPERATOR_NS}/${OPERATOR_LEASE}" 60 lease_held
   ok "operator running, Lease held by $(lease_holder)"
+  check "helm test ${RELEASE}: the chart's own test pod reaches the operator's /healthz"
+  local out
+  out=$(helm test "$RELEASE" --namespace "$OPERATOR_NS" --timeout 120s 2>&1) || fail "helm test failed: ${out}"
+  [[ $out == *"Phase:"*"Succeeded"* ]] || fail "helm test did not report a succeeded test: ${out}"
+  ok "helm test: $(grep -E 'TEST SUITE|Phase' <<<"$out" | tr -s ' ' | paste -sd ' ')"
 
   expect_refused "replicas: 0" "spec.replicas" "0" <<EOF
 apiVersion: raftkv.dev/v1alpha1
