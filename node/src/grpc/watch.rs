@@ -16,7 +16,6 @@ use raftkv_proto::v1 as pb;
 use tokio::sync::watch;
 use tonic::Status;
 
-use crate::grpc::kv::to_pb;
 use crate::kv::watch::{Change, ChangeKind, WatchEnd};
 use crate::kv::{KvLimits, WatchFilter};
 use crate::node::Node;
@@ -64,9 +63,18 @@ fn to_event(c: Change) -> pb::WatchEvent {
         ChangeKind::Put => pb::watch_event::EventType::Put,
         ChangeKind::Delete => pb::watch_event::EventType::Delete,
     };
+    // Field by field like `grpc::kv::to_pb` (which this module cannot use:
+    // `grpc::kv` serves Watch through this module).
+    let kv = c.kv;
     pb::WatchEvent {
         r#type: kind as i32,
-        kv: Some(to_pb(c.kv)),
+        kv: Some(pb::KeyValue {
+            key: kv.key,
+            value: kv.value,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+        }),
     }
 }
 
