@@ -23,7 +23,7 @@ fn watch_prefix(prefix: &str, start_revision: u64) -> pb::WatchRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_watch_sees_every_write_to_its_prefix_in_revision_order() {
-    let c = TestCluster::start(3, PORT_BASE).await;
+    let mut c = TestCluster::start(3, PORT_BASE).await;
     c.init(&[0, 1, 2]).await;
     let leader = c.wait_leader(&[0, 1, 2]).await;
     let follower = (0..3).find(|i| *i != leader).unwrap();
@@ -212,5 +212,32 @@ async fn a_follower_watch_sees_every_write_to_its_prefix_in_revision_order() {
             .await
             .expect("get");
         assert_eq!(r.kv.unwrap().value.len(), 4096);
+    }
+
+    {
+        tracing::info!("--- an open watch does not hold up the node's shutdown (SIGTERM)");
+        let mut open = c
+            .kv(follower)
+            .watch(watch_prefix("", 0))
+            .await
+            .expect("watch")
+            .into_inner();
+        open.message().await.unwrap().unwrap();
+        let mut child = c.nodes[follower].child.take().unwrap();
+        // SAFETY: plain kill(2) on a child we own and have not reaped.
+        assert_eq!(
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+            0
+        );
+        let status = wait_for("the watched node to exit after SIGTERM", WAIT, || {
+            let r = child.try_wait().expect("try_wait");
+            async move { r }
+        })
+        .await;
+        assert!(status.success(), "{status:?}");
+        let end = tokio::time::timeout(WAIT, open.message())
+            .await
+            .expect("the stream ended");
+        assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     }
 }
