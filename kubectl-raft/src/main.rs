@@ -88,6 +88,10 @@ enum Command {
         /// PREFIX is one exact key.
         #[arg(long)]
         exact: bool,
+        /// Start at this store revision (not yet applied by the member: `get`
+        /// gives the revision R to follow from, R + 1). Default: now.
+        #[arg(long)]
+        from_revision: Option<u64>,
         /// Exit 0 after this many events.
         #[arg(long)]
         count: Option<u64>,
@@ -210,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             name,
             prefix,
             exact,
+            from_revision,
             count,
             output,
         } => {
@@ -217,6 +222,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut args = strings(&["watch"]);
             if exact {
                 args.push("--exact".into());
+            }
+            if let Some(r) = from_revision {
+                args.extend(strings(&["--from-revision", &r.to_string()]));
             }
             if let Some(n) = count {
                 args.extend(strings(&["--count", &n.to_string()]));
@@ -249,4 +257,52 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn watch_flags_parse_after_the_name() {
+        let cli = Cli::try_parse_from([
+            "kubectl-raft",
+            "watch",
+            "demo",
+            "p/",
+            "--exact",
+            "--from-revision",
+            "9",
+            "--count",
+            "2",
+            "-o",
+            "json",
+            "-n",
+            "prod",
+        ])
+        .unwrap();
+        assert_eq!(cli.namespace.as_deref(), Some("prod"));
+        match cli.command {
+            Command::Watch {
+                name,
+                prefix,
+                exact,
+                from_revision,
+                count,
+                output,
+            } => {
+                assert_eq!((name.as_str(), prefix.as_str()), ("demo", "p/"));
+                assert!(exact);
+                assert_eq!((from_revision, count), (Some(9), Some(2)));
+                assert!(output == Output::Json);
+            }
+            _ => panic!("not watch"),
+        }
+    }
 }

@@ -79,13 +79,14 @@ fn to_event(c: Change) -> pb::WatchEvent {
 }
 
 fn header(node: &Node, revision: u64) -> pb::ResponseHeader {
-    let m = node.metrics();
+    // Borrowed, not cloned: one header per applied entry a watcher wants.
+    let (leader_id, term) = node.with_metrics(|m| (m.current_leader.unwrap_or(0), m.current_term));
     pb::ResponseHeader {
         node_id: node.id(),
         revision,
         applied_index: node.reader().applied().index,
-        leader_id: m.current_leader.unwrap_or(0),
-        term: m.current_term,
+        leader_id,
+        term,
         cluster_id: node.cluster_id(),
     }
 }
