@@ -247,9 +247,10 @@ pub async fn start_node_with_options(
 
     // Requests are bounded by the KV limits before any handler runs; replies
     // (a Range) by the message limit.
-    let kv = KvServer::new(crate::grpc::kv::KvService::new(node.clone()))
-        .max_decoding_message_size(node.limits().kv.request_bytes_max())
-        .max_encoding_message_size(message_max);
+    let kv =
+        KvServer::new(crate::grpc::kv::KvService::new(node.clone()).with_stop(shutdown_rx.clone()))
+            .max_decoding_message_size(node.limits().kv.request_bytes_max())
+            .max_encoding_message_size(message_max);
     let cluster = ClusterServer::new(crate::grpc::cluster::ClusterService::new(node.clone()));
     let client_router = Server::builder()
         .layer(TraceLayer { node_id: id })

@@ -9,6 +9,7 @@ mod snapshot;
 mod status;
 mod svg;
 mod trace;
+mod watch;
 mod waterfall;
 
 use std::time::Duration;
@@ -147,6 +148,23 @@ pub enum Command {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Print each change to keys with PREFIX (every key if omitted) as the
+    /// member applies it, one line each (`-o json`: one JSON object a line).
+    /// Runs until interrupted, --count events, or the stream ends (exit 1).
+    Watch {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// PREFIX is one exact key.
+        #[arg(long)]
+        exact: bool,
+        /// Start at this store revision (it must not be applied yet on the
+        /// member: `get`, then watch from its revision + 1). Default: now.
+        #[arg(long, default_value_t = 0)]
+        from_revision: u64,
+        /// Exit 0 after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// One row per member: id, address, role, term, leader, commit, applied.
     Status,
     /// Membership changes (learners first, then promotion).
@@ -176,7 +194,12 @@ pub enum ClusterCommand {
 pub enum SnapshotCommand {
     /// Save a consistent backup (taken by the leader at a linearizable read
     /// point) to FILE; written to FILE.part, verified, then renamed.
-    Save { file: std::path::PathBuf },
+    Save {
+        file: std::path::PathBuf,
+        /// Report the bytes received on stderr as they arrive.
+        #[arg(long)]
+        progress: bool,
+    },
     /// Verify a backup file's checksums and print its header.
     Inspect { file: std::path::PathBuf },
 }
@@ -357,6 +380,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Del { .. } => "raftctl del",
         Command::Cas { .. } => "raftctl cas",
         Command::Range { .. } => "raftctl range",
+        Command::Watch { .. } => "raftctl watch",
         Command::Status => "raftctl status",
         Command::Member(_) => "raftctl member",
         Command::Snapshot(_) => "raftctl snapshot",
@@ -412,10 +436,24 @@ async fn run_command(cli: Cli) -> Result<(), CtlError> {
                     to,
                     read,
                 } => kv::range(&c, prefix, from, to, limit, read.to_options()?, out).await,
+                Command::Watch {
+                    prefix,
+                    exact,
+                    from_revision,
+                    count,
+                } => {
+                    let args = watch::WatchArgs {
+                        prefix,
+                        key: exact,
+                        from_revision,
+                        count,
+                    };
+                    watch::run(&c, args, out).await
+                }
                 Command::Status => status::status(&c, out).await,
                 Command::Member(m) => member::run(&c, m, out).await,
-                Command::Snapshot(SnapshotCommand::Save { file }) => {
-                    snapshot::save(&c, file, out).await
+                Command::Snapshot(SnapshotCommand::Save { file, progress }) => {
+                    snapshot::save(&c, file, progress, out).await
                 }
                 Command::Cluster(_)
                 | Command::Bench(_)
@@ -530,7 +568,7 @@ mod tests {
     fn snapshot_subcommands_parse() {
         let cli = parse(&["snapshot", "save", "b.rkv"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Snapshot(SnapshotCommand::Save { ref file }) if file.as_os_str() == "b.rkv")
+            matches!(cli.command, Command::Snapshot(SnapshotCommand::Save { ref file, .. }) if file.as_os_str() == "b.rkv")
         );
         let cli = parse(&["snapshot", "inspect", "b.rkv", "-o", "json"]).unwrap();
         assert!(matches!(

@@ -16,9 +16,17 @@ use raftkv_client::RaftClient;
 use super::CtlError;
 use super::output::{OutputFormat, backup_json, backup_table, json_doc};
 
-pub async fn save(c: &RaftClient, file: PathBuf, out: OutputFormat) -> Result<(), CtlError> {
+/// How often `--progress` reports.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn save(
+    c: &RaftClient,
+    file: PathBuf,
+    progress: bool,
+    out: OutputFormat,
+) -> Result<(), CtlError> {
     let part = part_path(&file);
-    let r = save_to(c, &file, &part, c.options().request_timeout).await;
+    let r = save_to(c, &file, &part, c.options().request_timeout, progress).await;
     if r.is_err() {
         let _ = fs::remove_file(&part);
     }
@@ -73,6 +81,7 @@ async fn save_to(
     file: &Path,
     part: &Path,
     idle_max: Duration,
+    progress: bool,
 ) -> Result<Summary, CtlError> {
     let io = |what: &str, p: &Path, e: std::io::Error| {
         CtlError::failed(format!("{what} {}: {e}", p.display()))
@@ -81,6 +90,7 @@ async fn save_to(
     let f = File::create(part).map_err(|e| io("cannot create", part, e))?;
     let mut w = BufWriter::with_capacity(1024 * 1024, f);
     let mut written = 0u64;
+    let mut reported = std::time::Instant::now();
     loop {
         let next = tokio::time::timeout(idle_max, chunks.message())
             .await
@@ -106,6 +116,17 @@ async fn save_to(
         w.write_all(&chunk.data)
             .map_err(|e| io("cannot write", part, e))?;
         written += chunk.data.len() as u64;
+        if progress && reported.elapsed() >= PROGRESS_EVERY {
+            reported = std::time::Instant::now();
+            eprintln!("received {}", human_bytes(written));
+        }
+    }
+    if progress {
+        eprintln!(
+            "received {}; verifying {}",
+            human_bytes(written),
+            part.display()
+        );
     }
     let f = w
         .into_inner()
@@ -127,4 +148,30 @@ async fn save_to(
         .and_then(|d| d.sync_all())
         .map_err(|e| io("cannot fsync directory", dir, e))?;
     Ok(summary)
+}
+
+/// `1.5 MiB`: the progress lines' unit.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_is_in_binary_units() {
+        assert_eq!(super::human_bytes(512), "512 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
 }

@@ -336,6 +336,58 @@ fn raftctl_against_a_real_cluster() {
     let d = json(&ok(&all, &["del", "k/0", "-o", "json"]));
     assert_eq!(d["deleted"], false);
 
+    // --- watch: says where and from which revision it starts, then one JSON
+    // object a line for each change under its prefix; exits 0 after --count
+    {
+        use std::io::{BufRead, BufReader};
+        let mut w = Command::new(RAFTCTL)
+            .args(["--endpoints", &eps[1]])
+            .args(["watch", "w/", "-o", "json", "--count", "2"])
+            .env_remove("RAFTCTL_ENDPOINTS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running raftctl watch");
+        let mut stderr = BufReader::new(w.stderr.take().unwrap());
+        let mut started = String::new();
+        // Blocks until the watch is attached: its start line is the readiness signal.
+        stderr.read_line(&mut started).unwrap();
+        assert!(
+            started.starts_with("watching prefix \"w/\" on node ")
+                && started.contains(" after revision "),
+            "{started:?}"
+        );
+        ok(&all, &["put", "x/outside", "1"]);
+        ok(&all, &["put", "w/a", "1"]);
+        ok(&all, &["del", "w/a"]);
+        let out = w.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(json)
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            (
+                lines[0]["type"].as_str(),
+                lines[0]["key"].as_str(),
+                lines[0]["value"].as_str()
+            ),
+            (Some("PUT"), Some("w/a"), Some("1"))
+        );
+        assert_eq!(
+            (lines[1]["type"].as_str(), lines[1]["key"].as_str()),
+            (Some("DELETE"), Some("w/a"))
+        );
+        assert_eq!(
+            lines[1]["revision"].as_u64().unwrap(),
+            lines[0]["revision"].as_u64().unwrap() + 1
+        );
+        // A start revision already applied: refused with exit 1, saying so.
+        let e = fails(&eps[1], &["watch", "w/", "--from-revision", "1"]);
+        assert!(e.contains("keeps no history"), "{e}");
+    }
+
     // --- RAFTCTL_ENDPOINTS replaces --endpoints
     let out = Command::new(RAFTCTL)
         .args(["get", "k/1"])

@@ -23,13 +23,25 @@ use crate::storage::prefix_end;
 pub struct KvService {
     node: Arc<Node>,
     batcher: Batcher,
+    /// Ends open watches when the node stops (`with_stop`).
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl KvService {
     /// Starts the write batcher: call inside a Tokio runtime.
     pub fn new(node: Arc<Node>) -> Self {
         let batcher = Batcher::start(node.clone());
-        KvService { node, batcher }
+        KvService {
+            node,
+            batcher,
+            stop: None,
+        }
+    }
+
+    /// Open watches end when `stop` turns true (the node's shutdown).
+    pub fn with_stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     fn header(&self, revision: u64) -> pb::ResponseHeader {
@@ -240,6 +252,16 @@ fn unexpected(r: CommandResult) -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
+    type WatchStream = crate::grpc::watch::WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        crate::grpc::watch::start(self.node.clone(), request.into_inner(), self.stop.clone())
+            .map(Response::new)
+    }
+
     async fn put(
         &self,
         request: Request<pb::PutRequest>,

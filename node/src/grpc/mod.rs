@@ -1,4 +1,4 @@
-//! Client-facing gRPC services: KV ([`kv`]) and Cluster ([`cluster`]), where
+//! Client-facing gRPC services: KV ([`kv`], its streaming [`watch`]) and Cluster ([`cluster`]), where
 //! their requests run ([`route`]), leader group commit of writes
 //! ([`batcher`]), and the mapping of errors to gRPC codes ([`errors`]).
 
@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod errors;
 pub mod kv;
 pub mod route;
+pub mod watch;

@@ -2,7 +2,8 @@
 //!
 //! - Peer plane: only a `peer` certificate of this node's own cluster.
 //! - Client plane: the gRPC health service is open to anyone who completed
-//!   the TLS handshake; the KV service and `Cluster/Status` need any identity
+//!   the TLS handshake; the KV service (Put, Get, Delete, CompareAndSwap,
+//!   Range and the Watch stream) and `Cluster/Status` need any identity
 //!   of this cluster (`kv`, `admin` or `peer`), or none under
 //!   `--client-auth optional`; every other Cluster RPC (membership changes,
 //!   init, transfer, snapshot, and any RPC added later) needs `admin` or
@@ -158,8 +159,24 @@ mod tests {
         "/raftkv.v1.KV/Put",
         "/raftkv.v1.KV/Get",
         "/raftkv.v1.KV/Range",
+        "/raftkv.v1.KV/Watch",
         "/raftkv.v1.Cluster/Status",
     ];
+
+    #[test]
+    fn watch_is_a_kv_call_reading_keys() {
+        // Watch shows values like Get: the kv role may, anyone may under
+        // --client-auth optional, another cluster's certificate may not.
+        assert_eq!(access_of("/raftkv.v1.KV/Watch"), Access::Data);
+        let rpc = "/raftkv.v1.KV/Watch";
+        authorize(Plane::Client, &own(), &caller(&own(), Role::Kv), rpc).unwrap();
+        authorize(Plane::Client, &own(), &Caller::Anonymous, rpc).unwrap();
+        let other = ClusterRef::new("default", "other").unwrap();
+        let e = authorize(Plane::Client, &own(), &caller(&other, Role::Kv), rpc).unwrap_err();
+        assert_eq!(e.code, tonic::Code::PermissionDenied);
+        // Not on the peer plane.
+        assert!(authorize(Plane::Peer, &own(), &caller(&own(), Role::Kv), rpc).is_err());
+    }
 
     #[test]
     fn every_cluster_mutation_needs_the_admin_role() {

@@ -21,14 +21,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::watch;
 
 use super::error::{self as err, Error, Result};
 use super::hooks::{NoHooks, StorageHooks};
 use super::options::StorageOptions;
 use super::snapshot::{self, Sessions, SnapshotDir};
 use crate::kv::{
-    Command, CommandResult, KeyValue, KvStore, SessionLimits, WriteSession, apply_logged,
+    Command, CommandResult, KeyValue, KvStore, SessionLimits, WatchFilter, WatchHub, Watcher,
+    WatchersFull, WriteSession, apply_logged, watch,
 };
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -63,7 +63,10 @@ impl SmState {
 
 struct Shared {
     state: RwLock<SmState>,
-    watch: watch::Sender<AppliedState>,
+    watch: tokio::sync::watch::Sender<AppliedState>,
+    /// The changes apply makes, for `KV/Watch` (kv::watch); idle when nobody
+    /// watches.
+    watchers: WatchHub,
     snapshots: SnapshotDir,
     /// The current snapshot's metadata and file.
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
@@ -148,7 +151,7 @@ impl StateMachineStore {
             }
             None => (SmState::default(), None),
         };
-        let (watch, _) = watch::channel(state.applied());
+        let (watch, _) = tokio::sync::watch::channel(state.applied());
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -156,6 +159,7 @@ impl StateMachineStore {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
                 watch,
+                watchers: WatchHub::default(),
                 snapshots,
                 current: Mutex::new(current),
                 snapshot_io: tokio::sync::Mutex::new(()),
@@ -236,8 +240,27 @@ impl KvReader {
     }
 
     /// Notified after every apply batch and snapshot install.
-    pub fn subscribe(&self) -> watch::Receiver<AppliedState> {
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<AppliedState> {
         self.shared.watch.subscribe()
+    }
+
+    /// A watcher of the changes applied after now, from store revision
+    /// `from` on (0: from the next one), with the applied state it starts
+    /// after. Subscribed under the state's read lock, which apply's write
+    /// lock excludes: no change is missed or seen twice.
+    pub fn watch(
+        &self,
+        filter: WatchFilter,
+        from: u64,
+    ) -> Result<(Watcher, AppliedState), WatchersFull> {
+        let s = self.shared.state.read();
+        let applied = s.applied();
+        let from = from.max(applied.revision + 1);
+        let w = self
+            .shared
+            .watchers
+            .subscribe(filter, applied.revision, from)?;
+        Ok((w, applied))
     }
 }
 
@@ -325,6 +348,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut results = Vec::with_capacity(entries.size_hint().0);
         let applied = {
             let mut s = self.shared.state.write();
+            // Nobody can subscribe while the write lock is held.
+            let watched = self.shared.watchers.active();
             for entry in entries {
                 if let Some(last) = &s.last_applied {
                     assert!(
@@ -342,6 +367,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     .map(tracing::Span::entered);
                 let r = match entry.payload {
                     EntryPayload::Blank => CommandResult::None,
+                    EntryPayload::Normal(cmd) if watched => {
+                        let SmState { kv, sessions, .. } = &mut *s;
+                        let deletes = watch::delete_keys(&cmd);
+                        let before = kv.revision();
+                        let r = apply_logged(kv, sessions, cmd);
+                        self.shared
+                            .watchers
+                            .publish(watch::changes_of(&deletes, &r, before));
+                        r
+                    }
                     EntryPayload::Normal(cmd) => {
                         let SmState { kv, sessions, .. } = &mut *s;
                         apply_logged(kv, sessions, cmd)
@@ -414,6 +449,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.last_membership = meta.last_membership.clone();
             s.kv = kv;
             s.sessions = sessions;
+            // Watchers cannot see the changes up to it one by one: they end.
+            shared.watchers.replaced(s.kv.revision());
             s.applied()
         };
         shared.watch.send_replace(applied);

@@ -17,3 +17,4 @@ mod test_prevote;
 mod test_quorum_loss;
 mod test_sessions;
 mod test_snapshot;
+mod test_watch;
