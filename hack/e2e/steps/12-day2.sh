@@ -99,6 +99,7 @@ e2e_step_12() {
 
   e2e_step_12_placement
   e2e_step_12_plugin
+  e2e_step_12_plugin_data
   e2e_step_12_volumes
   e2e_step_12_crd_upgrade
 }
