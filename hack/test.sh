@@ -35,6 +35,8 @@ lint() {
   step "layout: no import circles, layering rules (hack/check-imports.py)"
   python3 hack/check-imports.py --self-test
   python3 hack/check-imports.py
+  step "docs: docs/crates.svg is what the Cargo.toml files say (hack/crates-svg.py --check)"
+  python3 hack/crates-svg.py --check
   step "docs: every relative Markdown link resolves inside the repository (hack/check-links.sh)"
   hack/check-links.sh --self-test
   hack/check-links.sh
