@@ -13,6 +13,7 @@
 //! snapshot, and checks the invariants between them.
 
 mod error;
+pub mod force;
 mod fsutil;
 mod hooks;
 mod identity;
