@@ -22,8 +22,7 @@ use super::fsutil::{sync_dir, write_atomic};
 use super::options::FsyncFaults;
 use crate::NodeId;
 
-pub const MARKER_FILE: &str = "FORCE_NEW_CLUSTER";
-pub const STATE_FILE: &str = "force-new-cluster.rkv";
+pub use super::{FORCE_MARKER_FILE as MARKER_FILE, FORCE_STATE_FILE as STATE_FILE};
 
 /// What the RPC asked for; the rebuild checks it against the data it finds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

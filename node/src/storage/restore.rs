@@ -38,8 +38,8 @@ pub(crate) const RESTORED_FILE: &str = "restored.json";
 /// request and state files, `force.rs`).
 const IGNORED: &[&str] = &[
     "lost+found",
-    super::force::MARKER_FILE,
-    super::force::STATE_FILE,
+    super::FORCE_MARKER_FILE,
+    super::FORCE_STATE_FILE,
 ];
 
 /// Which backup a data directory was restored from.

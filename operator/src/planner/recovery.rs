@@ -159,7 +159,11 @@ pub fn refusal(view: &ClusterView, pod: &str) -> Option<String> {
             .map(|c| c.iter().copied().collect())
             .collect()
     };
-    if configs.iter().all(|c| super::safety::has_quorum(c, &up)) {
+    // A strict majority of every config could elect a leader (safety.rs
+    // counts quorums the same way; not imported: safety checks this module).
+    let majority =
+        |c: &BTreeSet<NodeId>| 2 * c.iter().filter(|id| up.contains(id)).count() > c.len();
+    if configs.iter().all(majority) {
         let voters = m.voter_ids();
         let n = voters.iter().filter(|v| up.contains(v)).count();
         return Some(format!(
