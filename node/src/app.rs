@@ -101,6 +101,15 @@ pub async fn start_node_with_options(
     if config.faults.fsync().is_on() {
         opts.fsync_faults = config.faults.fsync();
     }
+    // A forced new cluster accepted before the last exit is finished first
+    // (crate::force_new_cluster); nothing serves before.
+    {
+        let (c, o) = (config.clone(), opts.clone());
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || crate::force_new_cluster::resume(&c, o, &rt))
+            .await
+            .context("forced new cluster task")??;
+    }
     // A restore verifies the whole file before it writes anything.
     if let Some(file) = config.restore.clone() {
         let (c, o) = (config.clone(), opts.clone());
@@ -200,6 +209,23 @@ pub async fn start_node_with_options(
         };
         tracing::error!(error = %why, "raft stopped on a fatal error; exiting");
         Err(anyhow::anyhow!("raft stopped on a fatal error: {why}"))
+    });
+
+    // ForceNewCluster accepted: exit (non-zero, so every supervisor restarts
+    // the process) once the reply had time to leave; the rebuild runs on the
+    // next start.
+    let forced = node.clone();
+    let mut forced_stop = shutdown_rx.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = forced.restart_requested() => {}
+            _ = forced_stop.wait_for(|s| *s) => return Ok(()),
+        }
+        tokio::time::sleep(forced.limits().force_exit_delay).await;
+        tracing::warn!("exiting to rebuild this node as a new cluster (ForceNewCluster)");
+        Err(anyhow::anyhow!(
+            "restarting to force a new cluster: start this node again to finish it"
+        ))
     });
 
     let joints = node.clone();

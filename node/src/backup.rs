@@ -37,7 +37,7 @@ pub async fn stream(node: &Node) -> Result<ChunkStream, Status> {
     let index = node.read_index().await?;
     node.wait_applied(index).await?;
     let pit = node.reader().point_in_time();
-    let header = header(node, &pit);
+    let header = header(node.cluster_id(), node.id(), &pit);
     tracing::info!(
         read_index = index,
         log_index = header.log_index,
@@ -58,7 +58,8 @@ pub async fn stream(node: &Node) -> Result<ChunkStream, Status> {
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
-fn header(node: &Node, pit: &PointInTime) -> Header {
+/// The header of a backup of `pit`, taken on node `node_id` of `cluster_id`.
+pub(crate) fn header(cluster_id: String, node_id: NodeId, pit: &PointInTime) -> Header {
     let m = pit.membership.membership();
     let voters: BTreeSet<NodeId> = m.voter_ids().collect();
     let members = m
@@ -72,8 +73,8 @@ fn header(node: &Node, pit: &PointInTime) -> Header {
         })
         .collect();
     Header {
-        cluster_id: node.cluster_id(),
-        node_id: node.id(),
+        cluster_id,
+        node_id,
         created_at_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
@@ -176,6 +177,26 @@ fn encode(header: &Header, kv: &KvStore, mut out: Out) {
         }
         Err(e) => out.fail(e),
     }
+}
+
+/// The whole backup file of `kv` in memory (for a forced new cluster, whose
+/// node holds the store in memory anyway).
+pub(crate) fn encode_to_vec(header: &Header, kv: &KvStore) -> anyhow::Result<Vec<u8>> {
+    let (mut enc, mut out) = Encoder::new(header);
+    for (key, v) in kv.iter() {
+        let entry = EntryRef {
+            key,
+            value: &v.value,
+            create_revision: v.create_revision,
+            mod_revision: v.mod_revision,
+            version: v.version,
+        };
+        if let Some(frame) = enc.push(entry)? {
+            out.extend_from_slice(&frame);
+        }
+    }
+    out.extend_from_slice(&enc.finish()?);
+    Ok(out)
 }
 
 /// Reads and verifies a backup file completely into a store. Blocking I/O.

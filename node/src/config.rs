@@ -187,6 +187,11 @@ pub struct Limits {
     /// the next batch: more in flight means lower latency at low load and
     /// smaller batches (more fsyncs) at high load.
     pub proposals_in_flight_max: usize,
+    /// After accepting `ForceNewCluster`, how long the process goes on before
+    /// it exits into the rebuild: long enough for the reply to reach the
+    /// caller, short enough that the node takes no part in the old cluster
+    /// meanwhile worth speaking of (it already sees no leader).
+    pub force_exit_delay: Duration,
 }
 
 impl Default for Limits {
@@ -217,6 +222,7 @@ impl Default for Limits {
             propose_batch_writes_max: 256,
             propose_batch_bytes_max: 1024 * 1024,
             proposals_in_flight_max: 2,
+            force_exit_delay: Duration::from_millis(300),
         }
     }
 }

@@ -12,12 +12,15 @@
 //! - [`health`]: the gRPC health (readiness) predicate and reporter.
 //! - [`observability`]: traces, metrics, fault injection.
 //! - [`security`]: TLS on both listeners and who may call what.
+//! - [`force_new_cluster`]: the way out of a lost quorum (one survivor
+//!   becomes a new one-voter cluster).
 //! - [`app`]: `start_node`, the wiring of all of the above.
 //! - [`local`]: `raft-node local`, an N-process cluster on loopback.
 
 pub mod app;
 pub mod backup;
 pub mod config;
+pub mod force_new_cluster;
 pub mod grpc;
 pub mod health;
 pub mod kv;

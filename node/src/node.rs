@@ -51,6 +51,9 @@ pub struct Node {
     links: std::sync::Arc<TraceLinks>,
     /// When this process's node started (a pre-vote is refused within a lease of it).
     started: Instant,
+    /// Set once a forced new cluster was accepted: the process exits so its
+    /// supervisor restarts it into the rebuild (`crate::force_new_cluster`).
+    restart: tokio::sync::watch::Sender<bool>,
 }
 
 /// The parts a node is made of (see `app::start_node`).
@@ -82,7 +85,19 @@ impl Node {
             forward_channels: Mutex::new(HashMap::new()),
             links: p.links,
             started: Instant::now(),
+            restart: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Asks the process to exit (and its supervisor to restart it).
+    pub fn request_restart(&self) {
+        self.restart.send_replace(true);
+    }
+
+    /// Resolves once [`Node::request_restart`] was called.
+    pub async fn restart_requested(&self) {
+        let mut rx = self.restart.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
     pub fn id(&self) -> NodeId {

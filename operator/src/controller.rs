@@ -164,6 +164,16 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     let mut failure_event = None;
     if let Err(e) = &result {
         status.last_membership_change = obs.observed.previous_membership_change.clone();
+        // A forced new cluster that failed left nothing behind.
+        status.forced_new_cluster = obs.observed.previous_forced.clone();
+        status.conditions.retain(|c| c.type_ != "ForcedNewCluster");
+        status.conditions.extend(
+            obs.observed
+                .previous_conditions
+                .iter()
+                .filter(|c| c.type_ == "ForcedNewCluster")
+                .cloned(),
+        );
         // The API server's or the node's own words, in status and a Warning Event.
         failure_event = Some(planner::record_failure(
             &mut status,

@@ -22,6 +22,11 @@ pub const PAUSED_ANNOTATION: &str = "raftkv.dev/paused";
 /// Annotation copied onto the pods' template: changing it rolls every pod (one at a
 /// time, leader last), like `kubectl rollout restart`. Any value, e.g. a timestamp.
 pub const RESTARTED_AT_ANNOTATION: &str = "raftkv.dev/restartedAt";
+/// The way out of a lost quorum: names the surviving voter pod that becomes the
+/// one voter of a new cluster with its own committed state. Acts only when no
+/// leader exists and fewer than a quorum of voters is up; the operator removes it
+/// as it acts (docs/operations.md, "A majority of volumes lost").
+pub const FORCE_NEW_CLUSTER_ANNOTATION: &str = "raftkv.dev/force-new-cluster";
 /// Pod label kept current by the operator: `leader`, `follower` or `learner`.
 pub const ROLE_LABEL: &str = "raftkv.dev/role";
 /// `"true"` on a pod the client and read Services may route to; the operator sets
@@ -519,6 +524,34 @@ pub struct RaftClusterStatus {
     /// member's volume has the size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageStatus>,
+    /// The highest commit index any member of the cluster reported: what a
+    /// forced new cluster compares its survivor with to say what may be lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_commit: Option<IndexMark>,
+    /// The last forced new cluster (`raftkv.dev/force-new-cluster`): pods that
+    /// still report the cluster it left behind are never members again; the
+    /// operator deletes their PVCs and pods so they rejoin empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_new_cluster: Option<ForcedNewCluster>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForcedNewCluster {
+    /// The surviving pod that became the one voter of a new cluster.
+    pub pod: String,
+    /// The cluster it left behind.
+    pub from_cluster_id: String,
+    /// RFC 3339 time of the step.
+    pub time: String,
+}
+
+/// A commit index of one cluster (indexes of different clusters do not compare).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexMark {
+    pub cluster_id: String,
+    pub commit_index: u64,
 }
 
 /// Progress of growing the members' volumes to `spec.storage.size`.

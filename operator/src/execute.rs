@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
-use crate::crd::{ROLE_LABEL, RaftCluster, SERVING_LABEL};
+use crate::crd::{FORCE_NEW_CLUSTER_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL};
 use crate::observe::Observation;
 use crate::planner::{NewMember, Plan, PlannedEvent, Set, Step};
 use crate::resources::{self, CLIENT_PORT, FIELD_MANAGER, PEER_PORT, pod_dns, pvc_name};
@@ -194,7 +194,40 @@ pub async fn run_step(
                 .map(|_| ())
                 .or_else(ignore_not_found)
         }
+        Step::ForceNewCluster {
+            pod, cluster_id, ..
+        } => {
+            // The annotation goes first: if the call fails, nothing is retried
+            // by itself (never automatic); the failure Event says why, and
+            // someone applies the annotation again.
+            remove_annotation(rc, ctx, FORCE_NEW_CLUSTER_ANNOTATION).await?;
+            let r = node_client::force_new_cluster(&addr_of(pod)?, cluster_id).await?;
+            tracing::warn!(
+                pod,
+                node_id = r.node_id,
+                cluster_id = r.cluster_id,
+                commit_index = r.commit_index,
+                last_log_index = r.last_log_index,
+                "forced a new cluster: the pod rebuilds itself on its restart"
+            );
+            Ok(())
+        }
     }
+}
+
+async fn remove_annotation(rc: &RaftCluster, ctx: &Context, key: &str) -> Result<()> {
+    let ns = rc
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<RaftCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {key: null}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(&rc.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
 
 fn ignore_not_found(e: kube::Error) -> Result<()> {

@@ -159,6 +159,24 @@ pub async fn transfer_leader(addr: &str, target_node_id: NodeId) -> Result<()> {
     Ok(())
 }
 
+/// `ForceNewCluster` on the node at `addr`: it accepts only while it sees no
+/// leader and belongs to `cluster_id`, then exits to rebuild itself.
+pub async fn force_new_cluster(
+    addr: &str,
+    cluster_id: &str,
+) -> Result<pb::ForceNewClusterResponse> {
+    let mut c = connect(addr, limits::STATUS_TIMEOUT).await?;
+    let reply = c
+        .force_new_cluster(pb::ForceNewClusterRequest {
+            expected_cluster_id: cluster_id.to_string(),
+            confirm: true,
+        })
+        .await
+        .map_err(rpc_err(addr))?
+        .into_inner();
+    Ok(reply)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

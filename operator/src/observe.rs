@@ -11,7 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 
 use crate::context::{Context, NodeAddressing};
-use crate::crd::{PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL};
+use crate::crd::{
+    FORCE_NEW_CLUSTER_ANNOTATION, PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL,
+};
 use crate::planner::limits::CREATE_FAILURE_RECENT_MS;
 use crate::planner::placement::ZONE_LABEL;
 use crate::planner::volumes::{PvcState, quantity_bytes};
@@ -203,6 +205,14 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
         previous_phase: status.phase,
         pvcs,
         nodes_unreadable,
+        force_new_cluster: rc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FORCE_NEW_CLUSTER_ANNOTATION))
+            .map(|v| v.trim().to_string()),
+        previous_highest_commit: status.highest_commit,
+        previous_forced: status.forced_new_cluster,
     };
     Ok(Observation { observed, addrs })
 }

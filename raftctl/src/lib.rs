@@ -2,6 +2,7 @@
 //! [`run`]; each command group lives in its own file.
 
 mod bench;
+mod force;
 mod kv;
 mod member;
 mod output;
@@ -40,6 +41,7 @@ Examples:
   raftctl cas greeting hi --expect hello
   raftctl status -o json
   raftctl snapshot save backup.rkv && raftctl snapshot inspect backup.rkv
+  raftctl --endpoints <survivor> cluster force-new-cluster --yes   (quorum lost for good)
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 raftctl --trace put k v
   raftctl trace get <trace-id> --wait 10s     (the query API of Jaeger, http://127.0.0.1:16686)
   raftctl trace ls --since 5m";
@@ -186,6 +188,19 @@ pub enum ClusterCommand {
     Init {
         /// How long to wait for the first leader.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        wait: Duration,
+    },
+    /// DANGER: make the one node in --endpoints (a surviving voter that sees
+    /// no leader) the one voter of a NEW cluster with its committed state.
+    /// Only when a majority of voters is gone for good; see docs/operations.md.
+    ForceNewCluster {
+        /// Confirm: writes the node had not seen committed, and every other
+        /// member's data, are left behind.
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for the node to restart as the new cluster's
+        /// leader (0s: do not wait).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
         wait: Duration,
     },
 }
@@ -402,6 +417,9 @@ async fn run_command(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Cluster(ClusterCommand::Init { wait }) => {
             status::cluster_init(endpoints, opts, wait, out).await
+        }
+        Command::Cluster(ClusterCommand::ForceNewCluster { yes, wait }) => {
+            force::run(endpoints, opts, yes, wait, out).await
         }
         Command::Bench(args) => bench::run(endpoints, opts, args, out).await,
         cmd => {

@@ -451,6 +451,15 @@ impl Cluster for ClusterService {
         }
         Ok(Response::new(crate::backup::stream(&self.node).await?))
     }
+
+    async fn force_new_cluster(
+        &self,
+        request: Request<pb::ForceNewClusterRequest>,
+    ) -> Result<Response<pb::ForceNewClusterResponse>, Status> {
+        // Never forwarded: it is about the receiving node's own data.
+        let resp = crate::force_new_cluster::accept(&self.node, request.into_inner()).await?;
+        Ok(Response::new(resp))
+    }
 }
 
 /// A forwarded admin call, carrying the caller's trace context.

@@ -6,7 +6,7 @@
 //!   Range and the Watch stream) and `Cluster/Status` need any identity
 //!   of this cluster (`kv`, `admin` or `peer`), or none under
 //!   `--client-auth optional`; every other Cluster RPC (membership changes,
-//!   init, transfer, snapshot, and any RPC added later) needs `admin` or
+//!   init, transfer, snapshot, ForceNewCluster, and any RPC added later) needs `admin` or
 //!   `peer` (a node forwarding a request it has already authorized).
 
 use raftkv_certs::{ClusterRef, Identity, Role};
@@ -151,6 +151,8 @@ mod tests {
         "/raftkv.v1.Cluster/Snapshot",
         // Reads only, but a backup holds every key.
         "/raftkv.v1.Cluster/Backup",
+        // Discards the other members' data: the most dangerous call there is.
+        "/raftkv.v1.Cluster/ForceNewCluster",
         // Not yet written: fail closed.
         "/raftkv.v1.Cluster/SomethingNew",
         "/raftkv.v1.Other/Call",

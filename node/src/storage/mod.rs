@@ -13,6 +13,7 @@
 //! snapshot, and checks the invariants between them.
 
 mod error;
+pub mod force;
 mod fsutil;
 mod hooks;
 mod identity;
@@ -45,6 +46,10 @@ pub(crate) const IDENTITY_FILE: &str = "identity.json";
 pub(crate) const LOCK_FILE: &str = "LOCK";
 pub(crate) const LOG_DIR: &str = "log";
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
+/// A forced new cluster's request marker and state file (`force.rs`); the
+/// restore ignores both when it checks that a directory is empty.
+pub const FORCE_MARKER_FILE: &str = "FORCE_NEW_CLUSTER";
+pub const FORCE_STATE_FILE: &str = "force-new-cluster.rkv";
 
 /// A node's opened storage. Hand `log` and `state_machine` to `Raft::new`.
 #[derive(Debug, Clone)]

@@ -34,8 +34,13 @@ use crate::typ::{LogId, NodeId, NodeInfo, SnapshotMeta, StoredMembership};
 pub(crate) const RESTORING_FILE: &str = "RESTORING";
 pub(crate) const RESTORED_FILE: &str = "restored.json";
 /// Entries of a data directory that do not make it non-empty (a fresh ext4
-/// volume holds `lost+found`).
-const IGNORED: &[&str] = &["lost+found"];
+/// volume holds `lost+found`; a forced new cluster restores around its own
+/// request and state files, `force.rs`).
+const IGNORED: &[&str] = &[
+    "lost+found",
+    super::FORCE_MARKER_FILE,
+    super::FORCE_STATE_FILE,
+];
 
 /// Which backup a data directory was restored from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +172,7 @@ pub fn restore(
 }
 
 /// Names in `dir`, without the ignored ones.
-fn contents(dir: &Path) -> Result<Vec<String>> {
+pub(super) fn contents(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;

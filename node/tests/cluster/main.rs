@@ -8,6 +8,7 @@ mod test_basics;
 mod test_batching;
 mod test_bounded;
 mod test_failover;
+mod test_force_new_cluster;
 mod test_identity;
 mod test_joint;
 mod test_limits;

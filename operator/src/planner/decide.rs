@@ -179,7 +179,10 @@ fn voter_changes(view: &ClusterView) -> Option<Outcome> {
             if !foreign.is_empty() {
                 return Some(Outcome::Blocked(
                     Intent::Replace,
-                    format!("{} report another cluster ID", foreign.join(", ")),
+                    format!(
+                        "{} report another cluster ID (e.g. a volume of the cluster a raftkv.dev/force-new-cluster left behind): they never join with that data; delete their PVCs and pods to let them rejoin empty",
+                        foreign.join(", ")
+                    ),
                 ));
             }
             if !pending.is_empty() {

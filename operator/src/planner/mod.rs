@@ -10,6 +10,7 @@ pub mod disruption;
 mod drain;
 pub mod observed;
 pub mod placement;
+pub mod recovery;
 pub mod safety;
 #[doc(hidden)]
 pub mod sim;
@@ -65,6 +66,8 @@ pub enum ChangeKind {
 pub enum DeleteReason {
     RollingUpdate,
     AutoReplace,
+    /// It reports the cluster a forced new cluster left behind.
+    AbandonedCluster,
 }
 
 /// The one action of a reconcile.
@@ -99,6 +102,15 @@ pub enum Step {
         delete_pvc: bool,
         reason: DeleteReason,
     },
+    /// `ForceNewCluster` sent to `pod` (the `raftkv.dev/force-new-cluster`
+    /// annotation, removed first): it becomes the one voter of a new cluster.
+    ForceNewCluster {
+        pod: String,
+        /// The cluster the pod reported: the node refuses if it changed.
+        cluster_id: String,
+        /// What may be lost, for the Warning Event and the condition.
+        note: String,
+    },
 }
 
 impl Step {
@@ -113,6 +125,7 @@ impl Step {
             Step::ScaleStatefulSet { .. } => "scale_statefulset",
             Step::DeletePod { .. } => "delete_pod",
             Step::StopServing { .. } => "stop_serving",
+            Step::ForceNewCluster { .. } => "force_new_cluster",
         }
     }
 
@@ -125,6 +138,7 @@ impl Step {
                 | Step::ChangeMembership { .. }
                 | Step::RemoveLearner { .. }
                 | Step::TransferLeader { .. }
+                | Step::ForceNewCluster { .. }
         )
     }
 }
@@ -140,6 +154,7 @@ pub enum Intent {
     AutoReplace,
     Update,
     Recover,
+    ForceNewCluster,
 }
 
 impl Intent {
@@ -153,6 +168,7 @@ impl Intent {
             Intent::AutoReplace => "AutoReplaceBlocked",
             Intent::Update => "UpdateBlocked",
             Intent::Recover => "NoLeader",
+            Intent::ForceNewCluster => "ForceNewClusterRefused",
         }
     }
 }
@@ -207,7 +223,9 @@ pub struct Plan {
 /// Decide the next step. Pure: same input, same plan.
 pub fn plan(obs: &Observed) -> Plan {
     let view = ClusterView::new(obs);
-    let mut outcome = decide::decide(&view);
+    // The force-new-cluster annotation, while present, decides alone: nothing
+    // else should change the cluster while someone asks to rebuild it.
+    let mut outcome = recovery::decide(&view).unwrap_or_else(|| decide::decide(&view));
     if let decide::Outcome::Act(step, intent) = &outcome
         && let Err(blocked) = safety::check(step, &view)
     {
@@ -245,6 +263,7 @@ pub fn plan(obs: &Observed) -> Plan {
         .map(|pvcs| volumes::expansion(&obs.spec.storage_size, pvcs))
         .unwrap_or_default();
     status.storage = volumes.status;
+    status.highest_commit = recovery::highest_commit(&view);
     let warnings = zone_event.into_iter().collect();
     let busy = !matches!(outcome, decide::Outcome::Idle | decide::Outcome::Paused(_))
         || status.phase == Some(crate::crd::Phase::Degraded);

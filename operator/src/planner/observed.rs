@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::limits;
-use crate::crd::{MembershipChange, Phase};
+use crate::crd::{ForcedNewCluster, IndexMark, MembershipChange, Phase};
 
 /// A Raft node ID (random 53-bit, created with the node's data directory).
 pub type NodeId = u64;
@@ -54,6 +54,12 @@ pub struct Observed {
     /// Why the nodes (their zones) could not be read, e.g. a namespaced install
     /// without the ClusterRole: placement is then unknown, never a failure.
     pub nodes_unreadable: Option<String>,
+    /// The `raftkv.dev/force-new-cluster` annotation: the pod it names.
+    pub force_new_cluster: Option<String>,
+    /// `status.highestCommit` as currently written.
+    pub previous_highest_commit: Option<IndexMark>,
+    /// `status.forcedNewCluster` as currently written.
+    pub previous_forced: Option<ForcedNewCluster>,
 }
 
 /// The part of the spec the planner decides on.
@@ -216,11 +222,18 @@ pub struct ClusterView<'a> {
 
 impl<'a> ClusterView<'a> {
     pub fn new(obs: &'a Observed) -> Self {
+        // A leader of the cluster a forced new cluster left behind (its
+        // members came back with their data) is never the leader we follow.
+        let abandoned = obs
+            .previous_forced
+            .as_ref()
+            .map(|f| f.from_cluster_id.as_str());
         let leader = obs
             .pods
             .iter()
             .filter_map(|p| p.node.as_ref().map(|n| (p, n)))
             .filter(|(_, n)| n.role == Role::Leader)
+            .filter(|(_, n)| Some(n.cluster_id.as_str()) != abandoned)
             .max_by_key(|(_, n)| n.term);
         let membership = leader.and_then(|(_, n)| n.membership.as_ref());
         let initialized = obs.pods.iter().filter_map(|p| p.node.as_ref()).any(|n| {

@@ -10,6 +10,8 @@
 //! 5. Never act on a member that cannot be identified (unreachable, unknown ID),
 //!    except through autoReplace's rule: a member unavailable longer than `after`,
 //!    while the healthy voters without it still form a quorum.
+//! 6. Force a new cluster only on the named surviving voter, only while no leader
+//!    exists and fewer than a quorum of voters is up (`recovery`).
 
 use std::collections::BTreeSet;
 
@@ -161,6 +163,19 @@ pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
                         return Err(Blocked(format!("pod {pod} cannot be identified")));
                     }
                 }
+                DeleteReason::AbandonedCluster => {
+                    let abandoned = view
+                        .obs
+                        .previous_forced
+                        .as_ref()
+                        .map(|f| f.from_cluster_id.as_str());
+                    let reports = p.node.as_ref().map(|n| n.cluster_id.as_str());
+                    if abandoned.is_none() || reports != abandoned {
+                        return Err(Blocked(format!(
+                            "pod {pod} does not report the cluster a forced new cluster left behind"
+                        )));
+                    }
+                }
                 DeleteReason::AutoReplace => {
                     let after = view
                         .obs
@@ -191,6 +206,11 @@ pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
         }
         // Changes who receives client traffic, never the membership.
         Step::ScaleStatefulSet { .. } | Step::StopServing { .. } => Ok(()),
+        // Rule 6: only without a leader, and without a quorum of voters up.
+        Step::ForceNewCluster { pod, .. } => match super::recovery::refusal(view, pod) {
+            Some(why) => Err(Blocked(why)),
+            None => Ok(()),
+        },
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Sim {
     pub create_failure: Option<String>,
     /// `status.phase` the last plan wrote.
     pub previous_phase: Option<crate::crd::Phase>,
+    /// The `raftkv.dev/force-new-cluster` annotation.
+    pub force_new_cluster: Option<String>,
 }
 
 impl Sim {
@@ -77,6 +79,7 @@ impl Sim {
             next_id: 1,
             create_failure: None,
             previous_phase: None,
+            force_new_cluster: None,
         }
     }
 
@@ -207,6 +210,9 @@ impl Sim {
             previous_phase: self.previous_phase,
             pvcs: None,
             nodes_unreadable: None,
+            force_new_cluster: self.force_new_cluster.clone(),
+            previous_highest_commit: None,
+            previous_forced: None,
         }
     }
 
@@ -311,6 +317,23 @@ impl Sim {
                 for pod in pods {
                     self.pods.get_mut(pod).expect("pod").serving = false;
                 }
+            }
+            Step::ForceNewCluster { pod, .. } => {
+                // The annotation goes first; the survivor restarts as the one
+                // voter of a new cluster under a new node ID.
+                self.force_new_cluster = None;
+                let id = self.next_id;
+                self.next_id += 1;
+                self.pods.get_mut(pod).expect("pod").node_id = id;
+                self.voters = vec![MemberInfo {
+                    node_id: id,
+                    name: pod.clone(),
+                }];
+                self.learners.clear();
+                self.leader = Some(id);
+                self.joint = false;
+                self.term += 1;
+                self.log_index += 1;
             }
         }
     }
@@ -453,6 +476,11 @@ pub fn describe_plan(plan: &Plan) -> String {
             reason,
         }) => format!("DeletePod {pod} delete_pvc={delete_pvc} reason={reason:?}"),
         Some(Step::StopServing { pods }) => format!("StopServing {}", pods.join(" ")),
+        Some(Step::ForceNewCluster {
+            pod, cluster_id, ..
+        }) => {
+            format!("ForceNewCluster {pod} from={cluster_id}")
+        }
     };
     let mut out = format!("step: {step}");
     if let Some(ev) = &plan.event {

@@ -250,7 +250,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Bu
                 Intent::Update => Phase::Updating,
                 Intent::Bootstrap => Phase::Bootstrapping,
                 Intent::Recover if all_healthy => Phase::Running,
-                Intent::Recover => Phase::Degraded,
+                Intent::Recover | Intent::ForceNewCluster => Phase::Degraded,
             },
             _ if all_healthy => Phase::Running,
             _ => Phase::Degraded,
@@ -285,6 +285,7 @@ pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Bu
         ));
     }
     conditions.extend(extra);
+    conditions.extend(forced_condition(view, outcome));
     for c in &mut conditions {
         stamp(c, obs.generation, &obs.previous_conditions, obs.now_ms);
     }
@@ -326,8 +327,39 @@ pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Bu
         last_membership_change,
         // Set by the planner from the volumes (planner::volumes).
         storage: None,
+        // Set by the planner (planner::recovery).
+        highest_commit: None,
+        forced_new_cluster: match outcome {
+            Outcome::Act(
+                Step::ForceNewCluster {
+                    pod, cluster_id, ..
+                },
+                _,
+            ) => Some(crate::crd::ForcedNewCluster {
+                pod: pod.clone(),
+                from_cluster_id: cluster_id.clone(),
+                time: Timestamp::from_millisecond(obs.now_ms)
+                    .unwrap_or(Timestamp::UNIX_EPOCH)
+                    .to_string(),
+            }),
+            _ => obs.previous_forced.clone(),
+        },
     };
     (status, event, blocked)
+}
+
+/// `ForcedNewCluster=True` with what may have been lost: set by the step, then
+/// kept as written (it records a data loss; applying the annotation again
+/// replaces it).
+fn forced_condition(view: &ClusterView, outcome: &Outcome) -> Option<Condition> {
+    if let Outcome::Act(Step::ForceNewCluster { note, .. }, _) = outcome {
+        return Some(cond("ForcedNewCluster", true, "ForcedNewCluster", note));
+    }
+    view.obs
+        .previous_conditions
+        .iter()
+        .find(|c| c.type_ == "ForcedNewCluster")
+        .cloned()
 }
 
 fn cond(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
@@ -364,6 +396,9 @@ pub(super) fn step_message(step: &Step) -> String {
         Step::StopServing { pods } => {
             format!("taking {} out of the Services", pods.join(", "))
         }
+        Step::ForceNewCluster { pod, .. } => {
+            format!("forcing {pod} to become the one voter of a new cluster")
+        }
     }
 }
 
@@ -384,6 +419,7 @@ fn related(view: &ClusterView, step: &Step) -> Option<(&'static str, String)> {
         Step::TransferLeader { target, .. } => pod_of_id(target),
         Step::DeletePod { pod, .. } => Some(pod.clone()),
         Step::StopServing { pods } => pods.first().cloned(),
+        Step::ForceNewCluster { pod, .. } => Some(pod.clone()),
         Step::ScaleStatefulSet { set, .. } => {
             let name = match set {
                 Set::Voters => view.obs.name.clone(),
@@ -484,6 +520,13 @@ fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
                 "DeletePod",
                 format!("deleted {pod} to roll it to the new revision"),
             ),
+            DeleteReason::AbandonedCluster => (
+                "AbandonedMemberWiped",
+                "DeletePod",
+                format!(
+                    "deleted pod {pod} and its PVC: it held data of the cluster a forced new cluster left behind; it rejoins empty"
+                ),
+            ),
             DeleteReason::AutoReplace => (
                 "MemberAutoReplaced",
                 "DeletePod",
@@ -501,12 +544,14 @@ fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
                 pods.join(", ")
             ),
         ),
+        Step::ForceNewCluster { note, .. } => ("ForcedNewCluster", "ForceNewCluster", note.clone()),
     };
     PlannedEvent {
         reason: reason.into(),
         action: action.into(),
         note,
-        warning: false,
+        // Data may be lost: always a Warning.
+        warning: matches!(step, Step::ForceNewCluster { .. }),
         related: related(view, step),
     }
 }
