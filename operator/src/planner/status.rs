@@ -326,6 +326,8 @@ pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Bu
         last_membership_change,
         // Set by the planner from the volumes (planner::volumes).
         storage: None,
+        // Written by backup::schedule under its own field manager.
+        backup: None,
     };
     (status, event, blocked)
 }
