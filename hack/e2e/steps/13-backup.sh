@@ -21,9 +21,10 @@ S3_IMAGE="localhost/raftkv/s3s-fs:local"
 S3_BUCKET=raftkv-backups
 S3_ACCESS_KEY=raftkv-e2e
 
-# s3 CURL_ARGS...: a signed S3 request (SigV4) to the in-cluster server, from the host.
+# s3 CURL_ARGS...: a signed S3 request (SigV4) to the in-cluster server, from the host
+# (s3s-fs requires x-amz-content-sha256; the payload is left unsigned).
 s3() {
-  curl --silent --show-error --fail --aws-sigv4 "aws:amz:us-east-1:s3" \
+  curl --silent --show-error --fail --aws-sigv4 "aws:amz:us-east-1:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
     --user "${S3_ACCESS_KEY}:${S3_SECRET_KEY}" "$@"
 }
 s3_url() { echo "http://$(k get service s3 -o jsonpath='{.spec.clusterIP}'):8333"; }
@@ -34,7 +35,7 @@ s3_size() {
 }
 s3_absent() {
   local code
-  code=$(curl --silent -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
+  code=$(curl --silent -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
     --user "${S3_ACCESS_KEY}:${S3_SECRET_KEY}" --head "$(s3_url)/${S3_BUCKET}/$1")
   [[ $code == 404 ]]
 }
