@@ -348,3 +348,6 @@ async fn write_status(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
