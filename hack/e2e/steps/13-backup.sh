@@ -56,11 +56,11 @@ scheduled_backups() {
     jq -r '.items | sort_by(.metadata.annotations["raftkv.dev/scheduled-at"]) | .[].metadata.name'
 }
 has_scheduled_backup() { [[ -n $(scheduled_backups) ]]; }
+# A scheduled backup later than FIRST_SCHEDULED is the cluster's last success.
 has_two_scheduled_successes() {
-  local n
-  n=$(k get raftclusterbackups -l "raftkv.dev/cluster=${BACKED_RC},raftkv.dev/scheduled=true" -o json |
-    jq '[.items[] | select(.status.phase == "Succeeded")] | length')
-  ((n >= 1)) && [[ $(backed_status_field lastBackup) != "$FIRST_SCHEDULED" && -n $(backed_status_field lastBackup) ]]
+  local last
+  last=$(backed_status_field lastBackup)
+  [[ -n $last && $last != "$FIRST_SCHEDULED" && $last != "${BACKED_RC}-manual" ]]
 }
 backed_status_field() { k get raftcluster "$BACKED_RC" -o jsonpath="{.status.backup.$1}"; }
 status_backup_is() { [[ $(backed_status_field lastBackup) == "$1" ]]; }
@@ -169,7 +169,8 @@ YAML
 
   check "the schedule creates ${RC}-<yyyymmddhhmm> on time, and it succeeds"
   wait_for "a scheduled RaftClusterBackup" 100 has_scheduled_backup
-  FIRST_SCHEDULED=$(scheduled_backups | head -n 1)
+  # The newest: an older one may already be pruned by the time we look (keep 1).
+  FIRST_SCHEDULED=$(scheduled_backups | tail -n 1)
   b=$(backup_json "$FIRST_SCHEDULED")
   local slot created late
   slot=$(jq -r '.metadata.annotations["raftkv.dev/scheduled-at"]' <<<"$b")
@@ -178,7 +179,10 @@ YAML
   late=$(($(date -u -d "$created" +%s) - $(date -u -d "$slot" +%s)))
   ((late >= 0 && late <= 45)) || fail "${FIRST_SCHEDULED} created ${late}s after its time ${slot}"
   wait_for "${FIRST_SCHEDULED} Succeeded" 120 backup_done "$FIRST_SCHEDULED"
-  wait_for "status.backup.lastBackup = ${FIRST_SCHEDULED} (or a later one)" 90 has_scheduled_success_in_status
+  local first_key
+  first_key=$(backup_json "$FIRST_SCHEDULED" | jq -r .status.objectKey)
+  s3_size "$first_key" >/dev/null || fail "no object ${first_key} in the bucket"
+  wait_for "status.backup.lastBackup: a scheduled backup" 90 has_scheduled_success_in_status
   [[ $(rc_json | jq -r '.status.conditions[] | select(.type == "BackupStale") | .status') == False ]] ||
     fail "BackupStale is not False: $(rc_json | jq -c '.status.conditions[] | select(.type == "BackupStale")')"
   metric_of_backed raftkv_operator_backup_last_success_timestamp_seconds >/dev/null ||
@@ -188,8 +192,6 @@ YAML
   ok "${FIRST_SCHEDULED} created ${late}s after ${slot}, Succeeded; status.backup: $(rc_json | jq -c .status.backup)"
 
   check "keep 1: the next scheduled success prunes ${FIRST_SCHEDULED} (object and RaftClusterBackup)"
-  local first_key
-  first_key=$(backup_json "$FIRST_SCHEDULED" | jq -r .status.objectKey)
   wait_for "a later scheduled backup in status.backup" 150 has_two_scheduled_successes
   wait_for "${FIRST_SCHEDULED} deleted" 90 backup_absent "$FIRST_SCHEDULED"
   s3_absent "$first_key" || fail "${first_key} is still in the bucket"
