@@ -15,6 +15,7 @@ e2e_step_title() {
     10) echo "pause annotation stops every action; autoReplace replaces an unavailable member; quorum loss shows no leader" ;;
     11) echo "traces in Jaeger: a write across 3 members, a promotion from operator step to commit" ;;
     12) echo "day-2: the voters' PDB follows the quorum (one eviction admitted, a second refused with 429)" ;;
+    13) echo "backups to S3 (s3s-fs in the cluster): a RaftClusterBackup now, spec.backup on schedule, retention" ;;
     14) echo "disaster: 2 of 3 voters lost with their PVCs; force-new-cluster regrows 3 voters with every key" ;;
     *) echo "?" ;;
   esac
@@ -55,7 +56,7 @@ e2e_reset() {
     fi
   done
   # A CRD left by an earlier run may be stale: the chart installs the current one.
-  kubectl delete crd raftclusters.raftkv.dev --ignore-not-found --wait=true >/dev/null
+  kubectl delete crd raftclusters.raftkv.dev raftclusterbackups.raftkv.dev --ignore-not-found --wait=true >/dev/null
   kubectl create namespace "$E2E_NS" >/dev/null
   # Every pod of the suite (raft-node, the client, Jaeger) must pass the Pod
   # Security "restricted" profile, as in a hardened cluster (issue 12).
