@@ -675,5 +675,8 @@ pub fn decode_all<R: Read>(r: R) -> Result<(Summary, Vec<Entry>), DecodeError> {
     Ok((d.summary().expect("verified to the end"), all))
 }
 
+#[cfg(feature = "store")]
+pub mod store;
+
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ CRICTL_BIN="${BIN_ROOT}/cri-tools-${CRI_TOOLS_VERSION}"
 LOCAL_PATH_BIN="${BIN_ROOT}/local-path-provisioner-${LOCAL_PATH_VERSION}"
 JAEGER_BIN="${BIN_ROOT}/jaeger-${JAEGER_VERSION}"
 PAUSE_BIN="${BIN_ROOT}/pause-local"
+S3S_FS_BIN="${BIN_ROOT}/s3s-fs-${S3S_FS_VERSION}"
 
 PAUSE_IMAGE="localhost/raftkv/pause:local"
 COREDNS_IMAGE="localhost/raftkv/coredns:${COREDNS_VERSION}"
@@ -161,6 +162,26 @@ build_jaeger() {
     "-s -w -X ${j}/internal/version.latestVersion=v${JAEGER_RELEASE}" "$JAEGER_BIN" "${j}/cmd/jaeger"
 }
 
+# The S3 server of the backup tests: `cargo install` of a pinned crates.io release with
+# its own Cargo.lock, into ${S3S_FS_BIN}/bin/s3s-fs (its build tree is thrown away).
+build_s3s_fs() {
+  local t0=$SECONDS logf="${BUILD_LOG_DIR}/s3s-fs-${S3S_FS_VERSION}.log"
+  if [[ -x ${S3S_FS_BIN}/bin/s3s-fs ]]; then
+    log "cached: s3s-fs (${S3S_FS_BIN})"
+    return 0
+  fi
+  command -v cargo >/dev/null || die "cargo is needed to build s3s-fs (install Rust from https://rustup.rs)"
+  mkdir -p "$BUILD_LOG_DIR"
+  rm -rf "${S3S_FS_BIN}.tmp" "${SRC_ROOT}/s3s-fs-target"
+  log "building s3s-fs ${S3S_FS_VERSION} (log: ${logf})"
+  CARGO_TARGET_DIR="${SRC_ROOT}/s3s-fs-target" nice cargo install --locked --quiet \
+    --root "${S3S_FS_BIN}.tmp" --features binary "s3s-fs@${S3S_FS_VERSION}" >"$logf" 2>&1 \
+    || die "building s3s-fs failed: see ${logf}"
+  rm -rf "${SRC_ROOT}/s3s-fs-target"
+  mv "${S3S_FS_BIN}.tmp" "$S3S_FS_BIN"
+  log "built s3s-fs ${S3S_FS_VERSION} in $((SECONDS - t0))s"
+}
+
 # The sandbox ("pause") binary: a tiny static C program, as upstream's pause is.
 build_pause() {
   local src="${LOCAL_CLUSTER_DIR}/pause.c" sum
@@ -185,6 +206,7 @@ build_all_binaries() {
   step "build crictl ${CRI_TOOLS_VERSION}" build_crictl
   step "build helm ${HELM_VERSION}" build_helm
   step "build jaeger ${JAEGER_RELEASE} (trace backend of the e2e)" build_jaeger
+  step "build s3s-fs ${S3S_FS_VERSION} (S3 server of the backup e2e)" build_s3s_fs
 }
 
 # image_tarball NAME: where the cached tarball of one of our cluster images lives.

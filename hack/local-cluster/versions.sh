@@ -36,3 +36,9 @@ LOCAL_PATH_VERSION=v0.0.30
 # serves the HTTP APIs and `raftctl trace`, not the web UI.
 JAEGER_VERSION=v1.76.0
 JAEGER_RELEASE=2.13.0
+
+# S3-compatible object store of the backup e2e step (13) and hack/backup/s3-smoke.sh:
+# the s3s-fs server (a Rust crate on crates.io, built with `cargo install --locked`).
+# 0.14.1 is the newest release whose rust-version (1.92) the toolchain here meets
+# (0.17 needs 1.96).
+S3S_FS_VERSION=0.14.1

@@ -27,6 +27,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// The operator's CRDs.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CrdKind {
+    RaftCluster,
+    RaftClusterBackup,
+}
+
+impl CrdKind {
+    pub fn yaml(self) -> String {
+        match self {
+            CrdKind::RaftCluster => crate::crd::crd_yaml(),
+            CrdKind::RaftClusterBackup => crate::crd::backup_crd_yaml(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the controller (uses in-cluster config, else the kubeconfig).
@@ -55,10 +71,13 @@ pub enum Command {
         #[arg(long, env = "RAFTKV_DEFAULT_NODE_IMAGE", default_value = DEFAULT_NODE_IMAGE)]
         default_node_image: String,
     },
-    /// Print the RaftCluster CRD as YAML (or write it to each --output file).
+    /// Print a CRD as YAML (or write it to each --output file).
     Crd {
         #[arg(long)]
         output: Vec<std::path::PathBuf>,
+        /// Which CRD.
+        #[arg(long, value_enum, default_value = "raft-cluster")]
+        kind: CrdKind,
     },
 }
 

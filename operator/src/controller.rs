@@ -17,7 +17,7 @@ use kube::{Client, ResourceExt};
 use tracing::Instrument;
 
 pub use crate::context::{Context, NodeAddressing};
-use crate::crd::RaftCluster;
+use crate::crd::{RaftCluster, RaftClusterBackup, SCHEDULED_LABEL};
 use crate::events::EventRecorder;
 use crate::metrics::Metrics;
 use crate::planner::{self, limits};
@@ -76,10 +76,16 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
             predicates::generation.combine(predicates::annotations),
             Default::default(),
         );
-    Controller::for_stream(clusters, reader)
+    // RaftClusterBackups: their own controller (it takes the backups); the
+    // scheduled ones, owned by their cluster, also wake the cluster's reconcile
+    // so status.backup follows them.
+    let backups = crate::backup::controller::run(ctx.clone(), config.namespace.clone());
+    let scheduled = watcher::Config::default().labels(&format!("{SCHEDULED_LABEL}=true"));
+    let clusters = Controller::for_stream(clusters, reader)
         .owns(api::<StatefulSet>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned.clone())
         .owns(api::<PodDisruptionBudget>(&client, ns), owned)
+        .owns(api::<RaftClusterBackup>(&client, ns), scheduled)
         .watches(api::<Pod>(&client, ns), pods, |pod: Pod| {
             let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
             Some(ObjectRef::<RaftCluster>::new(&instance).within(&pod.namespace()?))
@@ -95,8 +101,8 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
                 }
                 Err(e) => tracing::warn!(error = %e, "reconcile failed"),
             }
-        })
-        .await;
+        });
+    tokio::join!(clusters, backups);
 }
 
 // The span name is in telemetry::NEVER_ROOT: reconciles are not traces, steps are.
@@ -191,6 +197,18 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     // A step that ran is counted and announced even when the status write after it
     // fails (its error is returned last); a step that failed reports its own error.
     let written = execute::write_status(&rc, &ctx, &status).await;
+    // Scheduled backups run whatever the step did: a cluster in trouble needs them most.
+    let backup_requeue = if crate::backup::scheduler::applies(&rc) {
+        match crate::backup::scheduler::reconcile(&rc, &ctx).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                tracing::warn!(error = %e, "backup schedule failed");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     if let Err(e) = result {
         if e.is_not_found() {
@@ -244,7 +262,10 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     } else {
         limits::REQUEUE_IDLE_SECS
     };
-    Ok(Action::requeue(Duration::from_secs(secs)))
+    let requeue = Duration::from_secs(secs);
+    Ok(Action::requeue(
+        backup_requeue.map_or(requeue, |b| b.min(requeue)),
+    ))
 }
 
 /// The error says the RaftCluster is gone: a requeue or event of a deleted object

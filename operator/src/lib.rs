@@ -3,6 +3,7 @@
 //! only observes, executes one step and writes status.
 
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod context;
 pub mod controller;

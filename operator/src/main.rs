@@ -1,6 +1,6 @@
 use clap::Parser;
+use raft_operator::app;
 use raft_operator::cli::{Cli, Command};
-use raft_operator::{app, crd};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,12 +10,13 @@ async fn main() -> anyhow::Result<()> {
         app::run(config).await?;
         return Ok(());
     }
-    if let Command::Crd { output } = cli.command {
+    if let Command::Crd { output, kind } = cli.command {
+        let yaml = kind.yaml();
         if output.is_empty() {
-            print!("{}", crd::crd_yaml());
+            print!("{yaml}");
         }
         for path in output {
-            std::fs::write(&path, crd::crd_yaml())?;
+            std::fs::write(&path, &yaml)?;
         }
     }
     Ok(())

@@ -22,6 +22,55 @@ fn committed_crd_files_are_current() {
     }
 }
 
+const BACKUP_COPIES: [&str; 2] = [
+    "crds/raftclusterbackup.yaml",
+    "charts/raft-operator/files/crds/raftclusterbackup.yaml",
+];
+
+#[test]
+fn committed_backup_crd_files_are_current() {
+    let generated = raft_operator::crd::backup_crd_yaml();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for copy in BACKUP_COPIES {
+        let committed = std::fs::read_to_string(root.join(copy)).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{copy} is stale or missing. Regenerate from the repository root with:\n  \
+             cargo run -p raft-operator -- crd --kind raft-cluster-backup \
+             --output crds/raftclusterbackup.yaml \
+             --output charts/raft-operator/files/crds/raftclusterbackup.yaml"
+        );
+    }
+}
+
+#[test]
+fn backup_crds_carry_their_rules() {
+    let backup = raft_operator::crd::backup_crd_yaml();
+    for needle in [
+        "shortNames:\n    - rkb",
+        "spec cannot change: create a new RaftClusterBackup",
+        "rule: self == oldSelf",
+        "has(self.s3) != has(self.filesystem)",
+        "credentialsSecret:",
+        "forcePathStyle:",
+        "jsonPath: .status.phase",
+    ] {
+        assert!(
+            backup.contains(needle),
+            "RaftClusterBackup CRD lacks {needle:?}"
+        );
+    }
+    let cluster = raft_operator::crd::crd_yaml();
+    for needle in [
+        "schedule:",
+        "has(self.s3) != has(self.filesystem)",
+        "maximum: 1000.0",
+        "lastSuccessTime:",
+    ] {
+        assert!(cluster.contains(needle), "RaftCluster CRD lacks {needle:?}");
+    }
+}
+
 #[test]
 fn crd_schema_carries_the_validation_rules() {
     let yaml = raft_operator::crd::crd_yaml();

@@ -344,6 +344,8 @@ pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Bu
             }),
             _ => obs.previous_forced.clone(),
         },
+        // Written by backup::schedule under its own field manager.
+        backup: None,
     };
     (status, event, blocked)
 }
