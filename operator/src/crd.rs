@@ -35,6 +35,9 @@ pub const ROLE_LABEL: &str = "raftkv.dev/role";
 /// `"true"` on a pod the client and read Services may route to; the operator sets
 /// `"false"` before the member leaves the membership (planner `drain`).
 pub const SERVING_LABEL: &str = "raftkv.dev/serving";
+/// When the operator set a pod's `raftkv.dev/serving` label to `false` (Unix
+/// ms): the drain waits a grace after it (`planner::drain`).
+pub const SERVING_STOPPED_ANNOTATION: &str = "raftkv.dev/serving-stopped-at-ms";
 
 /// `app.kubernetes.io/component` of the voters' pods.
 pub const COMPONENT_VOTER: &str = "voter";

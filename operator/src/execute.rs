@@ -13,7 +13,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
-use crate::crd::{FORCE_NEW_CLUSTER_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL};
+use crate::crd::{
+    FORCE_NEW_CLUSTER_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL,
+    SERVING_STOPPED_ANNOTATION,
+};
 use crate::observe::Observation;
 use crate::planner::{NewMember, Plan, PlannedEvent, Set, Step};
 use crate::resources::{self, CLIENT_PORT, FIELD_MANAGER, PEER_PORT, pod_dns, pvc_name};
@@ -114,6 +117,27 @@ async fn label_pod(
         .or_else(ignore_not_found)
 }
 
+/// Sets the pod's `raftkv.dev/serving` label to `false` and records when, in
+/// one patch: the drain waits a grace after that time (`planner::drain`).
+async fn stop_serving(rc: &RaftCluster, ctx: &Context, pod: &str, now_ms: i64) -> Result<()> {
+    let ns = rc
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({"metadata": {
+        "labels": {SERVING_LABEL: "false"},
+        "annotations": {SERVING_STOPPED_ANNOTATION: now_ms.to_string()},
+    }});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    pods.patch(pod, &params, &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .or_else(ignore_not_found)
+}
+
 /// Runs the plan's one step, if any.
 pub async fn run_step(
     rc: &RaftCluster,
@@ -174,7 +198,7 @@ pub async fn run_step(
         Step::ScaleStatefulSet { .. } => Ok(()),
         Step::StopServing { pods } => {
             for pod in pods {
-                label_pod(rc, ctx, pod, SERVING_LABEL, "false").await?;
+                stop_serving(rc, ctx, pod, obs.observed.now_ms).await?;
             }
             Ok(())
         }

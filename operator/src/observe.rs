@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams};
 use crate::context::{Context, NodeAddressing};
 use crate::crd::{
     FORCE_NEW_CLUSTER_ANNOTATION, PAUSED_ANNOTATION, ROLE_LABEL, RaftCluster, SERVING_LABEL,
+    SERVING_STOPPED_ANNOTATION,
 };
 use crate::planner::limits::CREATE_FAILURE_RECENT_MS;
 use crate::planner::placement::ZONE_LABEL;
@@ -405,6 +406,12 @@ fn pod_state(pod: &Pod, name: String, set: Set, ordinal: u32) -> PodState {
         serving: labels
             .and_then(|l| l.get(SERVING_LABEL))
             .map(|v| v == "true"),
+        serving_stopped_ms: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SERVING_STOPPED_ANNOTATION))
+            .and_then(|v| v.parse().ok()),
         in_services: false,
         node: None,
         failing: pod_failing(pod),

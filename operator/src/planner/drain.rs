@@ -65,6 +65,27 @@ pub fn before_removal(step: &Step, intent: Intent, view: &ClusterView) -> Option
             ),
         ));
     }
+    let now = view.obs.now_ms;
+    let in_grace: Vec<&str> = leaving
+        .iter()
+        .filter(|p| {
+            p.serving_stopped_ms
+                .is_some_and(|t| now - t < super::limits::DRAIN_GRACE_MS)
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    if !in_grace.is_empty() {
+        return Some(Outcome::Wait(
+            intent,
+            format!(
+                "{} left the Services' EndpointSlices; waiting {} s after it stopped serving \
+                 (kube-proxy catching up) before {}",
+                in_grace.join(", "),
+                super::limits::DRAIN_GRACE_MS / 1000,
+                super::status::step_message(step)
+            ),
+        ));
+    }
     None
 }
 

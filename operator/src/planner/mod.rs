@@ -37,6 +37,12 @@ pub mod limits {
     /// long, like autopilot's server stabilization time. Costs this much per scale-out
     /// or replacement; saves promoting a node that flaps.
     pub const PROMOTION_STABILIZATION_MS: i64 = 10_000;
+    /// After a leaving pod stopped serving and no EndpointSlice lists it, the
+    /// drain still waits until this long after it stopped serving: every
+    /// node's kube-proxy programs the Service from the EndpointSlices on its
+    /// own schedule, so connections can still reach the pod for a moment (the
+    /// e2e saw bounded reads routed to a removed learner on a busy machine).
+    pub const DRAIN_GRACE_MS: i64 = 5_000;
     /// Requeue while something is in progress (seconds).
     pub const REQUEUE_BUSY_SECS: u64 = 3;
     /// Requeue when everything is settled (seconds).

@@ -114,6 +114,9 @@ pub struct PodState {
     /// The `raftkv.dev/serving` label: the client and read Services select
     /// `"true"` (see `drain`); `None` on a pod from before the label existed.
     pub serving: Option<bool>,
+    /// When the operator stopped the pod serving (Unix ms), from its
+    /// `raftkv.dev/serving-stopped-at-ms` annotation.
+    pub serving_stopped_ms: Option<i64>,
     /// An EndpointSlice of the client or read Service lists the pod as ready.
     pub in_services: bool,
     /// `None`: the node did not answer `Status`.

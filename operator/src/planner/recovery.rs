@@ -322,6 +322,7 @@ mod tests {
                 revision: None,
                 role_label: None,
                 serving: None,
+                serving_stopped_ms: None,
                 in_services: false,
                 node,
                 failing: None,

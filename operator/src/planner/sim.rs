@@ -179,6 +179,8 @@ impl Sim {
                 revision: Some(p.revision.clone()),
                 role_label: p.role_label.clone(),
                 serving: Some(p.serving),
+                // No grace in the simulation: its endpoints follow instantly.
+                serving_stopped_ms: None,
                 // The endpoints controller, instantly.
                 in_services: p.serving && p.up && p.joined && p.lag == 0,
                 node,

@@ -420,6 +420,66 @@ fn a_leaving_member_waits_until_no_endpoint_slice_lists_it() {
 }
 
 #[test]
+fn a_leaving_member_is_removed_only_a_grace_after_it_stopped_serving() {
+    use super::limits::DRAIN_GRACE_MS;
+    let mut sim = Sim::running("demo", 3);
+    sim.spec.read_replicas = 1;
+    sim.settle(10);
+    sim.spec.read_replicas = 0;
+    assert!(matches!(sim.step().step, Some(Step::StopServing { .. })));
+    // Out of the EndpointSlices at once, but kube-proxy may still route to it.
+    let mut obs = sim.observe();
+    let now = obs.now_ms;
+    let pod = obs
+        .pods
+        .iter_mut()
+        .find(|p| p.name == "demo-read-0")
+        .unwrap();
+    assert!(!pod.in_services);
+    for (stopped_ago, removed) in [
+        (0, false),
+        (DRAIN_GRACE_MS - 1, false),
+        (DRAIN_GRACE_MS, true),
+        (10 * DRAIN_GRACE_MS, true),
+    ] {
+        obs.pods
+            .iter_mut()
+            .find(|p| p.name == "demo-read-0")
+            .unwrap()
+            .serving_stopped_ms = Some(now - stopped_ago);
+        let plan = super::plan(&obs);
+        if removed {
+            assert!(
+                matches!(plan.step, Some(Step::RemoveLearner { .. })),
+                "{stopped_ago} ms after: {plan:?}"
+            );
+        } else {
+            assert_eq!(plan.step, None, "{stopped_ago} ms after: {plan:?}");
+            let progressing = plan
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Progressing")
+                .unwrap();
+            assert!(
+                progressing.message.contains("kube-proxy catching up"),
+                "{progressing:?}"
+            );
+        }
+    }
+    // A pod drained by an operator from before the annotation: no grace known.
+    obs.pods
+        .iter_mut()
+        .find(|p| p.name == "demo-read-0")
+        .unwrap()
+        .serving_stopped_ms = None;
+    assert!(matches!(
+        super::plan(&obs).step,
+        Some(Step::RemoveLearner { .. })
+    ));
+}
+
+#[test]
 fn a_drained_pod_serves_again_when_the_spec_grows_back_and_old_pods_get_the_label() {
     let mut sim = Sim::running("demo", 3);
     sim.spec.read_replicas = 1;
