@@ -3,6 +3,14 @@
 use super::sim::Sim;
 use super::*;
 
+/// The observed pod `name`, to change what a test's observation says of it.
+fn pod_mut<'a>(obs: &'a mut Observed, name: &str) -> &'a mut PodState {
+    obs.pods
+        .iter_mut()
+        .find(|p| p.name == name)
+        .expect("the pod is observed")
+}
+
 fn kinds(plans: &[Plan]) -> Vec<&'static str> {
     plans
         .iter()
@@ -386,11 +394,7 @@ fn a_leaving_member_waits_until_no_endpoint_slice_lists_it() {
     assert_eq!(plan.event.as_ref().unwrap().reason, "MemberDraining");
     // The label is off but the endpoints controller has not caught up yet.
     let mut obs = sim.observe();
-    let pod = obs
-        .pods
-        .iter_mut()
-        .find(|p| p.name == "demo-read-0")
-        .unwrap();
+    let pod = pod_mut(&mut obs, "demo-read-0");
     assert_eq!(pod.serving, Some(false));
     pod.in_services = true;
     let plan = super::plan(&obs);
@@ -408,11 +412,7 @@ fn a_leaving_member_waits_until_no_endpoint_slice_lists_it() {
         "{progressing:?}"
     );
     // Gone from the EndpointSlices: now it is removed.
-    obs.pods
-        .iter_mut()
-        .find(|p| p.name == "demo-read-0")
-        .unwrap()
-        .in_services = false;
+    pod_mut(&mut obs, "demo-read-0").in_services = false;
     assert!(matches!(
         super::plan(&obs).step,
         Some(Step::RemoveLearner { .. })
@@ -430,11 +430,7 @@ fn a_leaving_member_is_removed_only_a_grace_after_it_stopped_serving() {
     // Out of the EndpointSlices at once, but kube-proxy may still route to it.
     let mut obs = sim.observe();
     let now = obs.now_ms;
-    let pod = obs
-        .pods
-        .iter_mut()
-        .find(|p| p.name == "demo-read-0")
-        .unwrap();
+    let pod = pod_mut(&mut obs, "demo-read-0");
     assert!(!pod.in_services);
     for (stopped_ago, removed) in [
         (0, false),
@@ -442,11 +438,7 @@ fn a_leaving_member_is_removed_only_a_grace_after_it_stopped_serving() {
         (DRAIN_GRACE_MS, true),
         (10 * DRAIN_GRACE_MS, true),
     ] {
-        obs.pods
-            .iter_mut()
-            .find(|p| p.name == "demo-read-0")
-            .unwrap()
-            .serving_stopped_ms = Some(now - stopped_ago);
+        pod_mut(&mut obs, "demo-read-0").serving_stopped_ms = Some(now - stopped_ago);
         let plan = super::plan(&obs);
         if removed {
             assert!(
@@ -468,11 +460,7 @@ fn a_leaving_member_is_removed_only_a_grace_after_it_stopped_serving() {
         }
     }
     // A pod drained by an operator from before the annotation: no grace known.
-    obs.pods
-        .iter_mut()
-        .find(|p| p.name == "demo-read-0")
-        .unwrap()
-        .serving_stopped_ms = None;
+    pod_mut(&mut obs, "demo-read-0").serving_stopped_ms = None;
     assert!(matches!(
         super::plan(&obs).step,
         Some(Step::RemoveLearner { .. })
