@@ -110,6 +110,14 @@ pub async fn start_node_with_options(
             .await
             .context("forced new cluster task")??;
     }
+    // A backup received by `Cluster/Restore` before the last exit
+    // (crate::bootstrap_restore), verified already; nothing serves before.
+    {
+        let (c, o) = (config.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || crate::bootstrap_restore::resume(&c, o))
+            .await
+            .context("received backup restore task")??;
+    }
     // A restore verifies the whole file before it writes anything.
     if let Some(file) = config.restore.clone() {
         let (c, o) = (config.clone(), opts.clone());

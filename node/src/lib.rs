@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod backup;
+pub mod bootstrap_restore;
 pub mod config;
 pub mod force_new_cluster;
 pub mod grpc;

@@ -460,6 +460,15 @@ impl Cluster for ClusterService {
         let resp = crate::force_new_cluster::accept(&self.node, request.into_inner()).await?;
         Ok(Response::new(resp))
     }
+
+    async fn restore(
+        &self,
+        request: Request<tonic::Streaming<pb::BackupChunk>>,
+    ) -> Result<Response<pb::RestoreResponse>, Status> {
+        // Never forwarded: it turns the receiving node into a new cluster.
+        let resp = crate::bootstrap_restore::accept(&self.node, request.into_inner()).await?;
+        Ok(Response::new(resp))
+    }
 }
 
 /// A forwarded admin call, carrying the caller's trace context.

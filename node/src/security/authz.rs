@@ -153,6 +153,8 @@ mod tests {
         "/raftkv.v1.Cluster/Backup",
         // Discards the other members' data: the most dangerous call there is.
         "/raftkv.v1.Cluster/ForceNewCluster",
+        // Makes the node a new cluster with any state the caller sends.
+        "/raftkv.v1.Cluster/Restore",
         // Not yet written: fail closed.
         "/raftkv.v1.Cluster/SomethingNew",
         "/raftkv.v1.Other/Call",

@@ -33,7 +33,7 @@ pub use hooks::{NoHooks, StorageHooks};
 pub use identity::{IdentityStore, new_cluster_id};
 pub use log::LogStore;
 pub use options::{FsyncFaults, StorageOptions};
-pub use restore::{RestoreSource, Restored, restore};
+pub use restore::{RestoreSource, Restored, is_restored, restore};
 pub use state_machine::{AppliedState, KvReader, PointInTime, SnapshotBuilder, StateMachineStore};
 pub use stats::{
     FSYNC_BUCKET_BOUNDS_NANOS, StorageStats, StorageStatsSnapshot, fsync_histogram, stats,
@@ -50,6 +50,10 @@ pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 /// restore ignores both when it checks that a directory is empty.
 pub const FORCE_MARKER_FILE: &str = "FORCE_NEW_CLUSTER";
 pub const FORCE_STATE_FILE: &str = "force-new-cluster.rkv";
+/// A verified backup received by `Cluster/Restore`, restored into this
+/// directory on the next start (`crate::bootstrap_restore`); ignored by the
+/// restore's emptiness check like the two above.
+pub const RESTORE_PENDING_FILE: &str = "restore-pending.rkv";
 
 /// A node's opened storage. Hand `log` and `state_machine` to `Raft::new`.
 #[derive(Debug, Clone)]

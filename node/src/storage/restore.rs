@@ -40,6 +40,7 @@ const IGNORED: &[&str] = &[
     "lost+found",
     super::FORCE_MARKER_FILE,
     super::FORCE_STATE_FILE,
+    super::RESTORE_PENDING_FILE,
 ];
 
 /// Which backup a data directory was restored from.
@@ -67,6 +68,12 @@ pub enum Restored {
     New { node_id: NodeId, cluster_id: String },
     /// It already held it (the same backup restored before): nothing written.
     Already { node_id: NodeId, cluster_id: String },
+}
+
+/// Whether `dir` finished a restore (of any backup): its state is a restored
+/// cluster's, not an uninitialized node's to clear.
+pub fn is_restored(dir: &Path) -> bool {
+    dir.join(RESTORED_FILE).exists()
 }
 
 /// Restores `kv` into the data directory `dir` as the state of a new

@@ -16,6 +16,7 @@ mod test_membership;
 mod test_preconditions;
 mod test_prevote;
 mod test_quorum_loss;
+mod test_restore;
 mod test_sessions;
 mod test_snapshot;
 mod test_watch;

@@ -3,8 +3,6 @@
 //! a new cluster holding every write it had, and the cluster grows back by
 //! the ordinary learner → voter path. While a leader exists it is refused.
 
-use std::time::{Duration, Instant};
-
 use raftkv_proto::v1 as pb;
 use tonic::Code;
 
@@ -21,23 +19,6 @@ fn force(cluster_id: &str, confirm: bool) -> pb::ForceNewClusterRequest {
 
 fn value_of(k: &str) -> String {
     format!("value-of-{k}")
-}
-
-/// Waits for node `i`'s process to exit by itself; returns its exit status.
-async fn wait_exit(c: &mut TestCluster, i: usize) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let child = c.nodes[i].child.as_mut().expect("node is running");
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            c.nodes[i].child = None;
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {i} did not exit within {WAIT:?} after accepting ForceNewCluster"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Every key with its value, read through node `i` (stale: a learner may

@@ -427,3 +427,20 @@ pub async fn assert_all_present(c: &TestCluster, i: usize, keys: &[String]) {
         &missing[..missing.len().min(5)]
     );
 }
+
+/// Waits for node `i`'s process to exit by itself; returns its exit status.
+pub async fn wait_exit(c: &mut TestCluster, i: usize) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let child = c.nodes[i].child.as_mut().expect("node is running");
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            c.nodes[i].child = None;
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {i} did not exit within {WAIT:?} after accepting the request (ForceNewCluster, Restore)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
