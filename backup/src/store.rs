@@ -440,6 +440,16 @@ async fn download_to(
     Ok(summary)
 }
 
+/// The bytes of `key` as the store sends them, for streaming elsewhere (the
+/// receiver verifies them: nothing is checked here).
+pub async fn read(
+    store: &dyn ObjectStore,
+    key: &Path,
+) -> Result<futures::stream::BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+    let body = store.get(key).await?.into_stream();
+    Ok(body.map(|r| r.map_err(StoreError::from)).boxed())
+}
+
 /// Deletes `key`; `false` if it did not exist (pruning is repeated safely).
 pub async fn remove(store: &dyn ObjectStore, key: &Path) -> Result<bool, StoreError> {
     match store.delete(key).await {

@@ -170,8 +170,10 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     let mut failure_event = None;
     if let Err(e) = &result {
         status.last_membership_change = obs.observed.previous_membership_change.clone();
-        // A forced new cluster that failed left nothing behind.
+        // A forced new cluster or a restore that failed left nothing behind
+        // (a restore refused by the node is tried again).
         status.forced_new_cluster = obs.observed.previous_forced.clone();
+        status.restore = obs.observed.previous_restore.clone();
         status.conditions.retain(|c| c.type_ != "ForcedNewCluster");
         status.conditions.extend(
             obs.observed

@@ -341,6 +341,10 @@ pub struct RaftClusterSpec {
     /// Scheduled backups to an object store (each one a RaftClusterBackup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// How the cluster gets its first state (default: empty). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = backup::rules::bootstrap_immutable())]
+    pub bootstrap: Option<BootstrapSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
@@ -542,6 +546,10 @@ pub struct RaftClusterStatus {
     /// operator deletes their PVCs and pods so they rejoin empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced_new_cluster: Option<ForcedNewCluster>,
+    /// The backup this cluster was bootstrapped from (`spec.bootstrap.fromBackup`),
+    /// once its first pod accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
     /// The last successful backup and the next scheduled one (written by the
     /// backup schedule under its own field manager).
     #[serde(default, skip_serializing_if = "Option::is_none")]

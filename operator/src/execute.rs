@@ -236,6 +236,39 @@ pub async fn run_step(
             );
             Ok(())
         }
+        Step::Restore { pod, .. } => {
+            let from = rc
+                .spec
+                .bootstrap
+                .as_ref()
+                .and_then(|b| b.from_backup.as_ref())
+                .ok_or(Error::MissingField("spec.bootstrap.fromBackup"))?;
+            let r = crate::backup::restore::run(rc, &ctx.client, &ns, from, &addr_of(pod)?).await?;
+            tracing::info!(
+                pod,
+                source_cluster_id = r.source_cluster_id,
+                revision = r.revision,
+                keys = r.keys,
+                bytes = r.bytes,
+                "the pod accepted the verified backup; it restarts as the new cluster's first voter"
+            );
+            let ev = PlannedEvent {
+                reason: "Restored".into(),
+                action: "Restore".into(),
+                note: format!(
+                    "{pod} verified {} ({} bytes, checksum {:08x}): {} keys at revision {} of cluster {}; it restarts as the first voter of a new cluster",
+                    from.describe(),
+                    r.bytes,
+                    r.checksum,
+                    r.keys,
+                    r.revision,
+                    r.source_cluster_id
+                ),
+                warning: false,
+                related: None,
+            };
+            publish(rc, ctx, &ev).await
+        }
     }
 }
 

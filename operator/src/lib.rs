@@ -53,6 +53,8 @@ pub enum Error {
     CrdNotInstalled,
     #[error("startup: {0}")]
     Startup(String),
+    #[error("restore from a backup: {0}")]
+    Restore(String),
 }
 
 impl From<kube::Error> for Error {
@@ -97,6 +99,7 @@ impl Error {
         match self {
             Error::Kube(_) => "ApplyFailed",
             Error::NodeRpc { .. } | Error::NodeConnect { .. } => "NodeRpcFailed",
+            Error::Restore(_) => "RestoreFailed",
             _ => "StepFailed",
         }
     }
@@ -119,6 +122,7 @@ impl Error {
             Error::LeaderElection(_) => "leader_election",
             Error::CrdNotInstalled => "crd_not_installed",
             Error::Startup(_) => "startup",
+            Error::Restore(_) => "restore",
         }
     }
 }

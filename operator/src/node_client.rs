@@ -177,6 +177,19 @@ pub async fn force_new_cluster(
     Ok(reply)
 }
 
+/// `Restore` on the node at `addr`: streams `chunks` (a backup file's bytes in
+/// order) to a node of no cluster, which verifies all of it, replies, and exits
+/// to restart as the first voter of a new cluster. The whole transfer is bounded
+/// by `timeout` (a large backup takes a while).
+pub async fn restore<S>(addr: &str, chunks: S, timeout: Duration) -> Result<pb::RestoreResponse>
+where
+    S: futures::Stream<Item = pb::BackupChunk> + Send + 'static,
+{
+    let mut c = connect(addr, timeout).await?;
+    let reply = c.restore(chunks).await.map_err(rpc_err(addr))?.into_inner();
+    Ok(reply)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,6 +190,12 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
             read_replicas: rc.spec.read_replicas.max(0) as u32,
             auto_replace_after_ms,
             storage_size: rc.spec.storage.size.0.clone(),
+            from_backup: rc
+                .spec
+                .bootstrap
+                .as_ref()
+                .and_then(|b| b.from_backup.as_ref())
+                .map(|f| f.describe()),
         },
         paused: rc
             .metadata
@@ -214,6 +220,8 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
             .map(|v| v.trim().to_string()),
         previous_highest_commit: status.highest_commit,
         previous_forced: status.forced_new_cluster,
+        previous_restore: status.restore,
+        previous_cluster_id: status.cluster_id,
     };
     Ok(Observation { observed, addrs })
 }

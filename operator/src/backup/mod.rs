@@ -8,6 +8,7 @@
 //! | `schedule` | pure: cron slots, due time, interval, staleness, retention |
 //! | `destination` | a `BackupDestination` and its Secret as a store destination |
 //! | `take` | one backup: the node's stream into the store |
+//! | `restore` | `spec.bootstrap.fromBackup`: the stored object into the first pod |
 //! | `controller` | the RaftClusterBackup controller |
 //! | `scheduler` | `spec.backup` at work in the RaftCluster reconcile |
 //! | `metrics` | the `raftkv_operator_backup_*` metrics |
@@ -15,6 +16,7 @@
 pub mod controller;
 pub mod destination;
 pub mod metrics;
+pub mod restore;
 pub mod schedule;
 pub mod scheduler;
 pub mod take;

@@ -43,6 +43,24 @@ pub mod rules {
             .message("a backup destination sets exactly one of s3 and filesystem")
     }
 
+    /// `fromBackup` names its backup one way: a RaftClusterBackup, or a
+    /// destination and a key.
+    pub fn one_backup_source() -> Rule {
+        Rule::new(
+            "has(self.backupName) ? !has(self.destination) && !has(self.key) : has(self.destination) && has(self.key)",
+        )
+        .message("fromBackup sets either backupName, or both destination and key")
+    }
+
+    /// How a cluster began is history: it cannot be changed, added or removed
+    /// after creation.
+    pub fn bootstrap_immutable() -> Rule {
+        Rule::new("self == oldSelf").message(Message::Message(
+            "spec.bootstrap cannot change after the RaftCluster is created: create a new RaftCluster to restore another backup"
+                .into(),
+        ))
+    }
+
     /// A RaftClusterBackup is a record of one backup: its spec never changes.
     pub fn spec_immutable() -> Rule {
         Rule::new("self == oldSelf").message(Message::Message(
@@ -105,6 +123,63 @@ pub struct FilesystemBackupDestination {
     /// An absolute path of an existing directory in the operator's pod.
     #[schemars(regex(pattern = r"^/"))]
     pub path: String,
+}
+
+/// How a new RaftCluster gets its first state (`spec.bootstrap`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Start from a backup instead of empty: the operator streams the object to
+    /// the first pod, which verifies it whole (checksums, format version) before
+    /// it becomes the one voter of a new cluster (new cluster ID) holding exactly
+    /// the backup's state; the other voters then join as learners and are
+    /// promoted. Done once: a pod that later loses its volume rejoins empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<FromBackup>,
+}
+
+/// The backup a new RaftCluster starts from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::one_backup_source())]
+pub struct FromBackup {
+    /// A RaftClusterBackup of this namespace that Succeeded. Its object is read
+    /// from its `spec.destination`, or, if it took its cluster's, from this
+    /// RaftCluster's `spec.backup.destination`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub backup_name: Option<String>,
+    /// Or: where the backup is stored ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<BackupDestination>,
+    /// ... and its object's whole key there, as a RaftClusterBackup's
+    /// `status.objectKey` shows it (the destination's prefix included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: Option<String>,
+}
+
+impl FromBackup {
+    /// Where the backup is, for messages: the key, or the RaftClusterBackup.
+    pub fn describe(&self) -> String {
+        match (&self.backup_name, &self.key) {
+            (Some(b), _) => format!("RaftClusterBackup {b}"),
+            (None, Some(k)) => format!("object {k}"),
+            (None, None) => "no backup".into(),
+        }
+    }
+}
+
+/// The restore a RaftCluster started from (`status.restore`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The pod the backup was streamed to (the new cluster's first voter).
+    pub pod: String,
+    /// The backup, as `spec.bootstrap.fromBackup` names it.
+    pub source: String,
+    /// RFC 3339 time the pod accepted the verified backup.
+    pub time: String,
 }
 
 /// Scheduled backups of a RaftCluster (`spec.backup`).

@@ -94,6 +94,9 @@ fn bootstrap(view: &ClusterView) -> Outcome {
             Intent::Bootstrap,
         );
     }
+    if let Some(source) = &obs.spec.from_backup {
+        return restore(view, source);
+    }
     let mut members = Vec::new();
     let mut missing = Vec::new();
     for ordinal in 0..n {
@@ -117,6 +120,49 @@ fn bootstrap(view: &ClusterView) -> Outcome {
     }
     let pod = members[0].name.clone();
     Outcome::Act(Step::Initialize { pod, members }, Intent::Bootstrap)
+}
+
+/// A cluster that starts from a backup: the backup goes to the first voter's
+/// pod, once, and never to a pod of a cluster that existed (a cluster whose
+/// every volume was lost later is not silently rolled back to its first
+/// backup). The other voters join the restored node as learners by the
+/// ordinary path once it reports its cluster. Never `Initialize`: an empty
+/// cluster is not what the spec asks for.
+fn restore(view: &ClusterView, source: &str) -> Outcome {
+    let obs = view.obs;
+    let pod = pod_name(&obs.name, Set::Voters, 0);
+    if let Some(done) = &obs.previous_restore {
+        return Outcome::Wait(
+            Intent::Bootstrap,
+            format!(
+                "{} accepted {} at {}; waiting for it to restart as the new cluster's first voter (if every volume was lost since, restore into a new RaftCluster)",
+                done.pod, done.source, done.time
+            ),
+        );
+    }
+    if let Some(id) = &obs.previous_cluster_id {
+        return Outcome::Blocked(
+            Intent::Bootstrap,
+            format!(
+                "cluster {id} existed and no member reports it: a backup is restored only into a new RaftCluster"
+            ),
+        );
+    }
+    match view.pod_named(&pod).and_then(|p| p.node.as_ref()) {
+        Some(node) if node.role == Role::Uninitialized && node.cluster_id.is_empty() => {
+            Outcome::Act(
+                Step::Restore {
+                    pod,
+                    source: source.to_string(),
+                },
+                Intent::Bootstrap,
+            )
+        }
+        _ => Outcome::Wait(
+            Intent::Bootstrap,
+            format!("waiting for {pod} to report Status (it receives {source})"),
+        ),
+    }
 }
 
 /// The voter set the spec asks for, slot by slot (`<name>-0 .. <name>-(n-1)`), and

@@ -117,6 +117,14 @@ pub enum Step {
         /// What may be lost, for the Warning Event and the condition.
         note: String,
     },
+    /// Bootstrap from a backup (`spec.bootstrap.fromBackup`): the backup streamed
+    /// to `pod` (`Cluster/Restore`), which restarts as the one voter of a new
+    /// cluster holding it; the other voters join it as learners afterwards.
+    Restore {
+        pod: String,
+        /// The backup, described.
+        source: String,
+    },
 }
 
 impl Step {
@@ -132,6 +140,7 @@ impl Step {
             Step::DeletePod { .. } => "delete_pod",
             Step::StopServing { .. } => "stop_serving",
             Step::ForceNewCluster { .. } => "force_new_cluster",
+            Step::Restore { .. } => "restore",
         }
     }
 
@@ -145,6 +154,7 @@ impl Step {
                 | Step::RemoveLearner { .. }
                 | Step::TransferLeader { .. }
                 | Step::ForceNewCluster { .. }
+                | Step::Restore { .. }
         )
     }
 }

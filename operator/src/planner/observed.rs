@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::limits;
-use crate::crd::{ForcedNewCluster, IndexMark, MembershipChange, Phase};
+use crate::crd::{ForcedNewCluster, IndexMark, MembershipChange, Phase, RestoreStatus};
 
 /// A Raft node ID (random 53-bit, created with the node's data directory).
 pub type NodeId = u64;
@@ -60,6 +60,10 @@ pub struct Observed {
     pub previous_highest_commit: Option<IndexMark>,
     /// `status.forcedNewCluster` as currently written.
     pub previous_forced: Option<ForcedNewCluster>,
+    /// `status.restore` as currently written: the backup was accepted once.
+    pub previous_restore: Option<RestoreStatus>,
+    /// `status.clusterId` as currently written: the cluster existed.
+    pub previous_cluster_id: Option<String>,
 }
 
 /// The part of the spec the planner decides on.
@@ -71,6 +75,9 @@ pub struct DesiredSpec {
     pub auto_replace_after_ms: Option<i64>,
     /// `spec.storage.size`.
     pub storage_size: String,
+    /// `spec.bootstrap.fromBackup`, described (`FromBackup::describe`): the
+    /// cluster starts from that backup instead of empty.
+    pub from_backup: Option<String>,
 }
 
 impl DesiredSpec {

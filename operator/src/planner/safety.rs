@@ -32,6 +32,11 @@ pub fn has_quorum(config: &BTreeSet<NodeId>, healthy: &BTreeSet<NodeId>) -> bool
 pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
     match step {
         Step::Initialize { pod, members } => {
+            if let Some(source) = &view.obs.spec.from_backup {
+                return Err(Blocked(format!(
+                    "the spec starts this cluster from {source}; never initialize it empty"
+                )));
+            }
             if view.initialized {
                 return Err(Blocked(
                     "a member already reports a membership or cluster ID; never initialize twice"
@@ -57,6 +62,30 @@ pub fn check(step: &Step, view: &ClusterView) -> Result<(), Blocked> {
                 return Err(Blocked(
                     "initialize must be sent to one of the members".into(),
                 ));
+            }
+            Ok(())
+        }
+        Step::Restore { pod, .. } => {
+            if view.initialized {
+                return Err(Blocked(
+                    "a member already reports a membership or cluster ID; a backup is restored only into a new cluster"
+                        .into(),
+                ));
+            }
+            if view.obs.previous_restore.is_some() || view.obs.previous_cluster_id.is_some() {
+                return Err(Blocked(
+                    "this RaftCluster was restored or initialized before; never restore twice"
+                        .into(),
+                ));
+            }
+            let empty = view
+                .pod_named(pod)
+                .and_then(|p| p.node.as_ref())
+                .is_some_and(|n| n.role == Role::Uninitialized && n.cluster_id.is_empty());
+            if !empty {
+                return Err(Blocked(format!(
+                    "pod {pod} is not an uninitialized node of no cluster"
+                )));
             }
             Ok(())
         }

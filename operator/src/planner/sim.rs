@@ -63,6 +63,7 @@ impl Sim {
                 read_replicas: 0,
                 auto_replace_after_ms: None,
                 storage_size: "1Gi".into(),
+                from_backup: None,
             },
             paused: false,
             now_ms: 1_700_000_000_000,
@@ -215,6 +216,8 @@ impl Sim {
             force_new_cluster: self.force_new_cluster.clone(),
             previous_highest_commit: None,
             previous_forced: None,
+            previous_restore: None,
+            previous_cluster_id: None,
         }
     }
 
@@ -336,6 +339,23 @@ impl Sim {
                 self.joint = false;
                 self.term += 1;
                 self.log_index += 1;
+            }
+            Step::Restore { pod, .. } => {
+                // The pod restarts as the one voter of a new cluster under a
+                // new node ID.
+                let id = self.next_id;
+                self.next_id += 1;
+                let p = self.pods.get_mut(pod).expect("pod");
+                p.node_id = id;
+                p.joined = true;
+                self.voters = vec![MemberInfo {
+                    node_id: id,
+                    name: pod.clone(),
+                }];
+                self.learners.clear();
+                self.leader = Some(id);
+                self.term = 1;
+                self.log_index = 1;
             }
         }
     }
@@ -478,6 +498,7 @@ pub fn describe_plan(plan: &Plan) -> String {
             reason,
         }) => format!("DeletePod {pod} delete_pvc={delete_pvc} reason={reason:?}"),
         Some(Step::StopServing { pods }) => format!("StopServing {}", pods.join(" ")),
+        Some(Step::Restore { pod, source }) => format!("Restore {pod} from {source}"),
         Some(Step::ForceNewCluster {
             pod, cluster_id, ..
         }) => {

@@ -344,6 +344,16 @@ pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Bu
             }),
             _ => obs.previous_forced.clone(),
         },
+        restore: match outcome {
+            Outcome::Act(Step::Restore { pod, source }, _) => Some(crate::crd::RestoreStatus {
+                pod: pod.clone(),
+                source: source.clone(),
+                time: Timestamp::from_millisecond(obs.now_ms)
+                    .unwrap_or(Timestamp::UNIX_EPOCH)
+                    .to_string(),
+            }),
+            _ => obs.previous_restore.clone(),
+        },
         // Written by backup::schedule under its own field manager.
         backup: None,
     };
@@ -401,6 +411,7 @@ pub(super) fn step_message(step: &Step) -> String {
         Step::ForceNewCluster { pod, .. } => {
             format!("forcing {pod} to become the one voter of a new cluster")
         }
+        Step::Restore { pod, source } => format!("restoring {source} into {pod}"),
     }
 }
 
@@ -421,7 +432,7 @@ fn related(view: &ClusterView, step: &Step) -> Option<(&'static str, String)> {
         Step::TransferLeader { target, .. } => pod_of_id(target),
         Step::DeletePod { pod, .. } => Some(pod.clone()),
         Step::StopServing { pods } => pods.first().cloned(),
-        Step::ForceNewCluster { pod, .. } => Some(pod.clone()),
+        Step::ForceNewCluster { pod, .. } | Step::Restore { pod, .. } => Some(pod.clone()),
         Step::ScaleStatefulSet { set, .. } => {
             let name = match set {
                 Set::Voters => view.obs.name.clone(),
@@ -547,6 +558,13 @@ fn event_for(view: &ClusterView, step: &Step) -> PlannedEvent {
             ),
         ),
         Step::ForceNewCluster { note, .. } => ("ForcedNewCluster", "ForceNewCluster", note.clone()),
+        Step::Restore { pod, source } => (
+            "Restoring",
+            "Restore",
+            format!(
+                "streaming {source} to {pod}: it verifies the whole backup, then restarts as the one voter of a new cluster holding it; the other voters join it as learners"
+            ),
+        ),
     };
     PlannedEvent {
         reason: reason.into(),

@@ -63,6 +63,100 @@ fn never_initializes_when_any_member_reports_a_cluster_id() {
     );
 }
 
+// --- bootstrap from a backup (issue 14) ----------------------------------------------
+
+const BACKUP: &str = "object e2e/ns/demo/demo-manual.rkvb";
+
+#[test]
+fn a_cluster_from_a_backup_is_restored_into_its_first_pod_and_grows_by_learners() {
+    let mut sim = Sim::new("demo", 3);
+    sim.spec.from_backup = Some(BACKUP.into());
+    let plans = sim.settle(20);
+    let k = kinds(&plans);
+    assert_eq!(k[..2], ["scale_statefulset", "restore"], "{k:?}");
+    assert!(!k.contains(&"initialize"), "never initialized empty: {k:?}");
+    let Some(Step::Restore { pod, source }) = &plans[1].step else {
+        panic!("expected Restore");
+    };
+    assert_eq!((pod.as_str(), source.as_str()), ("demo-0", BACKUP));
+    assert_eq!(reasons(&plans)[1], "Restoring");
+    let recorded = plans[1].status.restore.as_ref().expect("status.restore");
+    assert_eq!(
+        (recorded.pod.as_str(), recorded.source.as_str()),
+        ("demo-0", BACKUP)
+    );
+    // The others join the restored node the ordinary way.
+    assert!(k.contains(&"add_learner"), "{k:?}");
+    assert!(k.contains(&"change_membership"), "{k:?}");
+    assert_eq!(sim.voter_count(), 3);
+    assert_eq!(k.iter().filter(|s| **s == "restore").count(), 1);
+}
+
+#[test]
+fn a_backup_waits_for_the_first_pod_only() {
+    let mut sim = Sim::new("demo", 3);
+    sim.spec.from_backup = Some(BACKUP.into());
+    sim.step(); // StatefulSet created
+    sim.pod_down("demo-2");
+    let plan = sim.step();
+    assert!(
+        matches!(&plan.step, Some(Step::Restore { pod, .. }) if pod == "demo-0"),
+        "{plan:?}"
+    );
+    // Without the first pod, nothing: the backup goes nowhere else.
+    let mut sim = Sim::new("demo", 3);
+    sim.spec.from_backup = Some(BACKUP.into());
+    sim.step();
+    sim.pod_down("demo-0");
+    let plan = sim.step();
+    assert!(plan.step.is_none(), "{plan:?}");
+}
+
+#[test]
+fn a_backup_is_restored_once_and_never_into_a_cluster_that_existed() {
+    let mut sim = Sim::new("demo", 3);
+    sim.spec.from_backup = Some(BACKUP.into());
+    sim.step();
+    // Accepted once (status.restore written): while the pod restarts, or if
+    // every volume is lost later, nothing is restored or initialized again.
+    let mut obs = sim.observe();
+    obs.previous_restore = Some(crate::crd::RestoreStatus {
+        pod: "demo-0".into(),
+        source: BACKUP.into(),
+        time: "2026-12-08T00:00:00Z".into(),
+    });
+    let p = plan(&obs);
+    assert!(p.step.is_none(), "{p:?}");
+    // A cluster that had an ID is never restored into (nor initialized empty).
+    let mut obs = sim.observe();
+    obs.previous_cluster_id = Some("c-1".into());
+    let p = plan(&obs);
+    assert!(p.step.is_none(), "{p:?}");
+    assert!(p.blocked.is_some(), "says why: {p:?}");
+    // The safety check refuses both on its own.
+    let view = ClusterView::new(&obs);
+    let restore = Step::Restore {
+        pod: "demo-0".into(),
+        source: BACKUP.into(),
+    };
+    assert!(safety::check(&restore, &view).is_err());
+    let obs = sim.observe();
+    let view = ClusterView::new(&obs);
+    assert!(safety::check(&restore, &view).is_ok());
+    let init = Step::Initialize {
+        pod: "demo-0".into(),
+        members: vec![NewMember {
+            node_id: sim.id_of("demo-0"),
+            name: "demo-0".into(),
+        }],
+    };
+    let refused = safety::check(&init, &view).unwrap_err();
+    assert!(
+        refused.0.contains("never initialize it empty"),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn scale_out_adds_learners_then_promotes_in_one_change() {
     let mut sim = Sim::running("demo", 3);
