@@ -29,8 +29,9 @@
 #  12 day-2: the voters' PodDisruptionBudget follows the quorum: one eviction admitted, a
 #     second refused (HTTP 429) until the first pod is back (runs before 8; 12-day2.sh)
 #  13 backups to a real S3 server in the cluster (s3s-fs): a RaftClusterBackup now, spec.backup
-#     every minute with retention, status, Events and metrics (13-backup.sh). NOT YET in the
-#     default list: it has not passed a run yet; run it with E2E_STEPS="1 2 13"
+#     every minute with retention, status, Events and metrics; then the cluster and its PVCs
+#     deleted and a new one restored from the backup (spec.bootstrap.fromBackup) holding
+#     exactly the backed-up keys; a damaged backup refused (runs before 14; 13-backup.sh)
 #  14 disaster: delete 2 of 3 voter pods with their PVCs; the force-new-cluster annotation
 #     regrows 3 voters holding every key the survivor had (runs before 8; 14-disaster.sh)
 #
@@ -56,6 +57,7 @@ if [[ -z ${E2E_STEPS:-} ]]; then
   if declare -F e2e_step_10 >/dev/null; then E2E_STEPS+=" 10"; fi
   if declare -F e2e_step_11 >/dev/null; then E2E_STEPS+=" 11"; fi
   if declare -F e2e_step_12 >/dev/null; then E2E_STEPS+=" 12"; fi
+  if declare -F e2e_step_13 >/dev/null; then E2E_STEPS+=" 13"; fi
   if declare -F e2e_step_14 >/dev/null; then E2E_STEPS+=" 14"; fi
   E2E_STEPS+=" 8 9"
 fi

@@ -243,7 +243,18 @@ pub async fn run_step(
                 .as_ref()
                 .and_then(|b| b.from_backup.as_ref())
                 .ok_or(Error::MissingField("spec.bootstrap.fromBackup"))?;
-            let r = crate::backup::restore::run(rc, &ctx.client, &ns, from, &addr_of(pod)?).await?;
+            // The node's refusal (a damaged file, a pod that belongs to a
+            // cluster) is a failed restore, reported as one.
+            let r = crate::backup::restore::run(rc, &ctx.client, &ns, from, &addr_of(pod)?)
+                .await
+                .map_err(|e| match e {
+                    Error::NodeRpc { target, status } => Error::Restore(format!(
+                        "{target} refused {}: {}",
+                        from.describe(),
+                        status.message()
+                    )),
+                    other => other,
+                })?;
             tracing::info!(
                 pod,
                 source_cluster_id = r.source_cluster_id,

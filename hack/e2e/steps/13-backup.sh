@@ -13,8 +13,13 @@
 #   raftkv_operator_backup_last_success_timestamp_seconds and _interval_seconds 60;
 # - the next scheduled backup prunes the first (keep 1): its object and its
 #   RaftClusterBackup are gone.
+# - 100 more keys after that backup; then the RaftCluster and every PVC deleted, and a new
+#   RaftCluster `restored` with spec.bootstrap.fromBackup (the bucket and the manual backup's
+#   key): Restoring/Restored Events, 3 voters, exactly the 1,000 keys with their values and
+#   none of the 100, a new cluster ID, and writes work; a bootstrap naming a damaged object
+#   (the same bytes with one flipped, uploaded beside it) never serves: RestoreFailed names
+#   the problem.
 # Local cluster only: the host reaches the S3 Service's ClusterIP and the operator's pod IP.
-# (The restore half of issue #14 is another step's.)
 
 BACKED_RC=backed
 S3_IMAGE="localhost/raftkv/s3s-fs:local"
@@ -166,6 +171,10 @@ YAML
   [[ $stored == "$size" ]] || fail "the stored object has ${stored} bytes, status.size says ${size}"
   wait_for "Event BackupSucceeded on ${RC}-manual" 30 has_backup_event "${RC}-manual" BackupSucceeded
   ok "${key}: ${size} bytes in the bucket as in status, ${keys} keys at revision ${revision}, took $(jq -r .status.duration <<<"$b")"
+  MANUAL_KEY=$key
+  MANUAL_CLUSTER_ID=$(jq -r .status.clusterId <<<"$b")
+  put_keys a/ 100
+  ok "100 more keys (a/) written after the backup"
 
   check "the schedule creates ${RC}-<yyyymmddhhmm> on time, and it succeeds"
   wait_for "a scheduled RaftClusterBackup" 100 has_scheduled_backup
@@ -198,9 +207,113 @@ YAML
   s3_size "$(backed_status_field lastObjectKey)" >/dev/null || fail "the kept backup's object is missing"
   ok "pruned: ${FIRST_SCHEDULED} and ${first_key}; kept $(backed_status_field lastBackup)"
 
+  e2e_step_13_restore
+
   remove_backed_cluster
   k delete -f hack/backup/s3-server.yaml --ignore-not-found >/dev/null
   k delete secret s3-credentials --ignore-not-found >/dev/null
+}
+
+RESTORED_RC=restored
+
+# restored_manifest NAME KEY: a RaftCluster bootstrapped from the object KEY of the bucket.
+restored_manifest() {
+  cat <<YAML
+apiVersion: raftkv.dev/v1alpha1
+kind: RaftCluster
+metadata:
+  name: $1
+spec:
+  replicas: 3
+  image: ${NODE_IMAGE}
+  imagePullPolicy: IfNotPresent
+  storage: {size: 256Mi}
+  bootstrap:
+    fromBackup:
+      key: $2
+      destination:
+        s3:
+          endpoint: http://s3.${E2E_NS}.svc:8333
+          bucket: ${S3_BUCKET}
+          forcePathStyle: true
+          credentialsSecret: {name: s3-credentials}
+YAML
+}
+
+cluster_events() {
+  k get events -o json | jq -r --arg n "$1" --arg r "$2" \
+    '.items[] | select(.involvedObject.kind == "RaftCluster" and .involvedObject.name == $n and .reason == $r) | .message'
+}
+has_cluster_event() { [[ -n $(cluster_events "$1" "$2") ]]; }
+three_voters_available() { cluster_available && [[ $(rc_field .status.replicas) == 3 && $(rc_field .status.readyReplicas) == 3 ]]; }
+remove_cluster_and_pvcs() {
+  k delete raftcluster "$1" --ignore-not-found --wait=true --timeout=120s >/dev/null
+  k delete pvc -l app.kubernetes.io/instance="$1" --ignore-not-found --wait=true --timeout=120s >/dev/null
+}
+
+# The Done-when of issue #14: back up 1,000 keys, write 100 more, lose the cluster and its
+# volumes, restore: exactly the 1,000.
+e2e_step_13_restore() {
+  local RC=$BACKED_RC
+  check "delete RaftCluster ${RC} and every PVC: the backup ${MANUAL_KEY} stays in the bucket"
+  remove_backed_cluster
+  [[ -z $(k get pvc -l app.kubernetes.io/instance="$RC" -o name) ]] || fail "PVCs of ${RC} remain"
+  s3_size "$MANUAL_KEY" >/dev/null || fail "${MANUAL_KEY} is gone from the bucket"
+  ok "${RC} and its PVCs deleted; ${MANUAL_KEY} still stored"
+
+  RC=$RESTORED_RC
+  remove_cluster_and_pvcs "$RC"
+  check "RaftCluster ${RC} with spec.bootstrap.fromBackup: the key of that backup"
+  restored_manifest "$RC" "$MANUAL_KEY" | k apply -f - >/dev/null
+  wait_for "RaftCluster ${RC} Available with 3 voters" 300 three_voters_available
+  wait_for "Event Restored on ${RC}" 30 has_cluster_event "$RC" Restored
+  has_cluster_event "$RC" Restoring || fail "no Restoring Event on ${RC}"
+  [[ $(rc_field .status.restore.pod) == "${RC}-0" ]] || fail "status.restore: $(rc_json | jq -c .status.restore)"
+  local id
+  id=$(rc_field .status.clusterId)
+  [[ -n $id && $id != "$MANUAL_CLUSTER_ID" ]] || fail "cluster ID ${id}: want a new one (the backup's was ${MANUAL_CLUSTER_ID})"
+  ok "Restored: $(cluster_events "$RC" Restored | head -n 1)"
+
+  check "exactly the 1,000 backed-up keys with their values, none of the 100 written after"
+  local page n bad
+  page=$(rctl range --from k/ --to k0 --limit 5000 -o json) || fail "range k/ through ${RC}"
+  n=$(jq '.kvs | length' <<<"$page")
+  ((n == 1000)) || fail "range k/ returned ${n} keys, want 1000"
+  # put_keys wrote k/NNNN = vN.
+  bad=$(jq -r '.kvs[] | select(.value != ("v" + ((.key | ltrimstr("k/") | tonumber) | tostring))) | .key' <<<"$page" | head -n 3)
+  [[ -z $bad ]] || fail "keys with another value than written: ${bad}"
+  n=$(range_keys "$(client_endpoint)" a/ | wc -l)
+  ((n == 0)) || fail "range a/ returned ${n} keys written after the backup"
+  rctl put restored/probe yes >/dev/null || fail "a write to the restored cluster failed"
+  [[ $(rctl get restored/probe -o json | jq -r .value) == yes ]] || fail "the write is not read back"
+  ok "1,000 keys with their values, 0 of a/, a new write read back; cluster ${id}"
+  remove_cluster_and_pvcs "$RC"
+
+  check "a damaged backup (one byte flipped) never becomes a cluster: RestoreFailed names the problem"
+  local tmp damaged_key
+  tmp=$(mktemp)
+  s3 -o "$tmp" "$(s3_url)/${S3_BUCKET}/${MANUAL_KEY}" || fail "cannot download ${MANUAL_KEY}"
+  python3 - "$tmp" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[len(b) // 2] ^= 0x40
+open(p, "wb").write(bytes(b))
+PY
+  damaged_key="e2e/damaged/$(basename "$MANUAL_KEY")"
+  s3 -X PUT --data-binary "@${tmp}" -o /dev/null "$(s3_url)/${S3_BUCKET}/${damaged_key}" || fail "cannot upload ${damaged_key}"
+  rm -f "$tmp"
+  RC=damaged
+  remove_cluster_and_pvcs "$RC"
+  restored_manifest "$RC" "$damaged_key" | k apply -f - >/dev/null
+  wait_for "Warning RestoreFailed on ${RC}" 180 has_cluster_event "$RC" RestoreFailed
+  local why
+  why=$(cluster_events "$RC" RestoreFailed | head -n 1)
+  [[ $why == *"not a usable backup"* ]] || fail "RestoreFailed does not name the problem: ${why}"
+  [[ -z $(rc_field .status.clusterId) ]] || fail "a cluster ID from a damaged backup: $(rc_field .status.clusterId)"
+  [[ -z $(rc_field .status.restore.pod) ]] || fail "status.restore set for a refused backup"
+  ok "refused: ${why:0:200}"
+  remove_cluster_and_pvcs "$RC"
 }
 
 # The first scheduled backup, or a later one, is the cluster's last success.
