@@ -368,6 +368,35 @@ mod tests {
         );
     }
 
+    /// The run docs/performance.md shows under "TLS against etcd", as recorded.
+    const TLS_RUN: &str = include_str!("../../docs/perf/vs-etcd-tls-2026-12-08.json");
+
+    #[test]
+    fn recorded_tls_run_gives_the_published_tables() {
+        let doc = crate::run_doc::parse(TLS_RUN).unwrap();
+        assert_eq!(
+            doc.systems(),
+            ["etcd", "etcd TLS", "raftkv", "raftkv TLS"].map(String::from)
+        );
+        assert_eq!(doc.rounds.len(), 2 * 5 * 4);
+        let cost = tls_cost_table(&doc, "put");
+        for row in [
+            "| etcd | 64 | 3732 | 2355 | 0.57 (0.53-0.67) | 41.85 | 70.08 | 1.93 (1.24-2.00) |",
+            "| raftkv | 64 | 4795 | 5220 | 0.94 (0.83-1.26) | 40.29 | 36.26 | 1.22 (0.59-1.27) |",
+            "| raftkv | 8 | 1387 | 1388 | 0.94 (0.92-1.17) |",
+        ] {
+            assert!(cost.lines().any(|l| l.starts_with(row)), "{row}\n{cost}");
+        }
+        let versus = tls_versus_table(&doc, "put");
+        assert!(
+            versus
+                .lines()
+                .any(|l| l.starts_with("| 64 | 1.39 (1.01-1.56) | 2.14 (2.01-2.64) |")),
+            "{versus}"
+        );
+        assert!(tls_cost_table(&doc, "get").is_empty());
+    }
+
     #[test]
     fn targets_say_met_not_met_or_not_measured() {
         let t = targets_table(&sample());

@@ -8,7 +8,7 @@
 #   hack/bench/vs-etcd.sh -o json            the run document on stdout instead of the tables
 #   hack/bench/vs-etcd.sh --tls              the cost of TLS: 4 configurations (etcd and raftkv, each
 #                                            plaintext and with mutual TLS on both planes), writes at
-#                                            8 and 64 clients, 5 rounds (~10 min)
+#                                            8 and 64 clients, 5 rounds (~8 min)
 #
 # What it does, in order:
 #   1. builds (cached) etcd, etcd's `benchmark` tool and etcdctl from the Go module proxy,
