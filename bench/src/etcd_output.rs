@@ -165,6 +165,22 @@ mod tests {
         assert_eq!(f.ops, 2000);
     }
 
+    /// `benchmark --cacert ca.crt --cert admin.crt --key admin.key --target-leader
+    /// --clients 8 --conns 8 --precise put ... --total 3016` against 3 etcd members
+    /// with client and peer TLS and --client-cert-auth (`vs-etcd.sh --tls`).
+    const PUT_TLS: &str = include_str!("../testdata/etcd-put-8-clients-tls.out");
+
+    #[test]
+    fn recorded_put_over_tls_gives_the_report_figures() {
+        let f = parse(PUT_TLS).unwrap();
+        assert!((f.throughput - 1729.4208426946645).abs() < 1e-9);
+        assert!((f.elapsed_s - 1.7439364240000002).abs() < 1e-12);
+        assert!((f.p50_ms - 4.157407).abs() < 1e-9);
+        assert!((f.p99_ms - 11.824487).abs() < 1e-9);
+        assert_eq!(f.ops, 3016);
+        assert_eq!(f.errors, 0);
+    }
+
     #[test]
     fn errors_are_counted_apart_from_successes() {
         let text = format!(

@@ -2,7 +2,9 @@
 //!
 //!   raftkv-bench parse etcd|raftctl FILE   one JSON object of the run's figures, or exit 1
 //!   raftkv-bench plot RUN.json --out-dir D  D/perf-writes.svg and D/perf-reads.svg
-//!   raftkv-bench summary RUN.json           the sweep and targets tables (Markdown)
+//!                          [--prefix P]     (D/P-writes.svg ...; ops without rounds skipped)
+//!   raftkv-bench summary RUN.json           the sweep and targets tables (Markdown), and
+//!                                           with TLS rounds the TLS tables
 
 use std::path::PathBuf;
 
@@ -32,6 +34,9 @@ enum Cmd {
         run: PathBuf,
         #[arg(long)]
         out_dir: PathBuf,
+        /// File name prefix: PREFIX + "writes.svg" and PREFIX + "reads.svg".
+        #[arg(long, default_value = "perf-")]
+        prefix: String,
     },
     /// Print the sweep and targets tables of a run document.
     Summary { run: PathBuf },
@@ -52,19 +57,32 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("in {}", file.display()))?;
             println!("{}", serde_json::to_string(&figures)?);
         }
-        Cmd::Plot { run, out_dir } => {
+        Cmd::Plot {
+            run,
+            out_dir,
+            prefix,
+        } => {
             let doc = run_doc::parse(&read(&run)?)?;
             std::fs::create_dir_all(&out_dir)?;
+            let modes = if doc.has_tls() {
+                ", plaintext and TLS"
+            } else {
+                ""
+            };
             for (op, file, what) in [
-                ("put", "perf-writes.svg", "writes"),
-                ("get", "perf-reads.svg", "linearizable reads"),
+                ("put", "writes.svg", "writes"),
+                ("get", "reads.svg", "linearizable reads"),
             ] {
+                let series = doc.series(op);
+                if series.is_empty() {
+                    continue;
+                }
                 let title = format!(
-                    "{what}: etcd vs raftkv, 3 members on loopback ({})",
+                    "{what}: etcd vs raftkv{modes}, 3 members on loopback ({})",
                     doc.date
                 );
-                let path = out_dir.join(file);
-                std::fs::write(&path, curves_svg::render(&title, &doc.series(op)))
+                let path = out_dir.join(format!("{prefix}{file}"));
+                std::fs::write(&path, curves_svg::render(&title, &series))
                     .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("wrote {}", path.display());
             }
@@ -77,6 +95,19 @@ fn main() -> anyhow::Result<()> {
                 summary::sweep_table(&doc, "get")
             );
             println!("Targets:\n\n{}", summary::targets_table(&doc));
+            for (op, what) in [("put", "Writes"), ("get", "Linearizable reads")] {
+                let cost = summary::tls_cost_table(&doc, op);
+                if cost.is_empty() {
+                    continue;
+                }
+                println!(
+                    "{what}, the cost of TLS (medians of the rounds; TLS / plaintext: median and range of per-round ratios):\n\n{cost}"
+                );
+                println!(
+                    "{what}, raftkv / etcd plaintext and with TLS (median and range of per-round ratios):\n\n{}",
+                    summary::tls_versus_table(&doc, op)
+                );
+            }
         }
     }
     Ok(())

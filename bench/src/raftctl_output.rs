@@ -73,6 +73,21 @@ mod tests {
         assert!(f.ops > 0);
     }
 
+    /// `raftctl --cacert ca.crt --cert admin.crt --key admin.key bench put
+    /// --clients 8 --duration 2s -o json` against 3 raft-node members with TLS on
+    /// both planes (`vs-etcd.sh --tls`), stderr included.
+    const PUT_TLS: &str = include_str!("../testdata/raftctl-put-8-clients-tls.out");
+
+    #[test]
+    fn recorded_put_over_tls_gives_the_report_figures() {
+        let f = parse(PUT_TLS).unwrap();
+        assert_eq!(f.ops, 3099);
+        assert_eq!(f.errors, 0);
+        assert!((f.elapsed_s - 2.004382364).abs() < 1e-12);
+        assert!((f.p99_ms - 13.383).abs() < 1e-9, "{f:?}");
+        assert!((f.throughput - 3099.0 / 2.004382364).abs() < 1.0, "{f:?}");
+    }
+
     #[test]
     fn progress_lines_alone_are_refused() {
         let progress: String = PUT.lines().take_while(|l| !l.starts_with('{')).collect();

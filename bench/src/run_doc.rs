@@ -1,6 +1,11 @@
 //! The JSON document of one `hack/bench/vs-etcd.sh` run (one file per run under
 //! the results directory): every measured round, kept as measured, plus the
 //! failover runs. The curves and tables are medians over rounds, computed here.
+//!
+//! A run with `--tls` measures each system twice, plaintext and with TLS: its
+//! rounds carry `"tls": true|false`, and every grouping here is by
+//! configuration (system and TLS), named "etcd", "etcd TLS", "raftkv",
+//! "raftkv TLS" ([`Round::config`]).
 
 use std::collections::BTreeMap;
 
@@ -9,8 +14,10 @@ use serde_json::Value;
 
 use super::{Error, Result};
 
-/// What the script writes in `schema`; a reader refuses any other.
-pub const SCHEMA: &str = "raftkv-vs-etcd/2";
+/// What the script writes in `schema`.
+pub const SCHEMA: &str = "raftkv-vs-etcd/3";
+/// Also read: the same document before `tls` (every round plaintext).
+pub const SCHEMA_V2: &str = "raftkv-vs-etcd/2";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RunDoc {
@@ -33,6 +40,10 @@ pub struct RunDoc {
 pub struct Round {
     /// "etcd" or "raftkv".
     pub system: String,
+    /// TLS on the client and peer planes, client certificates required
+    /// (absent in schema /2: plaintext).
+    #[serde(default)]
+    pub tls: bool,
     /// "put" or "get" (linearizable).
     pub op: String,
     pub clients: u32,
@@ -75,18 +86,19 @@ pub struct Point {
     pub elections: u64,
 }
 
-/// One system's points for one op, by increasing client count.
+/// One configuration's points for one op, by increasing client count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// The configuration: "etcd", "raftkv", or with TLS "etcd TLS", "raftkv TLS".
     pub system: String,
     pub points: Vec<Point>,
 }
 
 pub fn parse(text: &str) -> Result<RunDoc> {
     let doc: RunDoc = serde_json::from_str(text).map_err(|e| Error::RunDoc(e.to_string()))?;
-    if doc.schema != SCHEMA {
+    if doc.schema != SCHEMA && doc.schema != SCHEMA_V2 {
         return Err(Error::RunDoc(format!(
-            "schema {:?}, this reader knows {SCHEMA:?}",
+            "schema {:?}, this reader knows {SCHEMA:?} and {SCHEMA_V2:?}",
             doc.schema
         )));
     }
@@ -115,16 +127,89 @@ fn median_of(rounds: &[&Round], f: impl Fn(&Round) -> Option<f64>) -> Option<f64
     median(&rounds.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
 }
 
+/// The name of a configuration: the system, plus " TLS" with TLS.
+pub fn config_name(system: &str, tls: bool) -> String {
+    if tls {
+        format!("{system} TLS")
+    } else {
+        system.to_string()
+    }
+}
+
+impl Round {
+    /// "etcd", "etcd TLS", "raftkv" or "raftkv TLS".
+    pub fn config(&self) -> String {
+        config_name(&self.system, self.tls)
+    }
+}
+
+/// The median and the range of per-round ratios (see [`RunDoc::paired_ratios`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratio {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Rounds that had both configurations.
+    pub pairs: usize,
+}
+
 impl RunDoc {
-    /// The systems in the document, etcd (the reference) first.
+    /// The configurations in the document: etcd (the reference) first, each
+    /// system's plaintext before its TLS.
     pub fn systems(&self) -> Vec<String> {
-        let mut s: Vec<String> = self.rounds.iter().map(|r| r.system.clone()).collect();
-        s.sort_by_key(|n| (n != "etcd", n.clone()));
+        let mut s: Vec<(bool, String, bool)> = self
+            .rounds
+            .iter()
+            .map(|r| (r.system != "etcd", r.system.clone(), r.tls))
+            .collect();
+        s.sort();
         s.dedup();
-        s
+        s.into_iter()
+            .map(|(_, system, tls)| config_name(&system, tls))
+            .collect()
     }
 
-    /// Every system's medians for `op`, one point per client count.
+    /// Whether any round ran with TLS.
+    pub fn has_tls(&self) -> bool {
+        self.rounds.iter().any(|r| r.tls)
+    }
+
+    /// Ratios `num / den` of `metric`, one per round number in which both
+    /// configurations ran `op` at `clients` (configurations as named by
+    /// [`config_name`]): the runs of one round are minutes apart at most, so
+    /// a per-round ratio cancels most of a change in the machine's load.
+    pub fn paired_ratios(
+        &self,
+        op: &str,
+        clients: u32,
+        num: &str,
+        den: &str,
+        metric: fn(&Round) -> Option<f64>,
+    ) -> Option<Ratio> {
+        let pick = |config: &str| -> BTreeMap<u32, f64> {
+            self.rounds
+                .iter()
+                .filter(|r| r.op == op && r.clients == clients && r.config() == config)
+                .filter_map(|r| Some((r.round, metric(r)?)))
+                .collect()
+        };
+        let (n, d) = (pick(num), pick(den));
+        let ratios: Vec<f64> = n
+            .iter()
+            .filter_map(|(round, a)| {
+                let b = d.get(round)?;
+                (*b > 0.0).then(|| a / b)
+            })
+            .collect();
+        Some(Ratio {
+            median: median(&ratios)?,
+            min: ratios.iter().copied().reduce(f64::min)?,
+            max: ratios.iter().copied().reduce(f64::max)?,
+            pairs: ratios.len(),
+        })
+    }
+
+    /// Every configuration's medians for `op`, one point per client count.
     pub fn series(&self, op: &str) -> Vec<Series> {
         self.systems()
             .into_iter()
@@ -133,7 +218,7 @@ impl RunDoc {
                 for r in self
                     .rounds
                     .iter()
-                    .filter(|r| r.op == op && r.system == system)
+                    .filter(|r| r.op == op && r.config() == system)
                 {
                     by_clients.entry(r.clients).or_default().push(r);
                 }
@@ -157,7 +242,7 @@ impl RunDoc {
             .collect()
     }
 
-    /// The medians of `system`'s `op` at `clients`, if measured.
+    /// The medians of configuration `system`'s `op` at `clients`, if measured.
     pub fn point(&self, system: &str, op: &str, clients: u32) -> Option<Point> {
         self.series(op)
             .into_iter()
@@ -218,6 +303,97 @@ pub(crate) mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    /// Put at 64 clients, 3 rounds of the 4 configurations; TLS costs raftkv
+    /// 10 %, 20 %, 30 % of its throughput in rounds 1-3.
+    pub(crate) fn tls_sample() -> RunDoc {
+        let mut rounds = Vec::new();
+        for round in 1..=3u32 {
+            let load = 1.0 - 0.1 * f64::from(round); // the machine gets busier
+            for (system, tls, tput, cpu) in [
+                ("etcd", false, 6000.0, 200.0),
+                ("raftkv", false, 9000.0, 100.0),
+                ("etcd", true, 5400.0, 240.0),
+                (
+                    "raftkv",
+                    true,
+                    9000.0 * (1.0 - 0.1 * f64::from(round)),
+                    130.0,
+                ),
+            ] {
+                let t = tput * load;
+                rounds.push(serde_json::json!({
+                    "system": system, "tls": tls, "op": "put", "clients": 64, "round": round,
+                    "ops": (t * 10.0) as u64, "errors": 0, "throughput": t,
+                    "p50_ms": 64000.0 / t / 2.0, "p99_ms": 64000.0 / t * 2.0,
+                    "server_cpu_us_per_op": cpu,
+                }));
+            }
+        }
+        let doc = serde_json::json!({
+            "schema": SCHEMA, "date": "2026-12-08T01:00:00Z", "command": "hack/bench/vs-etcd.sh --tls",
+            "rounds": rounds,
+        });
+        parse(&doc.to_string()).unwrap()
+    }
+
+    #[test]
+    fn tls_rounds_form_their_own_configurations() {
+        let doc = tls_sample();
+        assert!(doc.has_tls());
+        assert_eq!(
+            doc.systems(),
+            ["etcd", "etcd TLS", "raftkv", "raftkv TLS"].map(String::from)
+        );
+        let s = doc.series("put");
+        assert_eq!(s.len(), 4);
+        // Plaintext medians are not mixed with TLS ones.
+        assert_eq!(doc.point("raftkv", "put", 64).unwrap().throughput, 7200.0);
+        let tls = doc.point("raftkv TLS", "put", 64).unwrap();
+        assert_eq!(tls.rounds, 3);
+        assert!((tls.throughput - 5760.0).abs() < 1e-9, "{tls:?}");
+    }
+
+    #[test]
+    fn paired_ratios_compare_within_each_round() {
+        let doc = tls_sample();
+        let r = doc
+            .paired_ratios("put", 64, "raftkv TLS", "raftkv", |r| Some(r.throughput))
+            .unwrap();
+        assert_eq!(r.pairs, 3);
+        assert!((r.median - 0.8).abs() < 1e-9, "{r:?}");
+        assert!(
+            (r.min - 0.7).abs() < 1e-9 && (r.max - 0.9).abs() < 1e-9,
+            "{r:?}"
+        );
+        // The machine's load cancels: etcd's TLS ratio is the same every round.
+        let e = doc
+            .paired_ratios("put", 64, "etcd TLS", "etcd", |r| Some(r.throughput))
+            .unwrap();
+        assert!(
+            (e.min - 0.9).abs() < 1e-9 && (e.max - 0.9).abs() < 1e-9,
+            "{e:?}"
+        );
+        assert!(
+            doc.paired_ratios("put", 8, "etcd TLS", "etcd", |r| Some(r.throughput))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_schema_2_document_is_all_plaintext() {
+        let mut v: Value = serde_json::to_value(serde_json::json!({
+            "schema": SCHEMA_V2, "date": "", "command": "",
+            "rounds": [{"system": "etcd", "op": "put", "clients": 1, "round": 1, "ops": 5,
+                        "errors": 0, "throughput": 5.0, "p50_ms": 1.0, "p99_ms": 2.0}],
+        }))
+        .unwrap();
+        let doc = parse(&v.to_string()).unwrap();
+        assert!(!doc.has_tls());
+        assert_eq!(doc.systems(), ["etcd"]);
+        v["schema"] = "raftkv-vs-etcd/1".into();
+        assert!(parse(&v.to_string()).is_err());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The run as Markdown tables (docs/performance.md takes them as printed):
 //! the sweep (medians per system, op and client count) and where each target
-//! of issue #13 / docs/design.md stands.
+//! of issue #13 / docs/design.md stands; with TLS rounds (`vs-etcd.sh --tls`),
+//! what TLS costs each system and how the two compare with it.
 
 use std::fmt::Write;
 
-use super::run_doc::{Point, RunDoc, median};
+use super::run_doc::{Point, Ratio, Round, RunDoc, config_name, median};
 
 /// Client count at which the write targets are defined (docs/design.md).
 pub const WRITE_TARGET_CLIENTS: u32 = 64;
@@ -69,6 +70,133 @@ pub fn sweep_table(doc: &RunDoc, op: &str) -> String {
                 .max(r.as_ref().map_or(0, |p| p.rounds)),
             e.as_ref().map_or(0, |p| p.errors) + r.as_ref().map_or(0, |p| p.errors),
         );
+    }
+    t
+}
+
+/// "0.91 (0.85-0.97)": the median of per-round ratios and their range.
+fn paired(r: Option<Ratio>) -> String {
+    r.map_or("-".to_string(), |r| {
+        if r.pairs > 1 {
+            format!("{:.2} ({:.2}-{:.2})", r.median, r.min, r.max)
+        } else {
+            format!("{:.2}", r.median)
+        }
+    })
+}
+
+/// The figures the TLS tables compare: name, unit, decimals, the value of a round.
+type Metric = (&'static str, usize, fn(&Round) -> Option<f64>);
+const TLS_METRICS: [Metric; 3] = [
+    ("req/s", 0, |r| Some(r.throughput)),
+    ("p99 ms", 2, |r| Some(r.p99_ms)),
+    ("server CPU µs/req", 0, |r| r.server_cpu_us_per_op),
+];
+
+/// The client counts at which `op` ran with TLS.
+fn tls_clients(doc: &RunDoc, op: &str) -> Vec<u32> {
+    let mut c: Vec<u32> = doc
+        .rounds
+        .iter()
+        .filter(|r| r.op == op && r.tls)
+        .map(|r| r.clients)
+        .collect();
+    c.sort_unstable();
+    c.dedup();
+    c
+}
+
+/// What TLS costs each system: per system and client count, the medians
+/// plaintext and with TLS and the ratio TLS / plaintext, as the median (and
+/// range) of per-round ratios. Empty when no round of `op` ran with TLS.
+pub fn tls_cost_table(doc: &RunDoc, op: &str) -> String {
+    let clients = tls_clients(doc, op);
+    if clients.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from("| system | clients |");
+    for (name, _, _) in TLS_METRICS {
+        let _ = write!(t, " plaintext {name} | TLS {name} | TLS / plaintext |");
+    }
+    t.push_str(
+        " rounds | errors |
+|---|---|",
+    );
+    t.push_str(&"---|---|---|".repeat(TLS_METRICS.len()));
+    t.push_str(
+        "---|---|
+",
+    );
+    for system in ["etcd", "raftkv"] {
+        let (plain_name, tls_name) = (config_name(system, false), config_name(system, true));
+        for &c in &clients {
+            let (p, q) = (doc.point(&plain_name, op, c), doc.point(&tls_name, op, c));
+            if p.is_none() && q.is_none() {
+                continue;
+            }
+            let _ = write!(t, "| {system} | {c} |");
+            for (_, decimals, metric) in TLS_METRICS {
+                // The medians of the rounds, from the same per-round values.
+                let med = |name: &str| {
+                    let v: Vec<f64> = doc
+                        .rounds
+                        .iter()
+                        .filter(|r| r.op == op && r.clients == c && r.config() == name)
+                        .filter_map(metric)
+                        .collect();
+                    median(&v)
+                };
+                let _ = write!(
+                    t,
+                    " {} | {} | {} |",
+                    opt(med(&plain_name), decimals),
+                    opt(med(&tls_name), decimals),
+                    paired(doc.paired_ratios(op, c, &tls_name, &plain_name, metric))
+                );
+            }
+            let rounds = p
+                .as_ref()
+                .map_or(0, |p| p.rounds)
+                .max(q.as_ref().map_or(0, |q| q.rounds));
+            let errors = p.as_ref().map_or(0, |p| p.errors) + q.as_ref().map_or(0, |q| q.errors);
+            let _ = writeln!(t, " {rounds} | {errors} |");
+        }
+    }
+    t
+}
+
+/// raftkv / etcd, plaintext and with TLS: per client count, the median (and
+/// range) of per-round ratios. Empty when no round of `op` ran with TLS.
+pub fn tls_versus_table(doc: &RunDoc, op: &str) -> String {
+    let clients = tls_clients(doc, op);
+    if clients.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from("| clients |");
+    for (name, _, _) in TLS_METRICS {
+        let _ = write!(t, " {name} plaintext | {name} TLS |");
+    }
+    t.push_str(
+        "
+|---|",
+    );
+    t.push_str(&"---|---|".repeat(TLS_METRICS.len()));
+    t.push('\n');
+    for c in clients {
+        let _ = write!(t, "| {c} |");
+        for (_, _, metric) in TLS_METRICS {
+            for tls in [false, true] {
+                let r = doc.paired_ratios(
+                    op,
+                    c,
+                    &config_name("raftkv", tls),
+                    &config_name("etcd", tls),
+                    metric,
+                );
+                let _ = write!(t, " {} |", paired(r));
+            }
+        }
+        t.push('\n');
     }
     t
 }
@@ -196,6 +324,77 @@ mod tests {
                 .any(|l| l.starts_with("| 1 | 1000 | 900 | 0.90 |")),
             "{t}"
         );
+    }
+
+    #[test]
+    fn tls_cost_rows_give_medians_and_per_round_ratios() {
+        let doc = crate::run_doc::tests::tls_sample();
+        let t = tls_cost_table(&doc, "put");
+        let row = |sys: &str| {
+            t.lines()
+                .find(|l| l.starts_with(&format!("| {sys} | 64 |")))
+                .unwrap()
+                .to_string()
+        };
+        // raftkv: throughput medians 7200 and 5760; per-round ratios 0.9, 0.8, 0.7.
+        assert!(
+            row("raftkv").starts_with("| raftkv | 64 | 7200 | 5760 | 0.80 (0.70-0.90) |"),
+            "{t}"
+        );
+        // CPU 100 -> 130 µs/req every round.
+        assert!(
+            row("raftkv").contains("| 100 | 130 | 1.30 (1.30-1.30) | 3 | 0 |"),
+            "{t}"
+        );
+        assert!(row("etcd").contains("| 0.90 (0.90-0.90) |"), "{t}");
+        assert_eq!(t.lines().count(), 4, "{t}");
+        // No TLS round: no table.
+        assert!(tls_cost_table(&sample(), "put").is_empty());
+    }
+
+    #[test]
+    fn tls_versus_rows_compare_raftkv_with_etcd_in_each_mode() {
+        let t = tls_versus_table(&crate::run_doc::tests::tls_sample(), "put");
+        let row = t.lines().find(|l| l.starts_with("| 64 |")).unwrap();
+        // Throughput: 9000/6000 = 1.5 plaintext; with TLS 9000 (1 - 0.1 r) / 5400.
+        assert!(
+            row.starts_with("| 64 | 1.50 (1.50-1.50) | 1.33 (1.17-1.50) |"),
+            "{row}"
+        );
+        // CPU: 100/200 plaintext, 130/240 with TLS.
+        assert!(
+            row.ends_with("| 0.50 (0.50-0.50) | 0.54 (0.54-0.54) |"),
+            "{row}"
+        );
+    }
+
+    /// The run docs/performance.md shows under "TLS against etcd", as recorded.
+    const TLS_RUN: &str = include_str!("../../docs/perf/vs-etcd-tls-2026-12-08.json");
+
+    #[test]
+    fn recorded_tls_run_gives_the_published_tables() {
+        let doc = crate::run_doc::parse(TLS_RUN).unwrap();
+        assert_eq!(
+            doc.systems(),
+            ["etcd", "etcd TLS", "raftkv", "raftkv TLS"].map(String::from)
+        );
+        assert_eq!(doc.rounds.len(), 2 * 5 * 4);
+        let cost = tls_cost_table(&doc, "put");
+        for row in [
+            "| etcd | 64 | 3732 | 2355 | 0.57 (0.53-0.67) | 41.85 | 70.08 | 1.93 (1.24-2.00) |",
+            "| raftkv | 64 | 4795 | 5220 | 0.94 (0.83-1.26) | 40.29 | 36.26 | 1.22 (0.59-1.27) |",
+            "| raftkv | 8 | 1387 | 1388 | 0.94 (0.92-1.17) |",
+        ] {
+            assert!(cost.lines().any(|l| l.starts_with(row)), "{row}\n{cost}");
+        }
+        let versus = tls_versus_table(&doc, "put");
+        assert!(
+            versus
+                .lines()
+                .any(|l| l.starts_with("| 64 | 1.39 (1.01-1.56) | 2.14 (2.01-2.64) |")),
+            "{versus}"
+        );
+        assert!(tls_cost_table(&doc, "get").is_empty());
     }
 
     #[test]

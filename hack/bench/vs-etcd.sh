@@ -6,6 +6,9 @@
 #   hack/bench/vs-etcd.sh --quick            1 round x 1,64,256 clients, 5 s runs (~3 min)
 #   hack/bench/vs-etcd.sh --plot-dir docs/img   also draw perf-writes.svg, perf-reads.svg there
 #   hack/bench/vs-etcd.sh -o json            the run document on stdout instead of the tables
+#   hack/bench/vs-etcd.sh --tls              the cost of TLS: 4 configurations (etcd and raftkv, each
+#                                            plaintext and with mutual TLS on both planes), writes at
+#                                            8 and 64 clients, 5 rounds (~8 min)
 #
 # What it does, in order:
 #   1. builds (cached) etcd, etcd's `benchmark` tool and etcdctl from the Go module proxy,
@@ -24,11 +27,24 @@
 #      prints the sweep and the targets as Markdown tables (medians over the rounds), made
 #      by `raftkv-bench summary`; with --plot-dir, `raftkv-bench plot` draws the curves.
 #
+# With --tls, a second pair of clusters runs next to the first (etcd on 28020-28025, raftkv
+# on 28120-28125, metrics 28130-28132), with TLS on the client and the peer plane and client
+# certificates required: raft-node with --tls-cert/--tls-key/--tls-ca as `raft-node local
+# --tls` starts it; etcd with --cert-file/--key-file/--trusted-ca-file --client-cert-auth and
+# the --peer-* equivalents with --peer-client-cert-auth. One throwaway CA (the raftkv-certs
+# example `loopback-certs`) signs both: the node certificates serve both systems' members,
+# the admin client certificate both load tools. Each round then runs etcd, raftkv, etcd TLS,
+# raftkv TLS (the two halves swap places every other round); rounds carry "tls": true|false,
+# the summary adds the TLS / plaintext ratios (medians of per-round ratios), and --plot-dir
+# draws perf-tls-writes.svg. Failover is measured on the plaintext clusters only.
+#
 # Every load output is parsed by `raftkv-bench parse` (bench/src/*_output.rs), which
 # refuses an output it cannot read: the run stops with that output's tail, never a zero.
-# No assertion on speed: this prints figures. Knobs (environment; --quick changes defaults):
-#   ROUNDS=3 (quick 1)  CLIENT_COUNTS="1 4 16 64 256" (quick "1 64 256")  OPS="put get"
-#   BENCH_SECONDS=10 (quick 5)  FAILOVER_RUNS=5 (quick 2; 0 skips failover)
+# No assertion on speed: this prints figures. Knobs (environment; --quick and --tls change
+# defaults, the environment overrides both):
+#   ROUNDS=3 (quick 1, tls 5)  CLIENT_COUNTS="1 4 16 64 256" (quick "1 64 256", tls "8 64")
+#   OPS="put get" (tls "put")  BENCH_SECONDS=10 (quick 5)  FAILOVER_RUNS=5 (quick 2, tls 0;
+#   0 skips failover)
 #   KEYS=1000 VALUE_SIZE=100  RESULTS_DIR (default ~/.cache/raftkv/bench-results)
 #   SKIP_BUILD=1 (use the binaries already built)  KEEP=1 (keep the temp dir with logs)
 #   RAFTKV_CACHE_DIR (default ~/.cache/raftkv)  CARGO_TARGET_DIR (default its target/)
@@ -56,6 +72,7 @@ ETCD_BENCH_VERSION=v3.6.8
 ETCD_TOOLS_BIN="${BIN_ROOT}/etcd-tools-${ETCD_VERSION}"
 
 QUICK=0
+TLS_MODE=0
 OUTPUT=table
 PLOT_DIR=
 COMMAND_LINE="hack/bench/vs-etcd.sh $*"
@@ -75,8 +92,10 @@ FAILOVER_GIVE_UP_S=20
 WRITER_INTERVAL_S=0.1
 WRITER_TIMEOUT=3s
 
-ETCD_BASE_PORT=28000
-RAFTKV_BASE_PORT=28100
+# Plaintext clusters; the TLS ones (--tls) sit TLS_PORT_OFFSET above.
+ETCD_PLAIN_BASE_PORT=28000
+RAFTKV_PLAIN_BASE_PORT=28100
+TLS_PORT_OFFSET=20
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -90,6 +109,10 @@ while (($#)); do
     ;;
   --quick)
     QUICK=1
+    shift
+    ;;
+  --tls)
+    TLS_MODE=1
     shift
     ;;
   --plot-dir)
@@ -107,6 +130,14 @@ done
 [[ $OUTPUT == table || $OUTPUT == json ]] || die "-o must be table or json"
 
 # Mode defaults; the environment overrides either mode.
+if ((TLS_MODE)); then
+  # The cost of TLS at the write targets' point (64 clients) and a low one; each round runs
+  # 4 configurations, so more rounds for the same confidence in the ratios.
+  ROUNDS=${ROUNDS:-$((QUICK ? 1 : 5))}
+  CLIENT_COUNTS=${CLIENT_COUNTS:-8 64}
+  OPS=${OPS:-put}
+  FAILOVER_RUNS=${FAILOVER_RUNS:-0}
+fi
 if ((QUICK)); then
   ROUNDS=${ROUNDS:-1}
   CLIENT_COUNTS=${CLIENT_COUNTS:-1 64 256}
@@ -232,6 +263,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-${RAFTKV_CACHE_DIR}/target}
 RAFT_NODE="${TARGET_DIR}/release/raft-node"
 RAFTCTL="${TARGET_DIR}/release/raftctl"
 RAFTKV_BENCH="${TARGET_DIR}/release/raftkv-bench"
+LOOPBACK_CERTS="${TARGET_DIR}/release/examples/loopback-certs"
 ETCD="${ETCD_BIN}/etcd"
 ETCDCTL="${ETCD_TOOLS_BIN}/etcdctl"
 ETCD_BENCH="${ETCD_TOOLS_BIN}/benchmark"
@@ -247,32 +279,91 @@ build_all() {
       tail -20 "${WORK}/cargo.log" >&2
       die "cargo build failed"
     }
+    if ((TLS_MODE)); then
+      log "==> cargo build --release -p raftkv-certs --example loopback-certs"
+      (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" nice -n 10 cargo build --release -p raftkv-certs --example loopback-certs) \
+        >>"${WORK}/cargo.log" 2>&1 || {
+        tail -20 "${WORK}/cargo.log" >&2
+        die "cargo build failed"
+      }
+    fi
   fi
-  local b
-  for b in "$ETCD" "$ETCDCTL" "$ETCD_BENCH" "$RAFT_NODE" "$RAFTCTL" "$RAFTKV_BENCH"; do
+  local b bins=("$ETCD" "$ETCDCTL" "$ETCD_BENCH" "$RAFT_NODE" "$RAFTCTL" "$RAFTKV_BENCH")
+  ((TLS_MODE)) && bins+=("$LOOPBACK_CERTS")
+  for b in "${bins[@]}"; do
     [[ -x $b ]] || die "missing ${b} (run without SKIP_BUILD=1)"
   done
 }
+
+# --- plaintext or TLS -----------------------------------------------------------------
+
+# The throwaway CA and certificates of a --tls run (loopback-certs' layout).
+TLS_DIR="${WORK}/tls"
+
+make_certs() {
+  "$LOOPBACK_CERTS" "$TLS_DIR" 3 >/dev/null || die "loopback-certs failed"
+}
+
+# use_tls 0|1: point every helper below at the plaintext clusters or at the TLS ones:
+# ports, endpoints, URL schemes, the load tools' and CLIs' certificate flags, and SUFFIX,
+# which names the instance ("etcd${SUFFIX}": server PIDs, data and log files), and MODE
+# (plain or tls), which keys the per-cluster state of the load runs.
+use_tls() {
+  TLS=$1
+  local offset=0 i
+  if ((TLS)); then
+    offset=$TLS_PORT_OFFSET
+    SUFFIX=-tls
+    MODE=tls
+    SCHEME=https
+    # etcdctl, etcd's benchmark and raftctl take the same three flags.
+    CLIENT_TLS_ARGS=(--cacert "${TLS_DIR}/ca.crt" --cert "${TLS_DIR}/admin.crt" --key "${TLS_DIR}/admin.key")
+  else
+    SUFFIX=
+    MODE=plain
+    SCHEME=http
+    CLIENT_TLS_ARGS=()
+  fi
+  ETCD_BASE_PORT=$((ETCD_PLAIN_BASE_PORT + offset))
+  RAFTKV_BASE_PORT=$((RAFTKV_PLAIN_BASE_PORT + offset))
+  ETCD_ENDPOINTS=
+  RAFTKV_ENDPOINTS=
+  for i in 0 1 2; do
+    ETCD_ENDPOINTS+="127.0.0.1:$(etcd_client_port "$i"),"
+    RAFTKV_ENDPOINTS+="$(raftkv_client_url "$i"),"
+  done
+  ETCD_ENDPOINTS=${ETCD_ENDPOINTS%,}
+  RAFTKV_ENDPOINTS=${RAFTKV_ENDPOINTS%,}
+}
+
+# The configurations of this run: plaintext, and with --tls TLS too.
+TLS_CONFIGS=(0)
+((TLS_MODE)) && TLS_CONFIGS+=(1)
 
 # --- etcd cluster -------------------------------------------------------------------
 
 etcd_client_port() { echo $((ETCD_BASE_PORT + 2 * $1)); }
 etcd_peer_port() { echo $((ETCD_BASE_PORT + 2 * $1 + 1)); }
-ETCD_ENDPOINTS=$(for i in 0 1 2; do printf '127.0.0.1:%s,' "$(etcd_client_port "$i")"; done)
-ETCD_ENDPOINTS=${ETCD_ENDPOINTS%,}
 
 etcd_start_member() {
-  local i=$1 initial="" j
-  for j in 0 1 2; do initial+="m${j}=http://127.0.0.1:$(etcd_peer_port "$j"),"; done
+  local i=$1 initial="" j tls=()
+  for j in 0 1 2; do initial+="m${j}=${SCHEME}://127.0.0.1:$(etcd_peer_port "$j"),"; done
+  if ((TLS)); then
+    # Mutual TLS on both planes, the same node certificate serving both (as raft-node's).
+    tls=(--cert-file "${TLS_DIR}/node-${i}.crt" --key-file "${TLS_DIR}/node-${i}.key"
+      --trusted-ca-file "${TLS_DIR}/ca.crt" --client-cert-auth
+      --peer-cert-file "${TLS_DIR}/node-${i}.crt" --peer-key-file "${TLS_DIR}/node-${i}.key"
+      --peer-trusted-ca-file "${TLS_DIR}/ca.crt" --peer-client-cert-auth)
+  fi
   # Defaults everywhere else: fsync on every WAL write, heartbeat 100 ms, election 1000 ms.
-  setsid "$ETCD" --name "m${i}" --data-dir "${WORK}/etcd/m${i}" \
-    --listen-client-urls "http://127.0.0.1:$(etcd_client_port "$i")" \
-    --advertise-client-urls "http://127.0.0.1:$(etcd_client_port "$i")" \
-    --listen-peer-urls "http://127.0.0.1:$(etcd_peer_port "$i")" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$(etcd_peer_port "$i")" \
+  setsid "$ETCD" --name "m${i}" --data-dir "${WORK}/etcd${SUFFIX}/m${i}" \
+    --listen-client-urls "${SCHEME}://127.0.0.1:$(etcd_client_port "$i")" \
+    --advertise-client-urls "${SCHEME}://127.0.0.1:$(etcd_client_port "$i")" \
+    --listen-peer-urls "${SCHEME}://127.0.0.1:$(etcd_peer_port "$i")" \
+    --initial-advertise-peer-urls "${SCHEME}://127.0.0.1:$(etcd_peer_port "$i")" \
     --initial-cluster "${initial%,}" --initial-cluster-state new \
-    --initial-cluster-token raftkv-vs-etcd </dev/null >>"${WORK}/etcd-m${i}.log" 2>&1 &
-  SERVER_PID[etcd-$i]=$!
+    --initial-cluster-token "raftkv-vs-etcd${SUFFIX}" "${tls[@]}" </dev/null >>"${WORK}/etcd${SUFFIX}-m${i}.log" 2>&1 &
+  SERVER_PID[etcd${SUFFIX}-$i]=$!
   # Disowned: bash reaps it silently instead of reporting "Killed" after a kill -9.
   disown "$!"
 }
@@ -280,13 +371,13 @@ etcd_start_member() {
 # etcd_fsyncs I: "COUNT SECONDS" of member I's WAL fsyncs plus backend (bbolt) commits (one
 # fsync each; a commit's time includes its writes).
 etcd_fsyncs() {
-  curl -fsS "http://127.0.0.1:$(etcd_client_port "$1")/metrics" |
+  curl -fsS "${CLIENT_TLS_ARGS[@]}" "${SCHEME}://127.0.0.1:$(etcd_client_port "$1")/metrics" |
     awk '/^etcd_disk_(wal_fsync|backend_commit)_duration_seconds_count / { n += $2 }
       /^etcd_disk_(wal_fsync|backend_commit)_duration_seconds_sum / { s += $2 } END { printf "%d %.6f\n", n, s }'
 }
 
 etcd_status_json() {
-  "$ETCDCTL" --endpoints "$ETCD_ENDPOINTS" --command-timeout 2s endpoint status -w json 2>/dev/null
+  "$ETCDCTL" --endpoints "$ETCD_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" --command-timeout 2s endpoint status -w json 2>/dev/null
 }
 
 # etcd_leader_index: index of the member whose status says it is the leader.
@@ -312,25 +403,32 @@ etcd_up() {
 
 etcd_down() {
   local i
-  for i in 0 1 2; do stop_server "etcd-$i"; done
+  for i in 0 1 2; do stop_server "etcd${SUFFIX}-$i"; done
 }
 
 # --- raftkv cluster -----------------------------------------------------------------
 
 raftkv_client_port() { echo $((RAFTKV_BASE_PORT + 2 * $1)); }
 raftkv_peer_port() { echo $((RAFTKV_BASE_PORT + 2 * $1 + 1)); }
-RAFTKV_ENDPOINTS=$(for i in 0 1 2; do printf '127.0.0.1:%s,' "$(raftkv_client_port "$i")"; done)
-RAFTKV_ENDPOINTS=${RAFTKV_ENDPOINTS%,}
+# raftctl's endpoint of member I (https:// with TLS).
+raftkv_client_url() {
+  local scheme=
+  ((TLS)) && scheme=https://
+  echo "${scheme}127.0.0.1:$(raftkv_client_port "$1")"
+}
 
 raftkv_start_member() {
-  local i=$1
+  local i=$1 tls=()
+  # TLS on both planes as `raft-node local --tls` starts a node (client certificates
+  # required: --client-auth defaults to required).
+  ((TLS)) && tls=(--tls-cert "${TLS_DIR}/node-${i}.crt" --tls-key "${TLS_DIR}/node-${i}.key" --tls-ca "${TLS_DIR}/ca.crt")
   # Default timings (heartbeat 50 ms, election 200-400 ms) and default durability.
-  NO_COLOR=1 setsid "$RAFT_NODE" --data-dir "${WORK}/raftkv/node-${i}" \
+  NO_COLOR=1 setsid "$RAFT_NODE" --data-dir "${WORK}/raftkv${SUFFIX}/node-${i}" \
     --client-addr "127.0.0.1:$(raftkv_client_port "$i")" \
     --peer-addr "127.0.0.1:$(raftkv_peer_port "$i")" \
     --metrics-addr "127.0.0.1:$((RAFTKV_BASE_PORT + 10 + i))" \
-    --name "node-${i}" --log-format text </dev/null >>"${WORK}/raftkv-node-${i}.log" 2>&1 &
-  SERVER_PID[raftkv-$i]=$!
+    --name "node-${i}" --log-format text "${tls[@]}" </dev/null >>"${WORK}/raftkv${SUFFIX}-node-${i}.log" 2>&1 &
+  SERVER_PID[raftkv${SUFFIX}-$i]=$!
   disown "$!"
 }
 
@@ -347,7 +445,7 @@ all_fsyncs() {
   for i in 0 1 2; do "${1}_fsyncs" "$i"; done | tr '\n' ' '
 }
 
-raftkv_status_json() { "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" --timeout 2s status -o json 2>/dev/null; }
+raftkv_status_json() { "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" --timeout 2s status -o json 2>/dev/null; }
 
 raftkv_leader_index() {
   local addr
@@ -365,7 +463,7 @@ raftkv_ready() {
 raftkv_answers() {
   local i
   for i in 0 1 2; do
-    "$RAFTCTL" --endpoints "127.0.0.1:$(raftkv_client_port "$i")" --timeout 1s status -o json >/dev/null 2>&1 || return 1
+    "$RAFTCTL" --endpoints "$(raftkv_client_url "$i")" "${CLIENT_TLS_ARGS[@]}" --timeout 1s status -o json >/dev/null 2>&1 || return 1
   done
 }
 
@@ -373,14 +471,14 @@ raftkv_up() {
   local i
   for i in 0 1 2; do raftkv_start_member "$i"; done
   wait_for "3 raft-node members answering" 60 raftkv_answers
-  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" cluster init --wait 30s >"${WORK}/raftkv-init.log" 2>&1 ||
-    die "raftctl cluster init failed: $(cat "${WORK}/raftkv-init.log")"
+  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" cluster init --wait 30s >"${WORK}/raftkv${SUFFIX}-init.log" 2>&1 ||
+    die "raftctl cluster init failed: $(cat "${WORK}/raftkv${SUFFIX}-init.log")"
   wait_for "3 healthy raft-node members with a leader" 60 raftkv_ready
 }
 
 raftkv_down() {
   local i
-  for i in 0 1 2; do stop_server "raftkv-$i"; done
+  for i in 0 1 2; do stop_server "raftkv${SUFFIX}-$i"; done
 }
 
 # stop_server NAME: SIGTERM the recorded PID, SIGKILL after 10 s.
@@ -398,7 +496,7 @@ stop_server() {
 
 server_pids() {
   local sys=$1 i
-  for i in 0 1 2; do printf '%s ' "${SERVER_PID[$sys-$i]}"; done
+  for i in 0 1 2; do printf '%s ' "${SERVER_PID[$sys${SUFFIX}-$i]}"; done
 }
 
 # --- throughput / latency / CPU -------------------------------------------------------
@@ -409,10 +507,10 @@ server_pids() {
 etcd_bench_cmd() {
   local op=$1 clients=$2 total=$3
   if [[ $op == put ]]; then
-    "$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" --target-leader --clients "$clients" --conns "$clients" --precise \
+    "$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" --target-leader --clients "$clients" --conns "$clients" --precise \
       put --key-size "$KEY_SIZE" --val-size "$VALUE_SIZE" --key-space-size "$KEYS" --total "$total"
   else
-    "$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" --clients "$clients" --conns "$clients" --precise \
+    "$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" --clients "$clients" --conns "$clients" --precise \
       range "$ETCD_READ_KEY" --consistency l --total "$total"
   fi
 }
@@ -422,7 +520,7 @@ etcd_bench_cmd() {
 raftkv_bench_cmd() {
   local op=$1 clients=$2 seconds=$3
   shift 3
-  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" bench "$op" --clients "$clients" --duration "${seconds}s" \
+  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" bench "$op" --clients "$clients" --duration "${seconds}s" \
     --value-size "$VALUE_SIZE" --keys "$KEYS" --consistency linearizable -o json "$@"
 }
 
@@ -432,34 +530,36 @@ parse_run() {
   "$RAFTKV_BENCH" parse "$1" "$2" | jq -r '"\(.ops) \(.throughput) \(.p50_ms) \(.p99_ms) \(.errors) \(.elapsed_s)"'
 }
 
-# ETCD_TOTAL: --total of etcd's next measured run, from the rate of its previous run of the
-# same op and client count (the warm-up's at first), so that each run lasts ~BENCH_SECONDS.
-ETCD_TOTAL=
+# ETCD_TOTAL[SUFFIX]: --total of that etcd cluster's next measured run, from the rate of its
+# previous run of the same op and client count (the warm-up's at first), so that each run
+# lasts ~BENCH_SECONDS.
+declare -A ETCD_TOTAL=()
 
-# calibrate_etcd RATE: set ETCD_TOTAL for BENCH_SECONDS at RATE requests/s.
+# calibrate_etcd RATE: set the current etcd's ETCD_TOTAL for BENCH_SECONDS at RATE requests/s.
 calibrate_etcd() {
-  ETCD_TOTAL=$(awk -v r="$1" -v s="$BENCH_SECONDS" 'BEGIN { n = int(r * s); print (n < 200 ? 200 : n) }')
+  ETCD_TOTAL[$MODE]=$(awk -v r="$1" -v s="$BENCH_SECONDS" 'BEGIN { n = int(r * s); print (n < 200 ? 200 : n) }')
 }
 
-# The raftkv read keys are written once (the first get warm-up), then every get skips it.
-RAFTKV_PRELOADED=0
+# The raftkv read keys are written once per cluster (its first get warm-up), then every get
+# skips it.
+declare -A RAFTKV_PRELOADED=()
 
 # warm_up SYS OP CLIENTS: a short run of the same load (connections, first allocations,
 # leader caches). For etcd it also calibrates --total for the measured runs.
 warm_up() {
-  local sys=$1 op=$2 clients=$3 rate out="${WORK}/${1}-${2}-${3}-warmup.out"
+  local sys=$1 op=$2 clients=$3 rate out="${WORK}/${1}${SUFFIX}-${2}-${3}-warmup.out"
   if [[ $sys == etcd ]]; then
     # ~2 s at the rates seen here, and at least 40 requests per client.
     run_timed "$out" "${out%.out}.cpu" etcd_bench_cmd "$op" "$clients" $((clients * 40 < 1000 ? 1000 : clients * 40)) ||
       die "etcd warm-up failed: $(tail -5 "$out")"
     read -r _ rate _ < <(parse_run etcd "$out") || die "cannot parse ${out}: $(tail -5 "$out")"
     calibrate_etcd "$rate"
-    log "etcd ${op} warm-up, ${clients} clients: ${rate} req/s -> --total ${ETCD_TOTAL} for ~${BENCH_SECONDS}s"
+    log "etcd${SUFFIX} ${op} warm-up, ${clients} clients: ${rate} req/s -> --total ${ETCD_TOTAL[$MODE]} for ~${BENCH_SECONDS}s"
   else
     local extra=()
     if [[ $op == get ]]; then
-      if ((RAFTKV_PRELOADED)); then extra=(--skip-preload); fi
-      RAFTKV_PRELOADED=1
+      if [[ -n ${RAFTKV_PRELOADED[$MODE]:-} ]]; then extra=(--skip-preload); fi
+      RAFTKV_PRELOADED[$MODE]=1
     fi
     run_timed "$out" "${out%.out}.cpu" raftkv_bench_cmd "$op" "$clients" 2 "${extra[@]}" ||
       die "raftkv warm-up failed: $(tail -5 "$out")"
@@ -474,7 +574,7 @@ bench() {
   local sys=$1 op=$2 clients=$3 round=$4 pids out cpuf term0 term1 fs0 fs1 leader cpu0 cpu1 busy0 busy1 t0 t1
   local ops tput p50 p99 errs elapsed load_before
   read -r -a pids <<<"$(server_pids "$sys")"
-  out="${WORK}/${sys}-${op}-${clients}-${round}.out"
+  out="${WORK}/${sys}${SUFFIX}-${op}-${clients}-${round}.out"
   cpuf="${out%.out}.cpu"
 
   term0=$("${sys}_term")
@@ -485,7 +585,7 @@ bench() {
   cpu0=$(cpu_ticks "${pids[@]}")
   t0=$EPOCHREALTIME
   if [[ $sys == etcd ]]; then
-    run_timed "$out" "$cpuf" etcd_bench_cmd "$op" "$clients" "$ETCD_TOTAL" || die "etcd benchmark failed: $(tail -5 "$out")"
+    run_timed "$out" "$cpuf" etcd_bench_cmd "$op" "$clients" "${ETCD_TOTAL[$MODE]}" || die "etcd benchmark failed: $(tail -5 "$out")"
   else
     run_timed "$out" "$cpuf" raftkv_bench_cmd "$op" "$clients" "$BENCH_SECONDS" --skip-preload ||
       die "raftctl bench failed: $(tail -5 "$out")"
@@ -514,7 +614,7 @@ bench() {
       printf "%.3f %.3f %s\n", c / n, lc / n, (c > 0 ? sprintf("%.3f", t * 1000 / c) : "null") }')
   # Whole machine busy during the run, in percent of all CPUs, and what of it was neither
   # the servers nor the load tool (other engineers' builds, the kernel's own work).
-  jq -cn --arg system "$sys" --arg op "$op" --arg load_before "$load_before" \
+  jq -cn --arg system "$sys" --argjson tls "$( ((TLS)) && echo true || echo false)" --arg op "$op" --arg load_before "$load_before" \
     --argjson clients "$clients" --argjson round "$round" --argjson ops "$ops" --argjson errors "$errs" \
     --argjson throughput "$tput" --argjson p50_ms "$p50" --argjson p99_ms "$p99" --argjson elapsed_s "$elapsed" \
     --argjson server_cpu_s "$server_cpu_s" \
@@ -526,18 +626,18 @@ bench() {
       'BEGIN { o = (b - a) / t - s - c; printf "%.2f", (o < 0 ? 0 : o) }')" \
     --argjson elections $((term1 - term0)) --argjson fsyncs_per_op "$fpw" --argjson leader_fsyncs_per_op "$lfpw" \
     --argjson fsync_mean_ms "$fms" '$ARGS.named' >>"$ROUNDS_FILE"
-  log "$(jq -r '"\(.system) \(.op) \(.clients) clients round \(.round): \(.ops) in \(.elapsed_s * 100 | round / 100)s = \(.throughput | round)/s, p50 \(.p50_ms * 1000 | round / 1000) ms, p99 \(.p99_ms * 1000 | round / 1000) ms, errors \(.errors), server CPU \(.server_cpu_us_per_op) µs/req, client \(.client_cpu_us_per_op) µs/req, machine busy \(.machine_busy_pct)%, others \(.other_cpu_s) s, fsyncs/req \(.fsyncs_per_op) (leader \(.leader_fsyncs_per_op)), term +\(.elections)"' <<<"$(tail -1 "$ROUNDS_FILE")")"
+  log "$(jq -r '"\(.system)\(if .tls then "+TLS" else "" end) \(.op) \(.clients) clients round \(.round): \(.ops) in \(.elapsed_s * 100 | round / 100)s = \(.throughput | round)/s, p50 \(.p50_ms * 1000 | round / 1000) ms, p99 \(.p99_ms * 1000 | round / 1000) ms, errors \(.errors), server CPU \(.server_cpu_us_per_op) µs/req, client \(.client_cpu_us_per_op) µs/req, machine busy \(.machine_busy_pct)%, others \(.other_cpu_s) s, fsyncs/req \(.fsyncs_per_op) (leader \(.leader_fsyncs_per_op)), term +\(.elections)"' <<<"$(tail -1 "$ROUNDS_FILE")")"
 }
 
 # --- leader failover ------------------------------------------------------------------
 
 etcd_put_once() {
-  "$ETCDCTL" --endpoints "$ETCD_ENDPOINTS" --dial-timeout "$WRITER_TIMEOUT" --command-timeout "$WRITER_TIMEOUT" \
+  "$ETCDCTL" --endpoints "$ETCD_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" --dial-timeout "$WRITER_TIMEOUT" --command-timeout "$WRITER_TIMEOUT" \
     put failover/k "$1" >/dev/null 2>&1
 }
 
 raftkv_put_once() {
-  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" --timeout "$WRITER_TIMEOUT" put failover/k "$1" >/dev/null 2>&1
+  "$RAFTCTL" --endpoints "$RAFTKV_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" --timeout "$WRITER_TIMEOUT" put failover/k "$1" >/dev/null 2>&1
 }
 
 # writer_loop SYS LOG STOPFILE: starts a CLI write every WRITER_INTERVAL_S until STOPFILE
@@ -583,7 +683,7 @@ failover() {
     # Steady state first: a few acknowledged writes.
     wait_for "${sys} writer running" 30 min_ok_writes "$logf" 5 || die "${sys} writer never succeeded"
     leader=$("${sys}_leader_index") || die "no ${sys} leader"
-    pid=${SERVER_PID[$sys-$leader]}
+    pid=${SERVER_PID[$sys${SUFFIX}-$leader]}
     t_kill=$EPOCHREALTIME
     kill -9 "$pid"
     echo "$t_kill" >"${logf%.log}.kill"
@@ -615,7 +715,8 @@ failover() {
 
 # --- report -------------------------------------------------------------------------
 
-# write_doc FILE: the run document (bench/src/run_doc.rs reads it; schema raftkv-vs-etcd/2).
+# write_doc FILE: the run document (bench/src/run_doc.rs reads it; schema raftkv-vs-etcd/3:
+# /2 plus "tls" in every round and in the setup).
 write_doc() {
   jq -n --slurpfile rounds "$ROUNDS_FILE" --slurpfile failover "$FAILOVER_FILE" \
     --arg date "$RUN_DATE" --arg command "$COMMAND_LINE" \
@@ -627,12 +728,12 @@ write_doc() {
     --argjson rounds_per_point "$ROUNDS" --argjson bench_seconds "$BENCH_SECONDS" \
     --argjson client_counts "$(printf '%s\n' "${CLIENT_COUNTS_A[@]}" | jq -s -c .)" \
     --argjson key_size "$KEY_SIZE" --argjson value_size "$VALUE_SIZE" --argjson keys "$KEYS" \
-    --argjson quick "$QUICK" '
-    { schema: "raftkv-vs-etcd/2", date: $date, command: $command,
+    --argjson quick "$QUICK" --argjson tls "$TLS_MODE" '
+    { schema: "raftkv-vs-etcd/3", date: $date, command: $command,
       machine: { nproc: $nproc, cpu_model: $cpu_model, mem_gib: $mem_gib, kernel: $kernel,
                  load_start: $load_start, load_end: $load_end },
       setup: { etcd_version: $etcd_version, etcd_benchmark_version: $bench_version, raftkv_commit: $raftkv_commit,
-               quick: ($quick == 1), rounds: $rounds_per_point, bench_seconds: $bench_seconds,
+               quick: ($quick == 1), tls: ($tls == 1), rounds: $rounds_per_point, bench_seconds: $bench_seconds,
                client_counts: $client_counts, key_size: $key_size, value_size: $value_size, keys: $keys },
       rounds: $rounds, failover: ($failover | add // {}) }' >"$1"
 }
@@ -651,37 +752,61 @@ main() {
   local doc
   doc="${RESULTS_DIR}/vs-etcd-$(date -u +%Y%m%dT%H%M%SZ).json"
   log "machine: $(nproc) CPUs, load average ${LOAD_START}; work dir ${WORK}"
-  log "plan: ops (${OPS_A[*]}) x clients (${CLIENT_COUNTS_A[*]}) x ${ROUNDS} rounds x 2 systems, ~${BENCH_SECONDS}s each; failover x${FAILOVER_RUNS}"
+  log "plan: ops (${OPS_A[*]}) x clients (${CLIENT_COUNTS_A[*]}) x ${ROUNDS} rounds x 2 systems x ${#TLS_CONFIGS[@]} (plaintext$( ((TLS_MODE)) && echo ", TLS")), ~${BENCH_SECONDS}s each; failover x${FAILOVER_RUNS}"
   build_all
+  ((TLS_MODE)) && step "certificates for both systems (loopback-certs)" make_certs
 
-  step "etcd: start 3 members" etcd_up
-  step "raftkv: start 3 members" raftkv_up
-  "$ETCDCTL" --endpoints "$ETCD_ENDPOINTS" put "$ETCD_READ_KEY" "$(head -c "$VALUE_SIZE" /dev/zero | tr '\0' v)" >/dev/null ||
-    die "etcdctl put ${ETCD_READ_KEY} failed"
+  local tls order sys
+  for tls in "${TLS_CONFIGS[@]}"; do
+    use_tls "$tls"
+    step "etcd${SUFFIX}: start 3 members" etcd_up
+    step "raftkv${SUFFIX}: start 3 members" raftkv_up
+    "$ETCDCTL" --endpoints "$ETCD_ENDPOINTS" "${CLIENT_TLS_ARGS[@]}" put "$ETCD_READ_KEY" "$(head -c "$VALUE_SIZE" /dev/zero | tr '\0' v)" >/dev/null ||
+      die "etcdctl put ${ETCD_READ_KEY} (etcd${SUFFIX}) failed"
+  done
   local points=$((${#OPS_A[@]} * ${#CLIENT_COUNTS_A[@]})) point=0
   for op in "${OPS_A[@]}"; do
     for clients in "${CLIENT_COUNTS_A[@]}"; do
       point=$((point + 1))
-      step "[${point}/${points}] etcd: ${op} warm-up, ${clients} clients" warm_up etcd "$op" "$clients"
-      step "[${point}/${points}] raftkv: ${op} warm-up, ${clients} clients" warm_up raftkv "$op" "$clients"
+      for tls in "${TLS_CONFIGS[@]}"; do
+        use_tls "$tls"
+        for sys in etcd raftkv; do
+          step "[${point}/${points}] ${sys}${SUFFIX}: ${op} warm-up, ${clients} clients" warm_up "$sys" "$op" "$clients"
+        done
+      done
       for ((r = 1; r <= ROUNDS; r++)); do
-        step "[${point}/${points}] round ${r}/${ROUNDS}: etcd ${op}, ${clients} clients" bench etcd "$op" "$clients" "$r"
-        step "[${point}/${points}] round ${r}/${ROUNDS}: raftkv ${op}, ${clients} clients" bench raftkv "$op" "$clients" "$r"
+        # With --tls, plaintext first in odd rounds and TLS first in even ones: neither
+        # always runs right after the other's load (page cache, CPU frequency, compaction).
+        order=("${TLS_CONFIGS[@]}")
+        ((${#order[@]} == 2 && r % 2 == 0)) && order=(1 0)
+        for tls in "${order[@]}"; do
+          use_tls "$tls"
+          for sys in etcd raftkv; do
+            step "[${point}/${points}] round ${r}/${ROUNDS}: ${sys}${SUFFIX} ${op}, ${clients} clients" bench "$sys" "$op" "$clients" "$r"
+          done
+        done
       done
     done
   done
+  # Failover on the plaintext clusters only.
+  use_tls 0
   if ((FAILOVER_RUNS > 0)); then
     step "etcd: leader failover x${FAILOVER_RUNS}" failover etcd
     step "raftkv: leader failover x${FAILOVER_RUNS}" failover raftkv
   fi
-  step "etcd: stop" etcd_down
-  step "raftkv: stop" raftkv_down
+  for tls in "${TLS_CONFIGS[@]}"; do
+    use_tls "$tls"
+    step "etcd${SUFFIX}: stop" etcd_down
+    step "raftkv${SUFFIX}: stop" raftkv_down
+  done
 
   LOAD_END=$(loadavg)
   write_doc "$doc"
   log "done in $((SECONDS - t0))s; load average ${LOAD_END}; run document: ${doc}"
   if [[ -n $PLOT_DIR ]]; then
-    "$RAFTKV_BENCH" plot "$doc" --out-dir "$PLOT_DIR" || die "raftkv-bench plot failed"
+    local prefix=perf-
+    ((TLS_MODE)) && prefix=perf-tls-
+    "$RAFTKV_BENCH" plot "$doc" --out-dir "$PLOT_DIR" --prefix "$prefix" || die "raftkv-bench plot failed"
   fi
   if [[ $OUTPUT == json ]]; then
     cat "$doc"
@@ -690,9 +815,12 @@ main() {
       "$ETCD_VERSION" "$KEY_SIZE" "$VALUE_SIZE" "$KEYS"
     printf 'machine: %s CPUs (%s), load average at start %s, at end %s\n' \
       "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$LOAD_START" "$LOAD_END"
-    printf 'medians of %s alternating rounds of ~%ss; every round: %s\n\n' "$ROUNDS" "$BENCH_SECONDS" "$doc"
+    printf 'medians of %s alternating rounds of ~%ss; every round: %s\n' "$ROUNDS" "$BENCH_SECONDS" "$doc"
+    ((TLS_MODE)) && printf 'TLS: mutual TLS on the client and peer planes of both systems, client certificates required\n'
+    echo
     "$RAFTKV_BENCH" summary "$doc"
   fi
 }
 
+use_tls 0
 main
