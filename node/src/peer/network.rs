@@ -1,5 +1,6 @@
 //! The outbound side of the peer protocol: how openraft reaches other members.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,6 +8,7 @@ use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use parking_lot::Mutex;
 use raftkv_client::channel::ChannelSettings;
 use raftkv_proto::v1::RaftRequest;
 use raftkv_proto::v1::raft_peer_client::RaftPeerClient;
@@ -46,7 +48,18 @@ pub struct PeerNetwork {
     /// TLS of this node's own connections (its node certificate); `None`:
     /// plaintext.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Channels of the calls made outside openraft (pre-vote, TimeoutNow,
+    /// ReadIndex), one per peer address, kept: a channel made per call opens
+    /// a TCP connection (and with TLS a full handshake) per ReadIndex round,
+    /// which cost TLS reads about half their throughput. Apart from
+    /// openraft's replication channels, so a large AppendEntries or snapshot
+    /// never queues a ReadIndex behind it.
+    side_channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
+
+/// Distinct peer addresses kept in `side_channels` before it is emptied (a
+/// bound for clusters whose members change addresses many times).
+const SIDE_CHANNELS_MAX: usize = 64;
 
 impl PeerNetwork {
     pub fn new(
@@ -64,6 +77,7 @@ impl PeerNetwork {
             faults: Arc::new(PeerFaults::default()),
             links,
             tls: None,
+            side_channels: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -98,9 +112,33 @@ impl PeerNetwork {
     }
 
     pub fn client(&self, peer_addr: &str) -> Result<RaftPeerClient<Channel>, String> {
-        Ok(RaftPeerClient::new(self.channel(peer_addr)?)
+        Ok(self.client_on(self.channel(peer_addr)?))
+    }
+
+    fn client_on(&self, channel: Channel) -> RaftPeerClient<Channel> {
+        RaftPeerClient::new(channel)
             .max_decoding_message_size(self.message_bytes_max)
-            .max_encoding_message_size(self.message_bytes_max))
+            .max_encoding_message_size(self.message_bytes_max)
+    }
+
+    /// A client for the calls made outside openraft (pre-vote, TimeoutNow,
+    /// ReadIndex), on the kept channel to `peer_addr` (see `side_channels`).
+    pub fn side_client(&self, peer_addr: &str) -> Result<RaftPeerClient<Channel>, String> {
+        let channel = {
+            let mut map = self.side_channels.lock();
+            match map.get(peer_addr) {
+                Some(c) => c.clone(),
+                None => {
+                    if map.len() >= SIDE_CHANNELS_MAX {
+                        map.clear();
+                    }
+                    let c = self.channel(peer_addr)?;
+                    map.insert(peer_addr.to_string(), c.clone());
+                    c
+                }
+            }
+        };
+        Ok(self.client_on(channel))
     }
 
     /// A request to `target` carrying `payload`, with a deadline and the

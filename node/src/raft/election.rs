@@ -168,7 +168,7 @@ async fn pre_vote(node: &Arc<Node>, m: &RaftMetrics) -> bool {
                 .unwrap_or_default();
             let payload = payload.clone();
             let ask = async move {
-                let mut client = node.net().client(&peer).ok()?;
+                let mut client = node.net().side_client(&peer).ok()?;
                 let reply = client
                     .pre_vote(node.net().request(id, payload, timeout))
                     .await

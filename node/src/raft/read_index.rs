@@ -40,7 +40,7 @@ pub async fn confirm(raft: &Raft, net: &PeerNetwork, rpc_timeout: Duration) -> R
     });
     let (leader, info) =
         leader.ok_or_else(|| Status::unavailable("no leader is known right now; retry shortly"))?;
-    let mut client = net.client(&info.peer_addr).map_err(Status::internal)?;
+    let mut client = net.side_client(&info.peer_addr).map_err(Status::internal)?;
     let req = net.request(leader, Vec::new(), rpc_timeout);
     let reply = client.read_index(req).await.map_err(|s| {
         errors::unavailable_with_hint(

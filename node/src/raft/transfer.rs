@@ -117,7 +117,7 @@ pub async fn hand_off(node: &Node, requested: NodeId) -> Result<(NodeId, NodeId,
     node.raft().runtime_config().heartbeat(false);
     let net = node.net();
     let mut client = net
-        .client(&target_info.peer_addr)
+        .side_client(&target_info.peer_addr)
         .map_err(Status::internal)?;
     let req = net.request(
         target,

@@ -13,6 +13,7 @@ mod test_identity;
 mod test_joint;
 mod test_limits;
 mod test_membership;
+mod test_peer_channels;
 mod test_preconditions;
 mod test_prevote;
 mod test_quorum_loss;
