@@ -5,7 +5,7 @@
 
 use crate::util::*;
 
-const PORT_BASE: u16 = 27500;
+const PORT_BASE: u16 = 28100;
 
 /// TCP sockets of this machine (IPv4 and IPv6, any state, TIME_WAIT included)
 /// whose remote end is 127.0.0.1:`port`: connections made to that listener

@@ -10,7 +10,7 @@ use tonic::Code;
 
 use crate::util::*;
 
-const PORT_BASE: u16 = 27400;
+const PORT_BASE: u16 = 28000;
 
 fn value_of(k: &str) -> String {
     format!("restored-value-of-{k}")
