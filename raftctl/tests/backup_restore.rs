@@ -4,174 +4,25 @@
 //! --restore`). Bad files are refused naming the problem, and a backup taken
 //! while writes run and the leader is killed holds a prefix of the history.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{
+    LogsOnPanic, Procs, RAFT_NODE, RAFTCTL, ctl, endpoint, fails, json, ok, spawn_local,
+    spawn_node, wait_until,
+};
 use raftkv_client::{ClientOptions, RaftClient, ReadOptions};
 use serde_json::Value;
 
-const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
-/// `raft-node` is another package's binary: see tests/raftctl_cli.rs.
-static RAFT_NODE: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
-    let dir = std::env::var_os("RAFTKV_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .to_path_buf()
-        });
-    let bin = dir.join("raft-node");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p raftkv-node --bin raft-node` first (or set RAFTKV_BIN_DIR)",
-        bin.display()
-    );
-    bin
-});
 /// Port ranges of this file (raftctl_cli.rs uses 26000-26199).
 const ROUND_TRIP_BASE: u16 = 26200;
 const PREFIX_BASE: u16 = 26300;
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Processes killed when the test ends, however it ends.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn ctl(endpoints: &str, args: &[&str]) -> Ran {
-    let out: Output = Command::new(RAFTCTL)
-        .args(["--endpoints", endpoints])
-        .args(args)
-        .env_remove("RAFTCTL_ENDPOINTS")
-        .env("RAFTCTL_LOG_FORMAT", "text")
-        .output()
-        .expect("running raftctl");
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(endpoints: &str, args: &[&str]) -> String {
-    let r = ctl(endpoints, args);
-    assert_eq!(
-        r.code, 0,
-        "raftctl {args:?} failed: stdout={:?} stderr={:?}",
-        r.stdout, r.stderr
-    );
-    r.stdout
-}
-
-/// raftctl that must fail with exit code 1 and one `Error: ` line; returns it.
-fn fails(endpoints: &str, args: &[&str]) -> String {
-    let r = ctl(endpoints, args);
-    assert_eq!(r.code, 1, "raftctl {args:?}: {:?} {:?}", r.stdout, r.stderr);
-    let lines: Vec<&str> = r.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "stderr must be one line: {:?}", r.stderr);
-    assert!(lines[0].starts_with("Error: "), "{:?}", r.stderr);
-    lines[0].to_string()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn endpoint(base: u16, i: u16) -> String {
-    format!("127.0.0.1:{}", base + 2 * i)
-}
-
-/// `raft-node` number `i` of the cluster at `base`, logging to `<dir>/node-<i>.log`.
-fn spawn_node(dir: &Path, i: u16, base: u16, extra: &[&str]) -> Child {
-    let (client, peer) = (base + 2 * i, base + 2 * i + 1);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("node-{i}.log")))
-        .unwrap();
-    Command::new(&*RAFT_NODE)
-        .arg("--data-dir")
-        .arg(dir.join(format!("node-{i}")))
-        .args(["--client-addr", &format!("127.0.0.1:{client}")])
-        .args(["--peer-addr", &format!("127.0.0.1:{peer}")])
-        .args(["--name", &format!("node-{i}")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting raft-node")
-}
-
-/// Prints the node logs under `dir` if the test panics.
-struct LogsOnPanic<'a>(&'a Path);
-impl Drop for LogsOnPanic<'_> {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let mut logs: Vec<PathBuf> = walk(self.0)
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "log" || e == "out"))
-            .collect();
-        logs.sort();
-        for p in logs {
-            if let Ok(s) = std::fs::read_to_string(&p) {
-                let tail: Vec<&str> = s.lines().rev().take(25).collect();
-                eprintln!(
-                    "--- {} (last lines)\n{}",
-                    p.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-        }
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 /// A 3-voter cluster of `raft-node` processes under `dir`; returns the procs
 /// and the endpoints joined by commas.
@@ -331,17 +182,7 @@ fn save_inspect_and_restore_as_a_new_cluster() {
     tracing_phase("--- raft-node local --restore: three voters with the same keys");
     let base = ROUND_TRIP_BASE + 40;
     let out_log = dir.path().join("local.out");
-    let local = Command::new(&*RAFT_NODE)
-        .arg("local")
-        .args(["--nodes", "3", "--base-port", &base.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path().join("local"))
-        .args(["--restore", f])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let local = spawn_local(&dir.path().join("local"), base, &["--restore", f], &out_log);
     let _local = Procs(vec![local]);
     wait_until("raft-node local --restore to be ready", || {
         std::fs::read_to_string(&out_log)

@@ -3,131 +3,25 @@
 //! survivor forced into a new cluster (this test restarts it, as a supervisor
 //! would) that keeps its keys.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{LogsOnPanic, Procs, RAFTCTL, Ran, WAIT, ctl, endpoint, ok, spawn_node, wait_until};
 use serde_json::Value;
 
-const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
 /// Ports of this file (raftctl_cli.rs uses 26000-26199, tls.rs 26500-26699).
 const PORT_BASE: u16 = 27400;
-const WAIT: Duration = Duration::from_secs(30);
 
-/// `raft-node` is another package's binary: see raftctl_cli.rs.
-fn raft_node() -> PathBuf {
-    let dir = std::env::var_os("RAFTKV_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .to_path_buf()
-        });
-    let bin = dir.join("raft-node");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p raftkv-node --bin raft-node` first (or set RAFTKV_BIN_DIR)",
-        bin.display()
-    );
-    bin
-}
-
-struct Nodes {
-    dir: tempfile::TempDir,
-    children: Vec<Option<Child>>,
-}
-
-impl Nodes {
-    fn client(i: usize) -> String {
-        format!("127.0.0.1:{}", PORT_BASE + 2 * i as u16)
-    }
-
-    fn spawn(&mut self, i: usize) {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("node-{i}.log")))
-            .unwrap();
-        let child = Command::new(raft_node())
-            .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node-{i}")))
-            .args(["--client-addr", &Self::client(i)])
-            .args([
-                "--peer-addr",
-                &format!("127.0.0.1:{}", PORT_BASE + 2 * i as u16 + 1),
-            ])
-            .args(["--name", &format!("node-{i}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting raft-node");
-        self.children[i] = Some(child);
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for i in 0..self.children.len() {
-            self.kill(i);
-        }
-        if std::thread::panicking() {
-            for i in 0..self.children.len() {
-                let log = std::fs::read_to_string(self.dir.path().join(format!("node-{i}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                eprintln!(
-                    "--- node-{i}.log\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-        }
-    }
-}
-
-fn ctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
-    let out: Output = Command::new(RAFTCTL)
-        .args(["--endpoints", endpoints])
-        .args(args)
-        .env_remove("RAFTCTL_ENDPOINTS")
-        .output()
-        .expect("running raftctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(endpoints: &str, args: &[&str]) -> String {
-    let (code, out, err) = ctl(endpoints, args);
-    assert_eq!(code, 0, "raftctl {args:?}: stdout={out:?} stderr={err:?}");
-    out
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// The client address of node `i`.
+fn client(i: u16) -> String {
+    endpoint(PORT_BASE, i)
 }
 
 fn status(endpoint: &str) -> Option<Value> {
-    let (code, out, _) = ctl(endpoint, &["status", "-o", "json", "--timeout", "1s"]);
-    (code == 0).then(|| serde_json::from_str(&out).expect("status JSON"))
+    let r = ctl(endpoint, &["status", "-o", "json", "--timeout", "1s"]);
+    (r.code == 0).then(|| serde_json::from_str(&r.stdout).expect("status JSON"))
 }
 
 /// The row of `status -o json` of the node at `endpoint`, if it answered.
@@ -142,16 +36,16 @@ fn row(endpoint: &str) -> Option<Value> {
 
 #[test]
 fn force_new_cluster_confirms_refuses_and_rebuilds_a_survivor() {
-    let mut n = Nodes {
-        dir: tempfile::tempdir().unwrap(),
-        children: (0..3).map(|_| None).collect(),
-    };
-    for i in 0..3 {
-        n.spawn(i);
-    }
-    let all = (0..3).map(Nodes::client).collect::<Vec<_>>().join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let _logs = LogsOnPanic(dir.path());
+    let mut procs = Procs(
+        (0..3)
+            .map(|i| spawn_node(dir.path(), i, PORT_BASE, &[]))
+            .collect(),
+    );
+    let all = (0..3).map(client).collect::<Vec<_>>().join(",");
     wait_until("three nodes answering", || {
-        (0..3).all(|i| status(&Nodes::client(i)).is_some())
+        (0..3).all(|i| status(&client(i)).is_some())
     });
     ok(&all, &["cluster", "init"]);
     for i in 0..20 {
@@ -159,20 +53,26 @@ fn force_new_cluster_confirms_refuses_and_rebuilds_a_survivor() {
     }
 
     // Usage errors: exit 2, nothing sent.
-    let one = Nodes::client(1);
-    let (code, _, err) = ctl(&one, &["cluster", "force-new-cluster"]);
+    let one = client(1);
+    let Ran {
+        code, stderr: err, ..
+    } = ctl(&one, &["cluster", "force-new-cluster"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("WARNING"), "a loud warning: {err}");
     assert!(
         err.lines().last().unwrap().contains("without --yes"),
         "{err}"
     );
-    let (code, _, err) = ctl(&all, &["cluster", "force-new-cluster", "--yes"]);
+    let Ran {
+        code, stderr: err, ..
+    } = ctl(&all, &["cluster", "force-new-cluster", "--yes"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("exactly one node"), "{err}");
 
     // A leader exists: the node refuses, exit 1, one Error line last.
-    let (code, _, err) = ctl(
+    let Ran {
+        code, stderr: err, ..
+    } = ctl(
         &one,
         &["cluster", "force-new-cluster", "--yes", "--wait", "0s"],
     );
@@ -186,7 +86,7 @@ fn force_new_cluster_confirms_refuses_and_rebuilds_a_survivor() {
     // Wait until node 1 knows every write committed, then lose the others.
     let leader_commit = |e: &str| row(e).and_then(|r| r["commit_index"].as_u64());
     let want = (0..3)
-        .filter_map(|i| leader_commit(&Nodes::client(i)))
+        .filter_map(|i| leader_commit(&client(i)))
         .max()
         .unwrap();
     wait_until("node 1 to know the last commit", || {
@@ -195,8 +95,9 @@ fn force_new_cluster_confirms_refuses_and_rebuilds_a_survivor() {
     let old = row(&one).unwrap();
     let old_cluster = status(&one).unwrap()["cluster_id"].clone();
     for i in [0, 2] {
-        n.kill(i);
-        std::fs::remove_dir_all(n.dir.path().join(format!("node-{i}"))).unwrap();
+        let _ = procs.0[i].kill();
+        let _ = procs.0[i].wait();
+        std::fs::remove_dir_all(dir.path().join(format!("node-{i}"))).unwrap();
     }
     wait_until("node 1 to see no leader", || {
         row(&one).is_some_and(|r| r["leader_id"].as_u64() == Some(0))
@@ -213,15 +114,9 @@ fn force_new_cluster_confirms_refuses_and_rebuilds_a_survivor() {
         .spawn()
         .unwrap();
     wait_until("node 1 to exit after accepting", || {
-        n.children[1]
-            .as_mut()
-            .unwrap()
-            .try_wait()
-            .unwrap()
-            .is_some()
+        procs.0[1].try_wait().unwrap().is_some()
     });
-    n.children[1] = None;
-    n.spawn(1);
+    procs.0[1] = spawn_node(dir.path(), 1, PORT_BASE, &[]);
     let deadline = Instant::now() + WAIT;
     while forced.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "raftctl did not finish");

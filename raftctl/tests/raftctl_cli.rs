@@ -2,157 +2,20 @@
 //! processes on loopback: output formats, exit codes and one-line errors; and
 //! `raft-node local` bringing up, serving and stopping a cluster.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{
+    LogsOnPanic, Procs, RAFTCTL, WAIT, ctl, endpoint, fails, json, ok, spawn_local, spawn_node,
+    wait_until,
+};
 use serde_json::Value;
 
-const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
-/// `raft-node` is another package's binary, so cargo gives no path for it:
-/// `cargo test --workspace` builds it next to this test's own target dir.
-static RAFT_NODE: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
-    let dir = std::env::var_os("RAFTKV_BIN_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .to_path_buf()
-        });
-    let bin = dir.join("raft-node");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo test --workspace` or `cargo build -p raftkv-node --bin raft-node` first (or set RAFTKV_BIN_DIR)",
-        bin.display()
-    );
-    bin
-});
 /// Port ranges of this file (node/tests/cluster uses 21000-25999).
 const CLI_PORT_BASE: u16 = 26000;
 const LOCAL_PORT_BASE: u16 = 26100;
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Processes killed when the test ends, however it ends.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn ctl(endpoints: &str, args: &[&str]) -> Ran {
-    let out: Output = Command::new(RAFTCTL)
-        .args(["--endpoints", endpoints])
-        .args(args)
-        .env_remove("RAFTCTL_ENDPOINTS")
-        .env("RAFTCTL_LOG_FORMAT", "text")
-        .output()
-        .expect("running raftctl");
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// raftctl that must succeed; returns stdout.
-fn ok(endpoints: &str, args: &[&str]) -> String {
-    let r = ctl(endpoints, args);
-    assert_eq!(
-        r.code, 0,
-        "raftctl {args:?} failed: stdout={:?} stderr={:?}",
-        r.stdout, r.stderr
-    );
-    r.stdout
-}
-
-/// raftctl that must fail with exit code 1 and exactly one `Error: ` line; returns it.
-fn fails(endpoints: &str, args: &[&str]) -> String {
-    let r = ctl(endpoints, args);
-    assert_eq!(
-        r.code, 1,
-        "raftctl {args:?}: expected exit 1, got {}: stdout={:?} stderr={:?}",
-        r.code, r.stdout, r.stderr
-    );
-    let lines: Vec<&str> = r.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "raftctl {args:?}: stderr must be one line: {:?}",
-        r.stderr
-    );
-    assert!(
-        lines[0].starts_with("Error: "),
-        "raftctl {args:?}: {:?}",
-        r.stderr
-    );
-    lines[0].to_string()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn spawn_node(dir: &Path, i: u16, base: u16) -> Child {
-    let (client, peer) = (base + 2 * i, base + 2 * i + 1);
-    let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
-    Command::new(&*RAFT_NODE)
-        .arg("--data-dir")
-        .arg(dir.join(format!("node-{i}")))
-        .args(["--client-addr", &format!("127.0.0.1:{client}")])
-        .args(["--peer-addr", &format!("127.0.0.1:{peer}")])
-        .args(["--name", &format!("node-{i}")])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting raft-node")
-}
-
-fn print_logs(dir: &Path) {
-    for i in 0..4 {
-        if let Ok(s) = std::fs::read_to_string(dir.join(format!("node-{i}.log"))) {
-            let tail: Vec<&str> = s.lines().rev().take(30).collect();
-            eprintln!(
-                "--- node-{i}.log (last lines)\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
-}
-
-/// Prints the node logs if the test panics.
-struct LogsOnPanic<'a>(&'a Path);
-impl Drop for LogsOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            print_logs(self.0);
-        }
-    }
-}
 
 #[test]
 fn raftctl_against_a_real_cluster() {
@@ -160,12 +23,10 @@ fn raftctl_against_a_real_cluster() {
     let _logs = LogsOnPanic(dir.path());
     let mut procs = Procs(
         (0..3)
-            .map(|i| spawn_node(dir.path(), i, CLI_PORT_BASE))
+            .map(|i| spawn_node(dir.path(), i, CLI_PORT_BASE, &[]))
             .collect(),
     );
-    let eps: Vec<String> = (0..3)
-        .map(|i| format!("127.0.0.1:{}", CLI_PORT_BASE + 2 * i))
-        .collect();
+    let eps: Vec<String> = (0..3).map(|i| endpoint(CLI_PORT_BASE, i)).collect();
     let all = eps.join(",");
 
     // --- every node answers Status before init
@@ -402,8 +263,8 @@ fn raftctl_against_a_real_cluster() {
     );
 
     // --- membership: a fourth node joins as a learner, is promoted, removed
-    procs.0.push(spawn_node(dir.path(), 3, CLI_PORT_BASE));
-    let ep4 = format!("127.0.0.1:{}", CLI_PORT_BASE + 6);
+    procs.0.push(spawn_node(dir.path(), 3, CLI_PORT_BASE, &[]));
+    let ep4 = endpoint(CLI_PORT_BASE, 3);
     wait_until("the fourth node to answer", || {
         ctl(&ep4, &["status"]).code == 0
     });
@@ -526,20 +387,10 @@ fn raft_node_local_serves_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster");
     let out_log = dir.path().join("local.out");
-    let child = Command::new(&*RAFT_NODE)
-        .arg("local")
-        .args(["--nodes", "3", "--base-port", &LOCAL_PORT_BASE.to_string()])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting raft-node local");
-    let mut procs = Procs(vec![child]);
+    let mut procs = Procs(vec![spawn_local(&data, LOCAL_PORT_BASE, &[], &out_log)]);
     let _logs = LogsOnPanic(&data);
     let eps: String = (0..3)
-        .map(|i| format!("127.0.0.1:{}", LOCAL_PORT_BASE + 2 * i))
+        .map(|i| endpoint(LOCAL_PORT_BASE, i))
         .collect::<Vec<_>>()
         .join(",");
 
@@ -577,7 +428,7 @@ fn raft_node_local_serves_and_stops() {
     let out = std::fs::read_to_string(&out_log).unwrap();
     assert!(out.contains("stopped"), "{out}");
     for i in 0..3 {
-        let addr = format!("127.0.0.1:{}", LOCAL_PORT_BASE + 2 * i);
+        let addr = endpoint(LOCAL_PORT_BASE, i);
         assert!(
             std::net::TcpStream::connect(&addr).is_err(),
             "{addr} still accepts connections after stop"

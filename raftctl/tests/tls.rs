@@ -2,69 +2,23 @@
 //! processes started with certificates made by `raftkv-certs`, the real
 //! `raftctl`, and raw peer-plane calls over real sockets.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{LogsOnPanic, Procs, Ran, WAIT, endpoint, wait_until};
 use raftkv_certs::{CA_VALIDITY, Ca, ClusterRef, Issued, LeafRequest, Role, Validity};
 use raftkv_client::tls::{Credentials, TlsFiles};
 use raftkv_client::{ClientOptions, RaftClient, ReadOptions};
 use serde_json::Value;
 
-const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
-static RAFT_NODE: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
-    let dir = std::env::var_os("RAFTKV_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .to_path_buf()
-        });
-    let bin = dir.join("raft-node");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p raftkv-node --bin raft-node` first (or set RAFTKV_BIN_DIR)",
-        bin.display()
-    );
-    bin
-});
 /// Port ranges of this file (raftctl_cli.rs uses 26000-26199, node/tests/metrics.rs 26300).
 const AUTH_PORT_BASE: u16 = 26500;
 const ROTATE_PORT_BASE: u16 = 26600;
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Prints the node logs if the test panics.
-struct LogsOnPanic<'a>(&'a Path);
-impl Drop for LogsOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for i in 0..3 {
-                if let Ok(s) = std::fs::read_to_string(self.0.join(format!("node-{i}.log"))) {
-                    let tail: Vec<&str> = s.lines().rev().take(30).collect();
-                    eprintln!(
-                        "--- node-{i}.log (last lines)\n{}",
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    );
-                }
-            }
-        }
-    }
-}
 
 /// A cluster's certificates in a directory: `ca.crt`, `node-<i>.{crt,key}`,
 /// `admin.{crt,key}`, `kv.{crt,key}`.
@@ -144,82 +98,40 @@ impl Pki {
     }
 }
 
+/// TLS node `i`: its certificate from `pki`, trusting `pki`'s CA.
 fn spawn_node(dir: &Path, pki: &Pki, i: u16, base: u16) -> Child {
-    let (client, peer) = (base + 2 * i, base + 2 * i + 1);
-    let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
-    Command::new(&*RAFT_NODE)
-        .arg("--data-dir")
-        .arg(dir.join(format!("node-{i}")))
-        .args(["--client-addr", &format!("127.0.0.1:{client}")])
-        .args(["--peer-addr", &format!("127.0.0.1:{peer}")])
-        .args(["--name", &format!("node-{i}")])
-        .arg("--tls-cert")
-        .arg(pki.path(&format!("node-{i}.crt")))
-        .arg("--tls-key")
-        .arg(pki.path(&format!("node-{i}.key")))
-        .arg("--tls-ca")
-        .arg(pki.path("ca.crt"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting raft-node")
+    let cert = pki.path(&format!("node-{i}.crt"));
+    let key = pki.path(&format!("node-{i}.key"));
+    let ca = pki.path("ca.crt");
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-ca",
+        ca.to_str().unwrap(),
+    ];
+    common::spawn_node(dir, i, base, &tls)
 }
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
+/// raftctl with a 2s timeout and the TLS flags `tls` (`Pki::flags`).
 fn ctl(endpoints: &str, tls: &[String], args: &[&str]) -> Ran {
-    let out = Command::new(RAFTCTL)
-        .args(["--endpoints", endpoints, "--timeout", "2s"])
-        .args(tls)
-        .args(args)
-        .env_remove("RAFTCTL_ENDPOINTS")
-        .env_remove("RAFTCTL_CACERT")
-        .env_remove("RAFTCTL_CERT")
-        .env_remove("RAFTCTL_KEY")
-        .env("RAFTCTL_LOG_FORMAT", "text")
-        .output()
-        .expect("running raftctl");
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::ctl_args(endpoints, &with_timeout(tls), args)
 }
 
 fn ok(endpoints: &str, tls: &[String], args: &[&str]) -> String {
-    let r = ctl(endpoints, tls, args);
-    assert_eq!(
-        r.code, 0,
-        "raftctl {args:?}: stdout={:?} stderr={:?}",
-        r.stdout, r.stderr
-    );
-    r.stdout
+    common::ok_args(endpoints, &with_timeout(tls), args)
 }
 
+/// Exit 1; returns the whole stderr (these tests only look for words in it).
 fn fails(endpoints: &str, tls: &[String], args: &[&str]) -> String {
-    let r = ctl(endpoints, tls, args);
-    assert_eq!(
-        r.code, 1,
-        "raftctl {args:?}: expected exit 1: stdout={:?} stderr={:?}",
-        r.stdout, r.stderr
-    );
-    r.stderr
+    common::exits_1_args(endpoints, &with_timeout(tls), args)
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn with_timeout(tls: &[String]) -> Vec<String> {
+    let mut v = vec!["--timeout".to_string(), "2s".to_string()];
+    v.extend_from_slice(tls);
+    v
 }
 
 /// Starts 3 TLS nodes, waits for them, initializes them with the admin
@@ -227,7 +139,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 fn tls_cluster(dir: &Path, pki: &Pki, base: u16) -> (Procs, String) {
     let procs = Procs((0..3).map(|i| spawn_node(dir, pki, i, base)).collect());
     let eps: Vec<String> = (0..3)
-        .map(|i| format!("https://127.0.0.1:{}", base + 2 * i))
+        .map(|i| format!("https://{}", endpoint(base, i)))
         .collect();
     let admin = pki.flags(Some("admin"));
     for ep in &eps {
@@ -564,17 +476,7 @@ fn raft_node_local_tls_prints_flags_that_work() {
     let data = dir.path().join("cluster");
     let out_log = dir.path().join("local.out");
     let base = AUTH_PORT_BASE + 70;
-    let child = Command::new(&*RAFT_NODE)
-        .arg("local")
-        .args(["--tls", "--nodes", "3", "--base-port", &base.to_string()])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting raft-node local --tls");
-    let _procs = Procs(vec![child]);
+    let _procs = Procs(vec![common::spawn_local(&data, base, &["--tls"], &out_log)]);
     let _logs = LogsOnPanic(&data);
     wait_until("raft-node local --tls to print its export lines", || {
         std::fs::read_to_string(&out_log)

@@ -15,10 +15,15 @@ const PORT_BASE_LOST_REPLY: u16 = 20520;
 
 /// A session whose client still waits for every write from seq 1 on.
 fn session(client_id: u64, seq: u64) -> Option<pb::WriteSession> {
+    session_from(client_id, seq, 1)
+}
+
+/// A session whose client is done with every write below `first_incomplete`.
+fn session_from(client_id: u64, seq: u64, first_incomplete: u64) -> Option<pb::WriteSession> {
     Some(pb::WriteSession {
         client_id,
         seq,
-        first_incomplete: 1,
+        first_incomplete,
     })
 }
 
@@ -129,17 +134,9 @@ async fn a_retried_write_is_applied_once_and_answered_as_the_first_attempt() {
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
         assert!(e.message().contains("different write"), "{e}");
         // A newer watermark says the client is done with seq 1 and 2.
-        kv.put(put_req(
-            "q",
-            "x",
-            Some(pb::WriteSession {
-                client_id,
-                seq: 4,
-                first_incomplete: 4,
-            }),
-        ))
-        .await
-        .expect("put q");
+        kv.put(put_req("q", "x", session_from(client_id, 4, 4)))
+            .await
+            .expect("put q");
         let e = kv
             .put(put_req("p", "v1", session(client_id, 1)))
             .await
@@ -179,15 +176,7 @@ async fn a_retried_write_is_applied_once_and_answered_as_the_first_attempt() {
         tracing::info!("--- the retry after restarts and a new election: same answer");
         let again = c
             .kv(leader)
-            .put(put_req(
-                "p",
-                "v1",
-                Some(pb::WriteSession {
-                    client_id,
-                    seq: 5,
-                    first_incomplete: 4,
-                }),
-            ))
+            .put(put_req("p", "v1", session_from(client_id, 5, 4)))
             .await;
         // seq 5 is a new write of "p": applied (version 2); then its retry
         // must not be.
@@ -195,15 +184,7 @@ async fn a_retried_write_is_applied_once_and_answered_as_the_first_attempt() {
         assert_eq!(again.kv.as_ref().unwrap().version, 2);
         let retry_of_5 = c
             .kv((leader + 1) % 3)
-            .put(put_req(
-                "p",
-                "v1",
-                Some(pb::WriteSession {
-                    client_id,
-                    seq: 5,
-                    first_incomplete: 4,
-                }),
-            ))
+            .put(put_req("p", "v1", session_from(client_id, 5, 4)))
             .await
             .expect("retry of seq 5")
             .into_inner();
