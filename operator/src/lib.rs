@@ -3,6 +3,7 @@
 //! only observes, executes one step and writes status.
 
 pub mod app;
+pub mod certificates;
 pub mod cli;
 pub mod context;
 pub mod controller;
@@ -52,6 +53,8 @@ pub enum Error {
     CrdNotInstalled,
     #[error("startup: {0}")]
     Startup(String),
+    #[error("certificates: {0}")]
+    Certificates(String),
 }
 
 impl From<kube::Error> for Error {
@@ -96,6 +99,7 @@ impl Error {
         match self {
             Error::Kube(_) => "ApplyFailed",
             Error::NodeRpc { .. } | Error::NodeConnect { .. } => "NodeRpcFailed",
+            Error::Certificates(_) => "CertificatesFailed",
             _ => "StepFailed",
         }
     }
@@ -118,6 +122,7 @@ impl Error {
             Error::LeaderElection(_) => "leader_election",
             Error::CrdNotInstalled => "crd_not_installed",
             Error::Startup(_) => "startup",
+            Error::Certificates(_) => "certificates",
         }
     }
 }
