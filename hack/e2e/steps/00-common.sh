@@ -96,7 +96,7 @@ range_keys() {
 # from inside the client pod (one raftctl per key, as a user's script would).
 put_keys() {
   local prefix=$1 count=$2
-  csh "ep=$(client_endpoint); i=1
+  csh "$(tls_env) ep=$(client_endpoint); i=1
        while [ \$i -le ${count} ]; do
          k=\$(printf '${prefix}%04d' \$i)
          raftctl --endpoints \$ep put \$k v\$i >/dev/null || { echo \"put \$k failed\" >&2; exit 1; }
@@ -113,7 +113,7 @@ put_keys() {
 writer_start() {
   WRITER_PREFIX=${1:-w/}
   csh "rm -f /tmp/writer.*; touch /tmp/writer.acked /tmp/writer.failed
-       setsid sh -c 'ep=$(client_endpoint); i=0
+       $(tls_env) setsid sh -c 'ep=$(client_endpoint); i=0
          while [ ! -e /tmp/writer.stop ]; do
            i=\$((i + 1))
            if raftctl --endpoints \$ep put ${WRITER_PREFIX}\$i \$i >/dev/null 2>>/tmp/writer.err; then
