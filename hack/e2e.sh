@@ -28,6 +28,9 @@
 #     `raftctl trace get` prints the waterfall (runs before 8; hack/e2e/steps/11-traces.sh)
 #  12 day-2: the voters' PodDisruptionBudget follows the quorum: one eviction admitted, a
 #     second refused (HTTP 429) until the first pod is back (runs before 8; 12-day2.sh)
+#  13 TLS by default: a client without a certificate refused, the kv role cannot change the
+#     membership, another cluster's CA refused on the peer port, renewal by annotation under
+#     writes with no failed write nor election (runs before 8; 13-tls.sh)
 #  14 disaster: delete 2 of 3 voter pods with their PVCs; the force-new-cluster annotation
 #     regrows 3 voters holding every key the survivor had (runs before 8; 14-disaster.sh)
 #
@@ -53,6 +56,7 @@ if [[ -z ${E2E_STEPS:-} ]]; then
   if declare -F e2e_step_10 >/dev/null; then E2E_STEPS+=" 10"; fi
   if declare -F e2e_step_11 >/dev/null; then E2E_STEPS+=" 11"; fi
   if declare -F e2e_step_12 >/dev/null; then E2E_STEPS+=" 12"; fi
+  if declare -F e2e_step_13 >/dev/null; then E2E_STEPS+=" 13"; fi
   if declare -F e2e_step_14 >/dev/null; then E2E_STEPS+=" 14"; fi
   E2E_STEPS+=" 8 9"
 fi

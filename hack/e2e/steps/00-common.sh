@@ -15,6 +15,7 @@ e2e_step_title() {
     10) echo "pause annotation stops every action; autoReplace replaces an unavailable member; quorum loss shows no leader" ;;
     11) echo "traces in Jaeger: a write across 3 members, a promotion from operator step to commit" ;;
     12) echo "day-2: the voters' PDB follows the quorum (one eviction admitted, a second refused with 429)" ;;
+    13) echo "TLS by default: no certificate refused, kv role cannot change membership, another CA refused on the peer port, renewal under writes" ;;
     14) echo "disaster: 2 of 3 voters lost with their PVCs; force-new-cluster regrows 3 voters with every key" ;;
     *) echo "?" ;;
   esac
