@@ -115,6 +115,16 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         // StatefulSets' PVC retention policy decides about the volumes.
         return Ok(Action::await_change());
     }
+    // A cluster whose pods were made before TLS existed stays plaintext
+    // (certificates::tls_enabled); the rest of the reconcile sees that.
+    let rc = match plaintext_from_before_tls(&rc, &ctx).await? {
+        true => {
+            let mut legacy = (*rc).clone();
+            legacy.spec.tls.enabled = false;
+            Arc::new(legacy)
+        }
+        false => rc,
+    };
     // Certificates first: the pods mount the node Secret, and the operator
     // calls the nodes with its own admin certificate. Renewal runs even while
     // paused: an expiring certificate must not wait for someone to unpause.
@@ -257,6 +267,26 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         limits::REQUEUE_IDLE_SECS
     };
     Ok(Action::requeue(Duration::from_secs(secs)))
+}
+
+/// True when `spec.tls.enabled` reads true but the voters' StatefulSet was
+/// made without TLS (see `certificates::tls_enabled`).
+async fn plaintext_from_before_tls(rc: &RaftCluster, ctx: &Context) -> Result<bool> {
+    if !rc.spec.tls.enabled {
+        return Ok(false);
+    }
+    let ns = rc
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = sts.get_opt(&rc.name_any()).await?;
+    let legacy = !crate::certificates::tls_enabled(true, existing.as_ref());
+    if legacy {
+        tracing::info!(
+            "the members were made without TLS (before spec.tls existed): the cluster stays plaintext"
+        );
+    }
+    Ok(legacy)
 }
 
 /// The error says the RaftCluster is gone: a requeue or event of a deleted object

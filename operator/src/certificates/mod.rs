@@ -23,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use raftkv_certs::{ClusterRef, Issued, LEAF_VALIDITY, LeafRequest, Role, Validity};
 
@@ -92,6 +93,29 @@ pub fn pod_server_name(pod: &str, cluster: &str, ns: &str) -> String {
 /// The name the client Service's certificate is verified for.
 pub fn service_server_name(cluster: &str, ns: &str) -> String {
     format!("{cluster}.{ns}.svc")
+}
+
+/// Whether the cluster runs TLS: `spec.tls.enabled`, except for a cluster
+/// whose voters' StatefulSet was made before TLS existed (its pod template
+/// has no `RAFT_TLS_CERT`). The API server reads such a RaftCluster with the
+/// schema's default `enabled: true`, but its members speak plaintext, and a
+/// pod restarted with TLS could not talk to them: it stays plaintext.
+pub fn tls_enabled(spec_enabled: bool, existing_voters: Option<&StatefulSet>) -> bool {
+    if !spec_enabled {
+        return false;
+    }
+    let Some(sts) = existing_voters else {
+        return true;
+    };
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| {
+            p.containers
+                .iter()
+                .any(|c| c.env.iter().flatten().any(|e| e.name == "RAFT_TLS_CERT"))
+        })
+        .unwrap_or(true)
 }
 
 /// How long leaf certificates live and when they are renewed.

@@ -257,3 +257,18 @@ fn secrets_are_owned_by_the_cluster_and_carry_what_clients_need() {
     };
     assert_eq!(mounted_secret_name("demo", &byo), "mine");
 }
+
+#[test]
+fn a_cluster_made_before_tls_stays_plaintext() {
+    use crate::planner::Set;
+    let with_tls = crate::resources::statefulset(&cluster(), Set::Voters, 3, "img");
+    let mut plain_rc = cluster();
+    plain_rc.spec.tls.enabled = false;
+    let plaintext = crate::resources::statefulset(&plain_rc, Set::Voters, 3, "img");
+    // A new cluster, and one whose pods already run TLS: TLS.
+    assert!(tls_enabled(true, None));
+    assert!(tls_enabled(true, Some(&with_tls)));
+    // Pods made without TLS (before spec.tls existed): kept plaintext.
+    assert!(!tls_enabled(true, Some(&plaintext)));
+    assert!(!tls_enabled(false, None));
+}
