@@ -69,6 +69,12 @@ fn node_env(spec: &RaftClusterSpec, cluster: &str) -> Vec<EnvVar> {
         out.push(env("RAFT_TLS_KEY", format!("{TLS_DIR}/{TLS_KEY}")));
         out.push(env("RAFT_TLS_CA", format!("{TLS_DIR}/{CA_CRT}")));
         out.push(env("RAFT_CLIENT_AUTH", spec.tls.client_auth.node_value()));
+        // `kubectl exec <pod> -- raftctl --endpoints localhost:7000 ...` works as
+        // it did without TLS: raftctl presents the node's own certificate (a peer
+        // may make every client-plane call; it lists `localhost` and the Services).
+        out.push(env("RAFTCTL_CACERT", format!("{TLS_DIR}/{CA_CRT}")));
+        out.push(env("RAFTCTL_CERT", format!("{TLS_DIR}/{TLS_CRT}")));
+        out.push(env("RAFTCTL_KEY", format!("{TLS_DIR}/{TLS_KEY}")));
     }
     if let Some(r) = &spec.raft {
         let vars = [

@@ -102,6 +102,9 @@ fn voters_statefulset_is_parallel_on_delete_with_stable_dns_args() {
     assert_eq!(env["RAFT_TLS_KEY"], "/etc/raftkv/tls/tls.key");
     assert_eq!(env["RAFT_TLS_CA"], "/etc/raftkv/tls/ca.crt");
     assert_eq!(env["RAFT_CLIENT_AUTH"], "required");
+    // raftctl run in the pod (kubectl exec) uses the same files.
+    assert_eq!(env["RAFTCTL_CACERT"], "/etc/raftkv/tls/ca.crt");
+    assert_eq!(env["RAFTCTL_KEY"], "/etc/raftkv/tls/tls.key");
     let mount = c
         .volume_mounts
         .as_ref()
