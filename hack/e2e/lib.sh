@@ -166,10 +166,11 @@ tls_dir() {
   echo "$dir"
 }
 
-# tls_flags [ROLE]: raftctl's --cacert/--cert/--key for $RC (nothing without TLS).
+# tls_flags: raftctl's --cacert/--cert/--key of the admin certificate of $RC (nothing
+# without TLS).
 tls_flags() {
   local d
-  d=$(tls_dir "${1:-admin}")
+  d=$(tls_dir admin)
   [[ -z $d ]] || echo "--cacert ${d}/ca.crt --cert ${d}/tls.crt --key ${d}/tls.key"
 }
 
