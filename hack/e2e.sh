@@ -34,6 +34,9 @@
 #     exactly the backed-up keys; a damaged backup refused (runs before 14; 13-backup.sh)
 #  14 disaster: delete 2 of 3 voter pods with their PVCs; the force-new-cluster annotation
 #     regrows 3 voters holding every key the survivor had (runs before 8; 14-disaster.sh)
+#  15 TLS by default: a client without a certificate refused, the kv role cannot change the
+#     membership, another cluster's CA refused on the peer port, renewal by annotation under
+#     writes with no failed write nor election (runs before 8; 15-tls.sh)
 #
 # On failure it dumps the RaftCluster, Events, pod logs and operator logs. The local cluster is
 # always taken down at the end (trap), unless KEEP_CLUSTER=1.
@@ -59,6 +62,7 @@ if [[ -z ${E2E_STEPS:-} ]]; then
   if declare -F e2e_step_12 >/dev/null; then E2E_STEPS+=" 12"; fi
   if declare -F e2e_step_13 >/dev/null; then E2E_STEPS+=" 13"; fi
   if declare -F e2e_step_14 >/dev/null; then E2E_STEPS+=" 14"; fi
+  if declare -F e2e_step_15 >/dev/null; then E2E_STEPS+=" 15"; fi
   E2E_STEPS+=" 8 9"
 fi
 : "${E2E_SKIP_BUILD:=0}"

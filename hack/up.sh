@@ -101,10 +101,8 @@ Try:
   kubectl${ctx_flag}${ns_flag} get raft
   kubectl${ctx_flag}${ns_flag} get pods -L raftkv.dev/role
   kubectl${ctx_flag}${ns_flag} describe raft demo
-  kubectl${ctx_flag}${ns_flag} run raftctl --rm -i --restart=Never --image=raftkv/raft-node:dev --image-pull-policy=IfNotPresent \\
-    --command -- raftctl --endpoints demo:7000 put hello world
-  kubectl${ctx_flag}${ns_flag} run raftctl --rm -i --restart=Never --image=raftkv/raft-node:dev --image-pull-policy=IfNotPresent \\
-    --command -- raftctl --endpoints demo:7000 status
+  kubectl${ctx_flag}${ns_flag} exec demo-0 -- raftctl --endpoints demo:7000 put hello world   # TLS: the pod's own certificate
+  kubectl${ctx_flag}${ns_flag} exec demo-0 -- raftctl --endpoints demo:7000 status
   kubectl${ctx_flag}${ns_flag} scale raft demo --replicas=5      # then watch: kubectl get raft -w
 
 Tear down: $([[ $USE_CURRENT_CONTEXT == 1 ]] && echo "kubectl${ctx_flag}${ns_flag} delete raft demo; helm${CONTEXT:+ --kube-context ${CONTEXT}} uninstall raft-operator -n ${OPERATOR_NS}" || echo "make down   (hack/local-cluster.sh down)")

@@ -286,6 +286,24 @@ pub fn identity_of_der(der: &[u8]) -> Result<Identity> {
     }
 }
 
+/// When the first certificate of a PEM text is valid (the operator decides
+/// from it whether a certificate in a Secret is due for renewal).
+pub fn validity_of_pem(pem: &str) -> Result<Validity> {
+    let der = pem_certs_to_der(pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Parse("no certificate in the PEM text".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| Error::Parse(format!("not an X.509 certificate: {e}")))?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
+    };
+    Ok(Validity {
+        not_before: at(cert.validity().not_before),
+        not_after: at(cert.validity().not_after),
+    })
+}
+
 /// The DER bytes of every certificate in a PEM text.
 pub fn pem_certs_to_der(pem: &str) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
@@ -304,6 +322,29 @@ mod tests {
 
     fn demo() -> ClusterRef {
         ClusterRef::new("default", "demo").unwrap()
+    }
+
+    #[test]
+    fn validity_is_read_back_from_the_pem() {
+        let ca = Ca::generate(&demo(), Validity::from_now(CA_VALIDITY)).unwrap();
+        let asked = Validity::from_now(Duration::from_secs(3600));
+        let leaf = ca
+            .issue(
+                &LeafRequest::client(&demo(), Role::Kv, "app")
+                    .unwrap()
+                    .with_validity(asked),
+            )
+            .unwrap();
+        let got = validity_of_pem(&leaf.cert_pem).unwrap();
+        // X.509 times have whole seconds.
+        for (a, b) in [
+            (got.not_before, asked.not_before),
+            (got.not_after, asked.not_after),
+        ] {
+            let d = a.duration_since(b).unwrap_or_else(|e| e.duration());
+            assert!(d < Duration::from_secs(2), "{a:?} vs {b:?}");
+        }
+        assert!(validity_of_pem("no pem here").is_err());
     }
 
     fn only_der(pem: &str) -> Vec<u8> {

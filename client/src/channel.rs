@@ -31,6 +31,9 @@ pub struct ChannelSettings {
     /// TLS (server verified against a CA, our certificate if any); `None`
     /// is plaintext.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name the server's certificate is verified for, when not the host
+    /// dialed (a pod IP, a port-forward on `127.0.0.1`).
+    pub tls_server_name: Option<String>,
 }
 
 impl ChannelSettings {
@@ -39,11 +42,18 @@ impl ChannelSettings {
             connect_timeout,
             request_timeout: None,
             tls: None,
+            tls_server_name: None,
         }
     }
 
     pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// See [`ChannelSettings::tls_server_name`].
+    pub fn with_tls_server_name(mut self, name: Option<String>) -> Self {
+        self.tls_server_name = name;
         self
     }
 
@@ -76,7 +86,9 @@ impl ChannelSettings {
     pub fn lazy(&self, addr: &str) -> Result<Channel> {
         let ep = self.endpoint(addr)?;
         Ok(match &self.tls {
-            Some(tls) => ep.connect_with_connector_lazy(TlsConnector::new(tls.clone())),
+            Some(tls) => ep.connect_with_connector_lazy(
+                TlsConnector::new(tls.clone()).with_server_name(self.tls_server_name.clone()),
+            ),
             None => ep.connect_lazy(),
         })
     }
@@ -89,8 +101,10 @@ impl ChannelSettings {
             .map_err(|e| ConnectError(e.to_string()))?;
         let connected = match &self.tls {
             Some(tls) => {
-                ep.connect_with_connector(TlsConnector::new(tls.clone()))
-                    .await
+                ep.connect_with_connector(
+                    TlsConnector::new(tls.clone()).with_server_name(self.tls_server_name.clone()),
+                )
+                .await
             }
             None => ep.connect().await,
         };

@@ -574,6 +574,7 @@ impl RaftClient {
 fn make_channel(addr: &str, opts: &ClientOptions) -> Result<Channel> {
     channel::ChannelSettings::new(opts.connect_timeout)
         .with_tls(opts.tls.clone())
+        .with_tls_server_name(opts.tls_server_name.clone())
         .lazy(addr)
 }
 

@@ -42,6 +42,10 @@ pub struct ClientOptions {
     /// TLS for every channel (`tls::Credentials::client_config`); `None`
     /// speaks plaintext.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name every server certificate is verified for instead of the host
+    /// dialed: for endpoints the certificate cannot list (a port-forward on
+    /// `127.0.0.1`, as `kubectl raft` uses).
+    pub tls_server_name: Option<String>,
     /// Send a write session with every Put, Delete and CAS (exactly-once:
     /// a retry of a write whose outcome was unknown is not applied twice, so
     /// CAS is retried then too). Off: at-least-once, as against a server
@@ -62,6 +66,7 @@ impl Default for ClientOptions {
             metadata: Vec::new(),
             request_hook: Some(trace_context_hook()),
             tls: None,
+            tls_server_name: None,
             write_sessions: true,
         }
     }

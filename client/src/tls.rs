@@ -169,7 +169,8 @@ struct State {
 
 /// The reloading credentials (see the module doc).
 pub struct Credentials {
-    files: TlsFiles,
+    /// `None`: built from PEM in memory ([`Credentials::from_pem`]), never reread.
+    files: Option<TlsFiles>,
     provider: Arc<CryptoProvider>,
     state: Mutex<State>,
 }
@@ -194,7 +195,7 @@ impl Credentials {
         let raw = Self::read_all(&files)?;
         let current = Arc::new(Self::build(&raw, &provider)?);
         Ok(Arc::new(Credentials {
-            files,
+            files: Some(files),
             provider,
             state: Mutex::new(State {
                 checked: Instant::now(),
@@ -204,8 +205,34 @@ impl Credentials {
         }))
     }
 
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
+    /// Credentials from PEM held in memory (the operator issues itself a
+    /// client certificate from the CA in a Secret and never writes it to a
+    /// file). Nothing is reread: to change them, build new ones.
+    pub fn from_pem(
+        ca: &str,
+        identity: Option<(&str, &str)>,
+    ) -> Result<Arc<Credentials>, TlsFilesError> {
+        let provider = provider();
+        let mut raw = vec![ca.as_bytes().to_vec()];
+        if let Some((cert, key)) = identity {
+            raw.push(cert.as_bytes().to_vec());
+            raw.push(key.as_bytes().to_vec());
+        }
+        let current = Arc::new(Self::build(&raw, &provider)?);
+        Ok(Arc::new(Credentials {
+            files: None,
+            provider,
+            state: Mutex::new(State {
+                checked: Instant::now(),
+                raw,
+                current,
+            }),
+        }))
+    }
+
+    /// The files the credentials follow; `None` for in-memory credentials.
+    pub fn files(&self) -> Option<&TlsFiles> {
+        self.files.as_ref()
     }
 
     fn read_all(files: &TlsFiles) -> Result<Vec<Vec<u8>>, TlsFilesError> {
@@ -244,7 +271,10 @@ impl Credentials {
     }
 
     fn reload_locked(&self, st: &mut State) -> bool {
-        let raw = match Self::read_all(&self.files) {
+        let Some(files) = &self.files else {
+            return false;
+        };
+        let raw = match Self::read_all(files) {
             Ok(raw) => raw,
             Err(e) => {
                 tracing::warn!(error = %e, "TLS files unreadable; keeping the current certificates");
@@ -353,7 +383,9 @@ impl ResolvesClientCert for CurrentClientCert {
     }
 
     fn has_certs(&self) -> bool {
-        self.0.files.cert.is_some()
+        // Files may be rotated but never gain or lose an identity; in-memory
+        // credentials have one if they were built with it.
+        self.0.current().key.is_some()
     }
 }
 
@@ -438,21 +470,45 @@ pub fn describe(e: &rustls::Error, server: &str) -> (String, bool) {
 }
 
 /// The channel side: TCP connect, then a TLS handshake with the server named
-/// by the URI's host. Implements the connector tonic's `Endpoint` takes.
+/// by the URI's host (or by [`TlsConnector::with_server_name`]). Implements
+/// the connector tonic's `Endpoint` takes.
 #[derive(Clone)]
 pub struct TlsConnector {
     config: Arc<ClientConfig>,
+    server_name: Option<String>,
 }
 
 impl TlsConnector {
     pub fn new(config: Arc<ClientConfig>) -> Self {
-        TlsConnector { config }
+        TlsConnector {
+            config,
+            server_name: None,
+        }
+    }
+
+    /// Verify the server's certificate for `name` instead of the host dialed:
+    /// for a connection through a port-forward (`127.0.0.1`) or to a pod IP,
+    /// neither of which the node certificate lists.
+    pub fn with_server_name(mut self, name: Option<String>) -> Self {
+        self.server_name = name;
+        self
     }
 
     pub async fn connect(
         config: Arc<ClientConfig>,
         host: String,
         port: u16,
+    ) -> Result<Prefixed, HandshakeError> {
+        Self::connect_as(config, host, port, None).await
+    }
+
+    /// [`TlsConnector::connect`], verifying the certificate for
+    /// `server_name` when given.
+    pub async fn connect_as(
+        config: Arc<ClientConfig>,
+        host: String,
+        port: u16,
+        server_name: Option<String>,
     ) -> Result<Prefixed, HandshakeError> {
         use tokio::io::AsyncReadExt;
         let addr = format!("{host}:{port}");
@@ -465,8 +521,13 @@ impl TlsConnector {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let name = ServerName::try_from(bare.clone())
-            .map_err(|e| fail(format!("not a valid TLS server name {bare:?}: {e}"), true))?;
+        let verify_as = server_name.unwrap_or_else(|| bare.clone());
+        let name = ServerName::try_from(verify_as.clone()).map_err(|e| {
+            fail(
+                format!("not a valid TLS server name {verify_as:?}: {e}"),
+                true,
+            )
+        })?;
         let tcp = TcpStream::connect((bare.as_str(), port))
             .await
             .map_err(|e| fail(format!("connect: {e}"), false))?;
@@ -478,7 +539,7 @@ impl TlsConnector {
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
             match rustls_error {
                 Some(re) => {
-                    let (m, c) = describe(re, &bare);
+                    let (m, c) = describe(re, &verify_as);
                     fail(m, c)
                 }
                 None => fail(
@@ -587,10 +648,11 @@ impl tower_service::Service<http::Uri> for TlsConnector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.config.clone();
+        let server_name = self.server_name.clone();
         Box::pin(async move {
             let host = uri.host().unwrap_or_default().to_string();
             let port = uri.port_u16().unwrap_or(443);
-            let stream = TlsConnector::connect(config, host, port).await?;
+            let stream = TlsConnector::connect_as(config, host, port, server_name).await?;
             Ok(hyper_util::rt::TokioIo::new(stream))
         })
     }
@@ -677,6 +739,97 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         assert!(!creds.reload());
         assert!(creds.current().key.is_some());
+    }
+
+    #[test]
+    fn in_memory_credentials_hold_the_pem_given_and_never_reload() {
+        use raftkv_certs::{CA_VALIDITY, Ca, ClusterRef, LeafRequest, Role, Validity};
+        let cluster = ClusterRef::new("t", "c").unwrap();
+        let ca = Ca::generate(&cluster, Validity::from_now(CA_VALIDITY)).unwrap();
+        let admin = ca
+            .issue(&LeafRequest::client(&cluster, Role::Admin, "operator").unwrap())
+            .unwrap();
+        let creds =
+            Credentials::from_pem(ca.cert_pem(), Some((&admin.cert_pem, &admin.key_pem))).unwrap();
+        assert!(creds.files().is_none());
+        let der = creds.current().key.as_ref().expect("an identity").cert[0].clone();
+        assert_eq!(
+            raftkv_certs::identity_of_der(&der).unwrap().uri(),
+            "raftkv://t/c/client/admin/operator"
+        );
+        assert!(!creds.reload(), "nothing to reread");
+        assert!(creds.client_config().is_ok());
+        // A key of another certificate is refused up front, naming the problem.
+        let other = ca
+            .issue(&LeafRequest::client(&cluster, Role::Kv, "x").unwrap())
+            .unwrap();
+        let e = Credentials::from_pem(ca.cert_pem(), Some((&admin.cert_pem, &other.key_pem)))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("does not belong"), "{e}");
+    }
+
+    /// A real handshake with a server whose certificate lists only
+    /// `node.example`: dialing 127.0.0.1 fails for the name, unless the
+    /// connector is told which name to verify (a port-forward, a pod IP).
+    #[tokio::test]
+    async fn the_server_name_override_verifies_the_name_given() {
+        use raftkv_certs::{CA_VALIDITY, Ca, ClusterRef, LeafRequest, Validity};
+        let cluster = ClusterRef::new("t", "c").unwrap();
+        let ca = Ca::generate(&cluster, Validity::from_now(CA_VALIDITY)).unwrap();
+        let node = ca
+            .issue(&LeafRequest::node(&cluster, "n", &["node.example"], &[]).unwrap())
+            .unwrap();
+        let chain = CertificateDer::pem_slice_iter(node.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(node.key_pem.as_bytes()).unwrap();
+        let mut server_cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        server_cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        // The first bytes the connector reads ahead.
+                        let _ = tls.write_all(b"hello").await;
+                        let _ = tls.flush().await;
+                    }
+                });
+            }
+        });
+        let client = Credentials::from_pem(ca.cert_pem(), None)
+            .unwrap()
+            .client_config()
+            .unwrap();
+        let wrong = TlsConnector::connect(client.clone(), "127.0.0.1".into(), port)
+            .await
+            .err()
+            .expect("127.0.0.1 is not in the certificate");
+        assert!(
+            wrong.certificate && wrong.message.contains("127.0.0.1"),
+            "{wrong:?}"
+        );
+        TlsConnector::connect_as(
+            client,
+            "127.0.0.1".into(),
+            port,
+            Some("node.example".into()),
+        )
+        .await
+        .expect("the certificate is valid for node.example");
     }
 
     #[test]

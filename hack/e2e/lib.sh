@@ -123,13 +123,73 @@ csh() { kubectl -n "$E2E_NS" exec "$CLIENT_POD" -- /usr/local/bin/busybox sh -c 
 
 client_endpoint() { echo "${RC}.${E2E_NS}.svc:${CLIENT_PORT}"; }
 read_endpoint() { echo "${RC}-read.${E2E_NS}.svc:${CLIENT_PORT}"; }
-# rctl ARGS...: raftctl against the client Service.
-rctl() { cexec raftctl --endpoints "$(client_endpoint)" "$@"; }
-# rctl_at ENDPOINT ARGS...: raftctl against one endpoint (a pod IP:port or another Service).
+# pod_endpoint POD: one pod's client port by its stable DNS name, which its TLS
+# certificate lists (a pod IP is not in it). The peer Service publishes pods that are
+# not ready too, so this resolves for a member without quorum.
+pod_endpoint() { echo "${1}.${RC}-peer.${E2E_NS}.svc:${CLIENT_PORT}"; }
+
+# --- TLS: the cluster's certificates in the client pod -----------------------------------
+# Clusters run TLS by default: raftctl in the client pod needs the cluster's CA and a
+# client certificate. The `<rc>-admin` Secret (or `<rc>-client`, the kv role) is copied
+# into the client pod once per RaftCluster incarnation (its UID is in the directory name,
+# so a cluster deleted and made again gets fresh files); a marker on this host saves the
+# copy on later calls (subshells included). The files are never rewritten in place, so a
+# raftctl running meanwhile never reads half a file.
+E2E_TLS_MARKS=${E2E_TLS_MARKS:-$(mktemp -d "${TMPDIR:-/tmp}/raftkv-e2e-tls.XXXXXX")}
+
+# copy_secret_to_pod SECRET_JSON DIR: ca.crt, tls.crt, tls.key of the Secret into DIR in the
+# client pod (each written aside, then renamed).
+copy_secret_to_pod() {
+  local json=$1 dir=$2 key
+  for key in ca.crt tls.crt tls.key; do
+    jq -er --arg k "$key" '.data[$k]' <<<"$json" | base64 -d |
+      kubectl -n "$E2E_NS" exec -i "$CLIENT_POD" -- /usr/local/bin/busybox sh -c \
+        "/usr/local/bin/busybox mkdir -p '$dir' && /usr/local/bin/busybox cat >'$dir/$key.tmp' && /usr/local/bin/busybox mv '$dir/$key.tmp' '$dir/$key'" ||
+      return 1
+  done
+}
+
+# tls_dir [ROLE] [RC] [NS]: the directory in the client pod with ca.crt, tls.crt, tls.key of
+# the RaftCluster's `<rc>-ROLE` Secret (ROLE admin, the default, or client); empty when the
+# cluster has no such Secret (TLS off, or not made yet).
+tls_dir() {
+  local role=${1:-admin} rc=${2:-$RC} ns=${3:-$E2E_NS} uid dir mark secret
+  uid=$(kubectl -n "$ns" get raftcluster "$rc" -o jsonpath='{.metadata.uid}' 2>/dev/null) || return 0
+  [[ -n $uid ]] || return 0
+  dir="/tmp/tls/${ns}.${rc}.${uid}.${role}"
+  mark="${E2E_TLS_MARKS}/${ns}.${rc}.${uid}.${role}"
+  if [[ ! -e $mark ]]; then
+    secret=$(kubectl -n "$ns" get secret "${rc}-${role}" -o json 2>/dev/null) || return 0
+    copy_secret_to_pod "$secret" "$dir" || return 0
+    touch "$mark"
+  fi
+  echo "$dir"
+}
+
+# tls_flags: raftctl's --cacert/--cert/--key of the admin certificate of $RC (nothing
+# without TLS).
+tls_flags() {
+  local d
+  d=$(tls_dir admin)
+  [[ -z $d ]] || echo "--cacert ${d}/ca.crt --cert ${d}/tls.crt --key ${d}/tls.key"
+}
+
+# tls_env [ROLE]: the same as RAFTCTL_* exports, for scripts run in the client pod.
+tls_env() {
+  local d
+  d=$(tls_dir "${1:-admin}")
+  [[ -z $d ]] || echo "export RAFTCTL_CACERT=${d}/ca.crt RAFTCTL_CERT=${d}/tls.crt RAFTCTL_KEY=${d}/tls.key;"
+}
+
+# rctl ARGS...: raftctl against the client Service, with the cluster's admin certificate.
+# shellcheck disable=SC2046 # tls_flags is words without spaces
+rctl() { cexec raftctl $(tls_flags) --endpoints "$(client_endpoint)" "$@"; }
+# rctl_at ENDPOINT ARGS...: raftctl against one endpoint (a pod's DNS name or another Service).
 rctl_at() {
   local ep=$1
   shift
-  cexec raftctl --endpoints "$ep" "$@"
+  # shellcheck disable=SC2046
+  cexec raftctl $(tls_flags) --endpoints "$ep" "$@"
 }
 
 # cluster_status_json: `raftctl status -o json`, with every integer of 16+ digits (node

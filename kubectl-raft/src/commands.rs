@@ -86,12 +86,16 @@ pub fn transfer_leader_exec(
         "raftctl",
         "--endpoints",
         "localhost:7000",
-        "member",
-        "transfer-leader",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if rc.spec.tls.enabled {
+        // The node's own certificate, as mounted in its pod: a peer certificate
+        // may make every client-plane call, and it lists `localhost`.
+        args.extend(crate::tls::node_pod_raftctl_args());
+    }
+    args.extend(["member".to_string(), "transfer-leader".to_string()]);
     // Without a target the leader picks the most caught-up voter. Member names are
     // pod names, which raftctl resolves to node IDs.
     args.extend(to.map(str::to_string));
@@ -121,6 +125,16 @@ mod transfer_tests {
     fn transfer_runs_raftctl_next_to_the_leader() {
         assert_eq!(
             transfer_leader_exec(&rc(), "prod", Some("demo-1"))
+                .unwrap()
+                .join(" "),
+            "exec -n prod demo-0 -c raft-node -- raftctl --endpoints localhost:7000 \
+             --cacert /etc/raftkv/tls/ca.crt --cert /etc/raftkv/tls/tls.crt --key /etc/raftkv/tls/tls.key \
+             member transfer-leader demo-1"
+        );
+        let mut plain = rc();
+        plain.spec.tls.enabled = false;
+        assert_eq!(
+            transfer_leader_exec(&plain, "prod", Some("demo-1"))
                 .unwrap()
                 .join(" "),
             "exec -n prod demo-0 -c raft-node -- raftctl --endpoints localhost:7000 member transfer-leader demo-1"

@@ -11,3 +11,4 @@ pub mod relay;
 pub mod render;
 pub mod target;
 pub mod through;
+pub mod tls;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Config};
 use kubectl_raft::portforward::PodPortForward;
@@ -132,8 +133,36 @@ async fn through_pod(
         pod,
         port: CLIENT_PORT as u16,
     };
+    // TLS (the default): the cluster's admin certificate, read from its Secret,
+    // in a private directory that lives as long as this command.
+    let mut argv = Vec::new();
+    let mut _files = None;
+    if let Some(secret_name) = kubectl_raft::tls::client_secret_name(rc) {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret = secrets.get(&secret_name).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{} uses TLS: reading its client certificate Secret {secret_name}: {e}",
+                rc.metadata.name.as_deref().unwrap_or_default()
+            )
+        })?;
+        let data = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let dir = kubectl_raft::tls::write_secret_files(&secret_name, &data)
+            .map_err(anyhow::Error::msg)?;
+        argv = kubectl_raft::tls::raftctl_args(
+            dir.path(),
+            rc.metadata.name.as_deref().unwrap_or_default(),
+            namespace,
+        );
+        _files = Some(dir);
+    }
+    argv.extend(args);
     let relay = Relay::start(Arc::new(opener)).await?;
-    Ok(through::run_raftctl(&relay, output == Output::Json, &args).await)
+    Ok(through::run_raftctl(&relay, output == Output::Json, &argv).await)
 }
 
 #[tokio::main]

@@ -3,8 +3,13 @@
 //! caught-up member of a cluster with a leader: Kubernetes' readiness probe.
 //! [`LIVENESS_SERVICE`] is SERVING while the Raft core runs: the liveness probe
 //! (a node that is merely behind or without a leader must not be restarted).
+//!
+//! The same two answers are kept in [`PROBES`] for the plaintext metrics
+//! listener's `/readyz` and `/livez`: kubelet's gRPC probes cannot speak TLS,
+//! so with TLS on the pods are probed over HTTP there (docs/security.md).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -16,6 +21,31 @@ use crate::typ::RaftMetrics;
 
 /// The health service name of the liveness probe.
 pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// What the health service last said, for the HTTP probes (one node per
+/// process, like the metrics registry).
+pub struct Probes {
+    ready: AtomicBool,
+    alive: AtomicBool,
+}
+
+impl Probes {
+    /// Ready: the default gRPC health service is SERVING.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+    /// Alive: [`LIVENESS_SERVICE`] is SERVING.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+}
+
+/// Neither ready nor alive until [`run`] has looked at the node: a process
+/// still recovering its log is not yet live (the startup probe waits for it).
+pub static PROBES: Probes = Probes {
+    ready: AtomicBool::new(false),
+    alive: AtomicBool::new(false),
+};
 
 pub async fn run(
     node: Arc<Node>,
@@ -35,6 +65,7 @@ pub async fn run(
                 ServingStatus::NotServing
             };
             reporter.set_service_status(LIVENESS_SERVICE, status).await;
+            PROBES.alive.store(alive, Ordering::Relaxed);
             last_alive = Some(alive);
         }
         let healthy = is_healthy(&node, &m);
@@ -46,6 +77,7 @@ pub async fn run(
             };
             reporter.set_service_status("", status).await;
             reporter.set_service_status("raftkv.v1.KV", status).await;
+            PROBES.ready.store(healthy, Ordering::Relaxed);
             tracing::info!(healthy, "health changed");
             last = Some(healthy);
         }

@@ -11,13 +11,25 @@ use util::{TestCluster, WAIT, wait_for};
 const PORT_BASE: u16 = 26300;
 
 async fn scrape(addr: &str) -> Option<String> {
+    let body = http_get(addr, "/metrics").await?;
+    body.starts_with("HTTP/1.1 200").then_some(body)
+}
+
+/// The whole HTTP/1.1 response (status line, headers, body) to `GET path`.
+async fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).await.ok()?;
-    body.starts_with("HTTP/1.1 200").then_some(body)
+    Some(body)
+}
+
+/// The status code of `GET path`, once the listener answers.
+async fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let r = http_get(addr, path).await?;
+    r.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
 fn value(text: &str, series: &str) -> Option<f64> {
@@ -145,6 +157,10 @@ async fn a_tls_node_reports_when_its_certificate_expires() {
         )
     })
     .await;
+    // The probes stay plain HTTP on a TLS node (kubelet cannot present a
+    // client certificate): live at once, not ready before initialization.
+    assert_eq!(http_status(&metrics_addr, "/livez").await, Some(200));
+    assert_eq!(http_status(&metrics_addr, "/readyz").await, Some(503));
     // Issued just now for LEAF_VALIDITY (90 days): the gauge is that date, not
     // the CA's (10 years) nor the start of validity.
     let expected = issued + raftkv_certs::LEAF_VALIDITY.as_secs_f64();
@@ -152,6 +168,34 @@ async fn a_tls_node_reports_when_its_certificate_expires() {
         (expiry - expected).abs() < 3600.0,
         "expiry {expiry}, expected about {expected}"
     );
+}
+
+/// The HTTP probes kubelet uses (TLS or not): `/livez` answers 200 once the
+/// Raft core runs, `/readyz` only once the node is a member with a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_membership_and_livez_the_raft_core() {
+    let metrics_addr = format!("127.0.0.1:{}", PORT_BASE + 40);
+    let c = TestCluster::start_with_env(
+        1,
+        PORT_BASE + 41,
+        vec![("RAFT_METRICS_ADDR".into(), metrics_addr.clone())],
+    )
+    .await;
+    wait_for("/livez 200", WAIT, || async {
+        (http_status(&metrics_addr, "/livez").await? == 200).then_some(())
+    })
+    .await;
+    let before = http_get(&metrics_addr, "/readyz").await.expect("an answer");
+    assert!(
+        before.starts_with("HTTP/1.1 503") && before.contains("not a caught-up member"),
+        "an uninitialized node must not be ready: {before}"
+    );
+    c.init(&[0]).await;
+    wait_for("/readyz 200 after initialization", WAIT, || async {
+        (http_status(&metrics_addr, "/readyz").await? == 200).then_some(())
+    })
+    .await;
+    assert_eq!(http_status(&metrics_addr, "/livez").await, Some(200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

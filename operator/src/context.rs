@@ -26,4 +26,6 @@ pub struct Context {
     pub node_addressing: NodeAddressing,
     /// raft-node image of RaftClusters without `spec.image`.
     pub default_node_image: String,
+    /// The operator's own admin certificates, per cluster, in memory.
+    pub operator_credentials: crate::certificates::ensure::OperatorCredentials,
 }

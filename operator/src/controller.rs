@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -58,6 +58,7 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
         metrics,
         node_addressing: config.node_addressing,
         default_node_image: config.default_node_image.clone(),
+        operator_credentials: Default::default(),
     });
     let ns = &config.namespace;
     let owned = watcher::Config::default().labels(&format!(
@@ -84,8 +85,10 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
     let clusters = Controller::for_stream(clusters, reader)
         .owns(api::<StatefulSet>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), owned)
+        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
         .owns(api::<RaftClusterBackup>(&client, ns), scheduled)
+        // A deleted or edited certificate Secret is made again at once.
+        .owns(api::<Secret>(&client, ns), owned)
         .watches(api::<Pod>(&client, ns), pods, |pod: Pod| {
             let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
             Some(ObjectRef::<RaftCluster>::new(&instance).within(&pod.namespace()?))
@@ -118,7 +121,26 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
         // StatefulSets' PVC retention policy decides about the volumes.
         return Ok(Action::await_change());
     }
-    let obs = observe::observe(&rc, &ctx).await?;
+    // A cluster whose pods were made before TLS existed stays plaintext
+    // (certificates::tls_enabled); the rest of the reconcile sees that.
+    let rc = match crate::certificates::ensure::plaintext_from_before_tls(&rc, &ctx).await? {
+        true => {
+            let mut legacy = (*rc).clone();
+            legacy.spec.tls.enabled = false;
+            Arc::new(legacy)
+        }
+        false => rc,
+    };
+    // Certificates first: the pods mount the node Secret, and the operator
+    // calls the nodes with its own admin certificate. Renewal runs even while
+    // paused: an expiring certificate must not wait for someone to unpause.
+    let certs = crate::certificates::ensure::ensure(&rc, &ctx).await?;
+    if let Some(ev) = &certs.event
+        && let Err(e) = execute::publish(&rc, &ctx, ev).await
+    {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+    let obs = observe::observe(&rc, &ctx, certs.node_tls.as_ref()).await?;
     let plan = planner::plan(&obs.observed);
 
     let mut result = Ok(());

@@ -30,6 +30,10 @@ pub const RESTARTED_AT_ANNOTATION: &str = "raftkv.dev/restartedAt";
 /// leader exists and fewer than a quorum of voters is up; the operator removes it
 /// as it acts (docs/operations.md, "A majority of volumes lost").
 pub const FORCE_NEW_CLUSTER_ANNOTATION: &str = "raftkv.dev/force-new-cluster";
+/// Renews the operator-managed leaf certificates (nodes, `-client`, `-admin`)
+/// once per new value, e.g. a timestamp; the value handled is kept in the node
+/// Secret and in `status.certificates.renewRequest`. The CA is never replaced.
+pub const RENEW_CERTIFICATES_ANNOTATION: &str = "raftkv.dev/renew-certificates";
 /// Pod label kept current by the operator: `leader`, `follower` or `learner`.
 pub const ROLE_LABEL: &str = "raftkv.dev/role";
 /// `"true"` on a pod the client and read Services may route to; the operator sets
@@ -155,6 +159,24 @@ pub mod rules {
             "{field} may not use the app.kubernetes.io/ or raftkv.dev/ prefixes: \
                  the operator's selectors and role labels use them"
         )))
+    }
+
+    /// TLS cannot be switched on or off under a running cluster: members with
+    /// and without TLS cannot talk to each other.
+    pub fn tls_enabled_immutable() -> Rule {
+        Rule::new("self.enabled == oldSelf.enabled").message(
+            "tls.enabled is immutable: members with and without TLS cannot reach each other, \
+             so a cluster keeps the setting it was created with",
+        )
+    }
+
+    /// Bring-your-own node certificates need the operator's admin certificate too.
+    pub fn tls_operator_secret_with_secret_name() -> Rule {
+        Rule::new("has(self.secretName) == has(self.operatorSecretName)").message(
+            "tls.secretName and tls.operatorSecretName go together: with your own node \
+             certificate Secret the operator needs an admin client certificate from the same CA \
+             (operatorSecretName) to call the nodes",
+        )
     }
 
     /// `self.<field>` or, when absent, raft-node's default.
@@ -345,6 +367,87 @@ pub struct RaftClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = backup::rules::bootstrap_immutable())]
     pub bootstrap: Option<BootstrapSpec>,
+    /// TLS on the client and peer ports, with certificates the operator makes
+    /// and renews (default), or brought in Secrets (`secretName`).
+    #[serde(default)]
+    #[x_kube(validation = rules::tls_enabled_immutable())]
+    #[x_kube(validation = rules::tls_operator_secret_with_secret_name())]
+    pub tls: TlsSpec,
+}
+
+/// TLS of a cluster (docs/security.md, "Kubernetes").
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Mutual TLS between members, server TLS and client certificates on the
+    /// client port. Default true; immutable.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Whether clients must present a certificate (`Required`, default) or may
+    /// use KV and Status without one (`Optional`). Admin calls always need one.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Bring your own node certificate: a Secret with `ca.crt`, `tls.crt` and
+    /// `tls.key` (e.g. written by cert-manager). The certificate needs the URI
+    /// SAN `raftkv://<namespace>/<name>/peer/<any>` and the DNS names
+    /// `*.<name>-peer.<namespace>.svc` (and `.svc.cluster.local`). The operator
+    /// then makes no CA and no client Secrets. Needs `operatorSecretName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// With `secretName`: a Secret with `ca.crt`, `tls.crt`, `tls.key` holding an
+    /// admin client certificate (URI SAN `raftkv://<namespace>/<name>/client/admin/<any>`)
+    /// the operator calls the nodes with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub operator_secret_name: Option<String>,
+    /// Lifetime of the leaf certificates the operator issues, e.g. `2160h` (the
+    /// default, 90 days). At least 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    pub certificate_lifetime: Option<String>,
+    /// Renew a leaf certificate when this little of its lifetime is left.
+    /// Default: a third of the lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    pub renew_before: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        TlsSpec {
+            enabled: true,
+            client_auth: ClientAuth::Required,
+            secret_name: None,
+            operator_secret_name: None,
+            certificate_lifetime: None,
+            renew_before: None,
+        }
+    }
+}
+
+/// Client certificates on the client port (raft-node `--client-auth`).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum ClientAuth {
+    #[default]
+    Required,
+    Optional,
+}
+
+impl ClientAuth {
+    /// raft-node's `RAFT_CLIENT_AUTH` value.
+    pub fn node_value(self) -> &'static str {
+        match self {
+            ClientAuth::Required => "required",
+            ClientAuth::Optional => "optional",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
@@ -554,6 +657,25 @@ pub struct RaftClusterStatus {
     /// backup schedule under its own field manager).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+    /// The certificates the operator manages (absent without TLS or with
+    /// `tls.secretName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificatesStatus>,
+}
+
+/// The operator-managed leaf certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesStatus {
+    /// RFC 3339 expiry of the node certificate now in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// RFC 3339 time the leaf certificates were last issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_issued: Option<String>,
+    /// The last `raftkv.dev/renew-certificates` value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_request: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]

@@ -37,10 +37,13 @@ pub const DEFAULT_NODE_IMAGE: &str = "raftkv/raft-node:operator-default";
 
 impl RaftCluster {
     /// A 3-voter cluster `testns/demo` at generation 1, with no status.
+    /// Without TLS: these reconcile tests script the API calls of membership
+    /// and status; the certificate Secrets are `certificates::tests`' subject.
     pub fn test() -> Self {
         let spec: RaftClusterSpec = serde_json::from_value(json!({
             "replicas": 3,
             "image": "raftkv/raft-node:test",
+            "tls": {"enabled": false},
         }))
         .expect("a valid spec");
         let mut rc = RaftCluster::new(NAME, spec);
@@ -102,6 +105,7 @@ impl Context {
             metrics: Arc::default(),
             node_addressing: NodeAddressing::PodIp,
             default_node_image: DEFAULT_NODE_IMAGE.into(),
+            operator_credentials: Default::default(),
         };
         (Arc::new(ctx), ApiServerVerifier(handle))
     }

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod backup;
+pub mod certificates;
 pub mod cli;
 pub mod context;
 pub mod controller;
@@ -55,6 +56,8 @@ pub enum Error {
     Startup(String),
     #[error("restore from a backup: {0}")]
     Restore(String),
+    #[error("certificates: {0}")]
+    Certificates(String),
 }
 
 impl From<kube::Error> for Error {
@@ -100,6 +103,7 @@ impl Error {
             Error::Kube(_) => "ApplyFailed",
             Error::NodeRpc { .. } | Error::NodeConnect { .. } => "NodeRpcFailed",
             Error::Restore(_) => "RestoreFailed",
+            Error::Certificates(_) => "CertificatesFailed",
             _ => "StepFailed",
         }
     }
@@ -123,6 +127,7 @@ impl Error {
             Error::CrdNotInstalled => "crd_not_installed",
             Error::Startup(_) => "startup",
             Error::Restore(_) => "restore",
+            Error::Certificates(_) => "certificates",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! gRPC `Cluster` client for raft-node, with short timeouts, and the conversion of
 //! its replies into the planner's types.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use raftkv_client::channel::ChannelSettings;
@@ -24,32 +26,68 @@ pub mod limits {
     pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
+/// A pod's client listener as the operator reaches it.
+#[derive(Clone)]
+pub struct Target {
+    /// `host:port` dialed (the pod's DNS name or IP).
+    pub addr: String,
+    /// TLS with the operator's admin certificate, and the name the pod's
+    /// certificate is verified for (`None`: plaintext).
+    pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
+}
+
+impl Target {
+    pub fn plaintext(addr: impl Into<String>) -> Target {
+        Target {
+            addr: addr.into(),
+            tls: None,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tls {
+            Some((_, name)) => write!(f, "{} (TLS, certificate name {name})", self.addr),
+            None => f.write_str(&self.addr),
+        }
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// Every request carries the reconcile's W3C `traceparent`.
 type Client = ClusterClient<InterceptedService<Channel, Interceptor>>;
 type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
 
-async fn connect(addr: &str, timeout: Duration) -> Result<Client> {
+async fn connect(target: &Target, timeout: Duration) -> Result<Client> {
     let channel = ChannelSettings::new(limits::CONNECT_TIMEOUT)
         .with_request_timeout(timeout)
-        .connect(addr)
+        .with_tls(target.tls.as_ref().map(|(c, _)| c.clone()))
+        .with_tls_server_name(target.tls.as_ref().map(|(_, n)| n.clone()))
+        .connect(&target.addr)
         .await
         .map_err(|e| Error::NodeConnect {
-            target: addr.into(),
+            target: target.to_string(),
             message: e.to_string(),
         })?;
     let interceptor: Interceptor = crate::telemetry::interceptor;
     Ok(ClusterClient::with_interceptor(channel, interceptor))
 }
 
-fn rpc_err(addr: &str) -> impl Fn(tonic::Status) -> Error + '_ {
+fn rpc_err(addr: &Target) -> impl Fn(tonic::Status) -> Error + '_ {
     move |status| Error::NodeRpc {
-        target: addr.into(),
+        target: addr.addr.clone(),
         status: Box::new(status),
     }
 }
 
 /// `Status` of the node at `addr` (host:port).
-pub async fn status(addr: &str) -> Result<NodeStatus> {
+pub async fn status(addr: &Target) -> Result<NodeStatus> {
     let mut c = connect(addr, limits::STATUS_TIMEOUT).await?;
     let reply = c
         .status(pb::StatusRequest {})
@@ -107,7 +145,7 @@ pub fn member(m: &NewMember, dns: &str, client_port: i32, peer_port: i32) -> pb:
     }
 }
 
-pub async fn initialize(addr: &str, members: Vec<pb::Member>) -> Result<()> {
+pub async fn initialize(addr: &Target, members: Vec<pb::Member>) -> Result<()> {
     let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
     c.initialize(pb::InitializeRequest { members })
         .await
@@ -115,7 +153,7 @@ pub async fn initialize(addr: &str, members: Vec<pb::Member>) -> Result<()> {
     Ok(())
 }
 
-pub async fn add_learner(addr: &str, member: pb::Member) -> Result<()> {
+pub async fn add_learner(addr: &Target, member: pb::Member) -> Result<()> {
     let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
     c.add_learner(pb::AddLearnerRequest {
         member: Some(member),
@@ -128,7 +166,7 @@ pub async fn add_learner(addr: &str, member: pb::Member) -> Result<()> {
 /// `expected_membership_index`: the log index of the membership the change was
 /// planned from; the leader refuses the change if it has moved on since.
 pub async fn change_membership(
-    addr: &str,
+    addr: &Target,
     voter_ids: Vec<NodeId>,
     expected_membership_index: Option<u64>,
 ) -> Result<()> {
@@ -143,7 +181,7 @@ pub async fn change_membership(
     Ok(())
 }
 
-pub async fn remove_member(addr: &str, node_id: NodeId) -> Result<()> {
+pub async fn remove_member(addr: &Target, node_id: NodeId) -> Result<()> {
     let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
     c.remove_member(pb::RemoveMemberRequest { node_id })
         .await
@@ -151,7 +189,7 @@ pub async fn remove_member(addr: &str, node_id: NodeId) -> Result<()> {
     Ok(())
 }
 
-pub async fn transfer_leader(addr: &str, target_node_id: NodeId) -> Result<()> {
+pub async fn transfer_leader(addr: &Target, target_node_id: NodeId) -> Result<()> {
     let mut c = connect(addr, limits::MEMBERSHIP_TIMEOUT).await?;
     c.transfer_leader(pb::TransferLeaderRequest { target_node_id })
         .await
@@ -162,7 +200,7 @@ pub async fn transfer_leader(addr: &str, target_node_id: NodeId) -> Result<()> {
 /// `ForceNewCluster` on the node at `addr`: it accepts only while it sees no
 /// leader and belongs to `cluster_id`, then exits to rebuild itself.
 pub async fn force_new_cluster(
-    addr: &str,
+    addr: &Target,
     cluster_id: &str,
 ) -> Result<pb::ForceNewClusterResponse> {
     let mut c = connect(addr, limits::STATUS_TIMEOUT).await?;
@@ -181,7 +219,7 @@ pub async fn force_new_cluster(
 /// order) to a node of no cluster, which verifies all of it, replies, and exits
 /// to restart as the first voter of a new cluster. The whole transfer is bounded
 /// by `timeout` (a large backup takes a while).
-pub async fn restore<S>(addr: &str, chunks: S, timeout: Duration) -> Result<pb::RestoreResponse>
+pub async fn restore<S>(addr: &Target, chunks: S, timeout: Duration) -> Result<pb::RestoreResponse>
 where
     S: futures::Stream<Item = pb::BackupChunk> + Send + 'static,
 {

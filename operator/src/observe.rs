@@ -25,11 +25,17 @@ use crate::{Error, Result, node_client};
 /// What one reconcile saw, plus how to reach each pod.
 pub struct Observation {
     pub observed: Observed,
-    /// Pod name -> `host:port` of its client listener, as this operator reaches it.
-    pub addrs: BTreeMap<String, String>,
+    /// Pod name -> its client listener, as this operator reaches it.
+    pub addrs: BTreeMap<String, node_client::Target>,
 }
 
-pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
+/// `tls`: the operator's client configuration for this cluster's nodes
+/// (`certificates::ensure`), `None` for plaintext.
+pub async fn observe(
+    rc: &RaftCluster,
+    ctx: &Context,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Observation> {
     let name = rc
         .metadata
         .name
@@ -83,7 +89,20 @@ pub async fn observe(rc: &RaftCluster, ctx: &Context) -> Result<Observation> {
         };
         // A pod without an IP has no running node to ask.
         if let (Some(addr), Some(_)) = (addr, ip) {
-            addrs.insert(pod_name.clone(), format!("{addr}:{CLIENT_PORT}"));
+            addrs.insert(
+                pod_name.clone(),
+                node_client::Target {
+                    addr: format!("{addr}:{CLIENT_PORT}"),
+                    // Verified for its DNS name, which the node certificate
+                    // lists by wildcard, whether dialed by name or IP.
+                    tls: tls.map(|c| {
+                        (
+                            c.clone(),
+                            crate::certificates::pod_server_name(&pod_name, &name, &ns),
+                        )
+                    }),
+                },
+            );
         }
         if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
             node_of.insert(pod_name.clone(), node);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use raft_operator::backup::destination::object_name;
 use raft_operator::backup::take::take;
+use raft_operator::node_client::Target;
 use raftkv_backup::store::{self, Destination, S3Destination};
 use raftkv_client::{ClientOptions, RaftClient, ReadOptions};
 use raftkv_proto::v1;
@@ -114,7 +115,7 @@ async fn node_with_keys(dir: &Path, port: u16) -> (Node, String) {
 async fn round_trip(dest: Destination, addr: &str, work: &Path) {
     let opened = store::open(&dest).expect("destination opens");
     let name = object_name("ns", "demo", "demo-manual");
-    let (summary, key) = take(&[addr.to_string()], &opened, &name)
+    let (summary, key) = take(&[Target::plaintext(addr)], &opened, &name)
         .await
         .expect("backup taken");
     assert_eq!(summary.header.keys, KEYS as u64);
@@ -167,7 +168,7 @@ async fn a_backup_streams_from_a_real_node_into_a_directory_store() {
     })
     .unwrap();
     let (summary, _) = take(
-        &["127.0.0.1:1".to_string(), addr.clone()],
+        &[Target::plaintext("127.0.0.1:1"), Target::plaintext(addr.clone())],
         &opened,
         "second.rkvb",
     )
@@ -175,7 +176,7 @@ async fn a_backup_streams_from_a_real_node_into_a_directory_store() {
     .expect("the second address serves");
     assert_eq!(summary.header.keys, KEYS as u64);
     // None answers: the reason names each address, and nothing is stored.
-    let e = take(&["127.0.0.1:1".to_string()], &opened, "third.rkvb")
+    let e = take(&[Target::plaintext("127.0.0.1:1")], &opened, "third.rkvb")
         .await
         .expect_err("no member");
     assert!(e.contains("127.0.0.1:1"), "{e}");
@@ -213,7 +214,7 @@ async fn a_backup_streams_from_a_real_node_into_an_s3_server() {
         ..s3
     }))
     .unwrap();
-    let e = take(&[addr], &bad, "refused.rkvb")
+    let e = take(&[Target::plaintext(addr)], &bad, "refused.rkvb")
         .await
         .expect_err("wrong secret refused");
     assert!(e.contains("refused.rkvb"), "{e}");

@@ -80,6 +80,17 @@ pub struct Cli {
         requires = "tls_cert"
     )]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Verify the nodes' certificates for this name instead of the host of
+    /// each endpoint (through a port-forward on 127.0.0.1, say the Service's
+    /// name, e.g. `demo.prod.svc`).
+    #[arg(
+        long = "tls-server-name",
+        global = true,
+        env = "RAFTCTL_TLS_SERVER_NAME",
+        value_name = "NAME",
+        requires = "tls_cacert"
+    )]
+    pub tls_server_name: Option<String>,
     /// Timeout of one request to one node; retries over all nodes stop after twice this.
     #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5s")]
     pub timeout: Duration,
@@ -413,6 +424,7 @@ async fn run_command(cli: Cli) -> Result<(), CtlError> {
     let endpoints = client::parse_endpoints(&cli.endpoints)?;
     let mut opts = ClientOptions::default().with_timeout(cli.timeout);
     opts.tls = tls_config(&cli)?;
+    opts.tls_server_name = cli.tls_server_name.clone();
     let out = cli.output;
     match cli.command {
         Command::Cluster(ClusterCommand::Init { wait }) => {

@@ -15,8 +15,9 @@ e2e_step_title() {
     10) echo "pause annotation stops every action; autoReplace replaces an unavailable member; quorum loss shows no leader" ;;
     11) echo "traces in Jaeger: a write across 3 members, a promotion from operator step to commit" ;;
     12) echo "day-2: the voters' PDB follows the quorum (one eviction admitted, a second refused with 429)" ;;
-    13) echo "backups to S3 (s3s-fs in the cluster): a RaftClusterBackup now, spec.backup on schedule, retention" ;;
+    13) echo "backups to S3 (s3s-fs in the cluster): now, on schedule, retention; restore into a new RaftCluster (fromBackup)" ;;
     14) echo "disaster: 2 of 3 voters lost with their PVCs; force-new-cluster regrows 3 voters with every key" ;;
+    15) echo "TLS by default: no certificate refused, kv role cannot change membership, another CA refused on the peer port, renewal under writes" ;;
     *) echo "?" ;;
   esac
 }
@@ -97,7 +98,7 @@ range_keys() {
 # from inside the client pod (one raftctl per key, as a user's script would).
 put_keys() {
   local prefix=$1 count=$2
-  csh "ep=$(client_endpoint); i=1
+  csh "$(tls_env) ep=$(client_endpoint); i=1
        while [ \$i -le ${count} ]; do
          k=\$(printf '${prefix}%04d' \$i)
          raftctl --endpoints \$ep put \$k v\$i >/dev/null || { echo \"put \$k failed\" >&2; exit 1; }
@@ -114,7 +115,7 @@ put_keys() {
 writer_start() {
   WRITER_PREFIX=${1:-w/}
   csh "rm -f /tmp/writer.*; touch /tmp/writer.acked /tmp/writer.failed
-       setsid sh -c 'ep=$(client_endpoint); i=0
+       $(tls_env) setsid sh -c 'ep=$(client_endpoint); i=0
          while [ ! -e /tmp/writer.stop ]; do
            i=\$((i + 1))
            if raftctl --endpoints \$ep put ${WRITER_PREFIX}\$i \$i >/dev/null 2>>/tmp/writer.err; then

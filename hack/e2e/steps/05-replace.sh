@@ -17,7 +17,7 @@ replaced() {
 # member_has_all_keys POD: a stale (local) read on POD returns every k/ key.
 member_has_all_keys() {
   local n
-  n=$(range_keys "$(pod_ip "$1"):${CLIENT_PORT}" k/ --consistency stale | wc -l)
+  n=$(range_keys "$(pod_endpoint "$1")" k/ --consistency stale | wc -l)
   [[ $n == "$KEYS" ]]
 }
 

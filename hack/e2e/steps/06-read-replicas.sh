@@ -25,7 +25,7 @@ e2e_step_6() {
   done
   check "a linearizable read on a learner sees a write made just before"
   rctl put rr/fresh 42 >/dev/null
-  v=$(rctl_at "$(pod_ip "$(pods_with_role learner | head -n 1)"):${CLIENT_PORT}" get rr/fresh --consistency linearizable)
+  v=$(rctl_at "$(pod_endpoint "$(pods_with_role learner | head -n 1)")" get rr/fresh --consistency linearizable)
   [[ $v == *42* ]] || fail "linearizable read on a learner returned '${v}', want 42"
   ok "read-your-write on a learner"
 
@@ -58,7 +58,7 @@ e2e_step_6() {
 # Service, each a new connection (a new kube-proxy choice), until bounded_reads_stop.
 bounded_reads_start() {
   csh 'rm -f /tmp/br.stop /tmp/br.done /tmp/br.err' >/dev/null
-  kubectl -n "$E2E_NS" exec "$CLIENT_POD" -- /usr/local/bin/busybox sh -c "export PATH=/tmp/bin:/usr/local/bin
+  kubectl -n "$E2E_NS" exec "$CLIENT_POD" -- /usr/local/bin/busybox sh -c "export PATH=/tmp/bin:/usr/local/bin; $(tls_env)
     n=0; f=0
     while [ ! -e /tmp/br.stop ]; do
       if raftctl --endpoints $(read_endpoint) get k/0007 --consistency bounded >/dev/null 2>>/tmp/br.err; then

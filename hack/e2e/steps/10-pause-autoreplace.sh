@@ -80,7 +80,7 @@ quorum_loss() {
   wait_for "${others[*]} recreated and Pending" 90 eval "pod_pending ${others[0]} && pod_pending ${others[1]}"
   wait_for "no pod labelled raftkv.dev/role=leader" 60 no_leader_label
   wait_for "no leader in the RaftCluster's status" 60 no_status_leader
-  doc=$(rctl_at "$(pod_ip "$leader"):${CLIENT_PORT}" status -o json || true)
+  doc=$(rctl_at "$(pod_endpoint "$leader")" status -o json || true)
   [[ $(jq -r '.leader_id' <<<"$doc") == 0 ]] || fail "raftctl status on ${leader} still names a leader: ${doc}"
   [[ -z $(jq -r '.members[]? | select(.role == "leader") | .name' <<<"$doc") ]] ||
     fail "raftctl status shows a member as leader: ${doc}"

@@ -86,8 +86,9 @@ e2e_step_11() {
 
   check "raftctl --trace put: one trace across raftctl, the member it reached and the followers"
   local out
+  # shellcheck disable=SC2046 # tls_flags is words without spaces
   out=$(cexec /usr/local/bin/busybox env OTEL_EXPORTER_OTLP_ENDPOINT="$JAEGER_OTLP" \
-    raftctl --endpoints "$(client_endpoint)" --trace put traced/key v1 2>&1) || fail "raftctl --trace put failed: ${out}"
+    raftctl $(tls_flags) --endpoints "$(client_endpoint)" --trace put traced/key v1 2>&1) || fail "raftctl --trace put failed: ${out}"
   # The only 32-hex-digit token in the output is the trace ID (`trace: <id>` on stderr).
   id=$(grep -oE '\b[0-9a-f]{32}\b' <<<"$out" | head -n 1)
   [[ -n $id ]] || fail "raftctl --trace printed no trace ID: ${out}"

@@ -343,7 +343,21 @@ impl Collector for CertificateExpiryCollector {
     }
 }
 
-/// Serves `GET /metrics` (and `/`) on `listener` until `shutdown` resolves.
+/// `200 ok` or `503` with what is not yet so: the body is for people running
+/// `curl`; kubelet reads only the status.
+fn probe_reply(ok: bool, what: &'static str) -> (axum::http::StatusCode, &'static str) {
+    if ok {
+        (axum::http::StatusCode::OK, "ok\n")
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, what)
+    }
+}
+
+/// Serves `GET /metrics` (and `/`) on `listener` until `shutdown` resolves,
+/// and the probes `GET /readyz` (the default gRPC health service: a caught-up
+/// member with a leader) and `GET /livez` (the `liveness` service: the Raft
+/// core runs). They are here, on the plaintext listener, because kubelet's
+/// probes cannot present a client certificate to the TLS client port.
 pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -360,7 +374,25 @@ pub async fn serve(
     };
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(handler))
-        .route("/", axum::routing::get(handler));
+        .route("/", axum::routing::get(handler))
+        .route(
+            "/readyz",
+            axum::routing::get(|| async {
+                probe_reply(
+                    crate::health::PROBES.ready(),
+                    "not ready: not a caught-up member of a cluster with a leader\n",
+                )
+            }),
+        )
+        .route(
+            "/livez",
+            axum::routing::get(|| async {
+                probe_reply(
+                    crate::health::PROBES.alive(),
+                    "not live: the Raft core is not running (yet)\n",
+                )
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -24,6 +24,7 @@ use super::destination::{object_name, resolve};
 use super::take::take;
 use crate::context::{Context, NodeAddressing};
 use crate::crd::{BackupPhase, RaftCluster, RaftClusterBackup, RaftClusterBackupStatus};
+use crate::node_client::Target;
 use crate::resources::{CLIENT_PORT, FIELD_MANAGER, instance_selector, pod_dns};
 use crate::{Error, Result};
 
@@ -183,7 +184,8 @@ async fn run_one(
         Ok(s) => s,
         Err(e) => return fail(b, ctx, base, &e.to_string()).await,
     };
-    let addrs = member_addrs(&rc, ctx, ns).await?;
+    let tls = crate::certificates::ensure::node_tls_for(&rc, ctx).await?;
+    let addrs = member_addrs(&rc, ctx, ns, tls).await?;
     let key = object_name(ns, cluster, name);
     let running = RaftClusterBackupStatus {
         phase: Some(BackupPhase::Running),
@@ -248,7 +250,12 @@ async fn run_one(
 }
 
 /// Client addresses of the cluster's pods, the leader's first.
-async fn member_addrs(rc: &RaftCluster, ctx: &Context, ns: &str) -> Result<Vec<String>> {
+async fn member_addrs(
+    rc: &RaftCluster,
+    ctx: &Context,
+    ns: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Vec<Target>> {
     let cluster = rc.name_any();
     let selector = instance_selector(&cluster)
         .into_iter()
@@ -258,7 +265,7 @@ async fn member_addrs(rc: &RaftCluster, ctx: &Context, ns: &str) -> Result<Vec<S
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let list = pods.list(&ListParams::default().labels(&selector)).await?;
     let leader = rc.status.as_ref().and_then(|s| s.leader.clone());
-    let mut addrs: Vec<(bool, String)> = list
+    let mut addrs: Vec<(bool, String, String)> = list
         .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -272,11 +279,22 @@ async fn member_addrs(rc: &RaftCluster, ctx: &Context, ns: &str) -> Result<Vec<S
             Some((
                 leader.as_deref() != Some(pod.as_str()),
                 format!("{host}:{CLIENT_PORT}"),
+                pod,
             ))
         })
         .collect();
     addrs.sort();
-    Ok(addrs.into_iter().map(|(_, a)| a).collect())
+    Ok(addrs
+        .into_iter()
+        .map(|(_, addr, pod)| Target {
+            addr,
+            // Verified for the pod's DNS name, which the node certificate
+            // lists by wildcard, whether dialed by name or IP.
+            tls: tls
+                .clone()
+                .map(|c| (c, crate::certificates::pod_server_name(&pod, &cluster, ns))),
+        })
+        .collect())
 }
 
 /// Marks the backup Failed with `message`, announces and counts it.

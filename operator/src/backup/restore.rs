@@ -135,7 +135,7 @@ pub async fn run(
     client: &kube::Client,
     ns: &str,
     from: &FromBackup,
-    addr: &str,
+    addr: &node_client::Target,
 ) -> Result<pb::RestoreResponse> {
     let (dest, key) = locate(rc, client, ns, from).await?;
     let opened = store::open(&dest).map_err(|e| Error::Restore(e.to_string()))?;

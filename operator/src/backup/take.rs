@@ -13,6 +13,8 @@ use raftkv_client::channel::ChannelSettings;
 use raftkv_proto::v1 as pb;
 use raftkv_proto::v1::cluster_client::ClusterClient;
 
+use crate::node_client::Target;
+
 /// Bounds of one backup's RPC.
 pub mod limits {
     use std::time::Duration;
@@ -59,15 +61,18 @@ fn chunks(
     })
 }
 
-/// Opens the stream on the first of `addrs` that answers.
-async fn open(addrs: &[String]) -> Result<(String, tonic::Streaming<pb::BackupChunk>), String> {
+/// Opens the stream on the first of `targets` that answers.
+async fn open(targets: &[Target]) -> Result<(String, tonic::Streaming<pb::BackupChunk>), String> {
     let mut why = Vec::new();
-    for addr in addrs {
-        let settings = ChannelSettings::new(limits::CONNECT_TIMEOUT);
+    for target in targets {
+        let addr = &target.addr;
+        let settings = ChannelSettings::new(limits::CONNECT_TIMEOUT)
+            .with_tls(target.tls.as_ref().map(|(c, _)| c.clone()))
+            .with_tls_server_name(target.tls.as_ref().map(|(_, n)| n.clone()));
         let channel = match settings.connect(addr).await {
             Ok(c) => c,
             Err(e) => {
-                why.push(format!("{addr}: {e}"));
+                why.push(format!("{target}: {e}"));
                 continue;
             }
         };
@@ -95,7 +100,7 @@ async fn open(addrs: &[String]) -> Result<(String, tonic::Streaming<pb::BackupCh
 /// Streams a backup from the cluster (members' client addresses, the leader
 /// first) into `key` of `store`; the verified summary of what was stored.
 pub async fn take(
-    addrs: &[String],
+    addrs: &[Target],
     store: &OpenedStore,
     key: &str,
 ) -> Result<(Summary, String), String> {

@@ -329,6 +329,9 @@ pub fn build(view: &ClusterView, outcome: &Outcome, extra: Vec<Condition>) -> Bu
         storage: None,
         // Set by the planner (planner::recovery).
         highest_commit: None,
+        // Written by the certificates step under its own field manager
+        // (certificates::write_status), so this apply leaves it alone.
+        certificates: None,
         forced_new_cluster: match outcome {
             Outcome::Act(
                 Step::ForceNewCluster {

@@ -10,7 +10,7 @@ pub use labels::*;
 pub use network_policy::network_policy;
 pub use pdb::{pod_disruption_budget, read_pod_disruption_budget};
 pub use services::{client_service, peer_service, read_service};
-pub use statefulset::{pod_dns, statefulset, statefulset_with_claim_size};
+pub use statefulset::{TLS_DIR, pod_dns, statefulset, statefulset_with_claim_size};
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "raft-operator";

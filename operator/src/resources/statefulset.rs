@@ -5,14 +5,15 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, TopologySpreadConstraint, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::labels::{component, labels, owned_meta, serving, set_selector};
 use super::{CLIENT_PORT, DATA_DIR, DATA_VOLUME, METRICS_PORT, PEER_PORT, peer_service_name};
@@ -49,12 +50,32 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
+/// Where the node's certificate Secret is mounted.
+pub const TLS_DIR: &str = "/etc/raftkv/tls";
+/// Name of the pod volume holding it.
+pub const TLS_VOLUME: &str = "tls";
+
 /// `RAFT_*` and `OTEL_*` variables from the spec (unset fields keep node defaults).
 fn node_env(spec: &RaftClusterSpec, cluster: &str) -> Vec<EnvVar> {
     let mut out = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
     ];
+    if spec.tls.enabled {
+        // The files of the mounted Secret; the node rereads them when the
+        // kubelet rewrites the volume after a renewal.
+        use crate::certificates::{CA_CRT, TLS_CRT, TLS_KEY};
+        out.push(env("RAFT_TLS_CERT", format!("{TLS_DIR}/{TLS_CRT}")));
+        out.push(env("RAFT_TLS_KEY", format!("{TLS_DIR}/{TLS_KEY}")));
+        out.push(env("RAFT_TLS_CA", format!("{TLS_DIR}/{CA_CRT}")));
+        out.push(env("RAFT_CLIENT_AUTH", spec.tls.client_auth.node_value()));
+        // `kubectl exec <pod> -- raftctl --endpoints localhost:7000 ...` works as
+        // it did without TLS: raftctl presents the node's own certificate (a peer
+        // may make every client-plane call; it lists `localhost` and the Services).
+        out.push(env("RAFTCTL_CACERT", format!("{TLS_DIR}/{CA_CRT}")));
+        out.push(env("RAFTCTL_CERT", format!("{TLS_DIR}/{TLS_CRT}")));
+        out.push(env("RAFTCTL_KEY", format!("{TLS_DIR}/{TLS_KEY}")));
+    }
     if let Some(r) = &spec.raft {
         let vars = [
             ("RAFT_HEARTBEAT_MS", r.heartbeat_ms.map(u64::from)),
@@ -89,9 +110,27 @@ fn node_env(spec: &RaftClusterSpec, cluster: &str) -> Vec<EnvVar> {
     out
 }
 
-/// The raft-node gRPC health service that is SERVING while its Raft core runs
-/// (`node/src/health.rs`, `LIVENESS_SERVICE`).
-pub const LIVENESS_SERVICE: &str = "liveness";
+/// raft-node's probe paths on its plaintext metrics listener: `/readyz` is the
+/// default gRPC health service (a caught-up member with a leader), `/livez`
+/// the `liveness` service (the Raft core runs) (`node/src/health.rs`). HTTP,
+/// TLS or not: kubelet's gRPC probes cannot present a client certificate.
+pub const READY_PATH: &str = "/readyz";
+pub const LIVE_PATH: &str = "/livez";
+
+fn http_probe(path: &str, period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(METRICS_PORT),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
 
 fn default_anti_affinity(selector: &BTreeMap<String, String>) -> Affinity {
     Affinity {
@@ -161,6 +200,40 @@ fn pod_annotations(rc: &RaftCluster) -> Option<BTreeMap<String, String>> {
     (!out.is_empty()).then_some(out)
 }
 
+fn volume_mounts(spec: &RaftClusterSpec) -> Vec<VolumeMount> {
+    let mut out = vec![VolumeMount {
+        name: DATA_VOLUME.into(),
+        mount_path: DATA_DIR.into(),
+        ..Default::default()
+    }];
+    if spec.tls.enabled {
+        out.push(VolumeMount {
+            name: TLS_VOLUME.into(),
+            mount_path: TLS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    out
+}
+
+/// The node certificate Secret as a volume. Every pod of the StatefulSet
+/// mounts the same Secret (a pod template cannot name a per-pod one), so the
+/// certificate lists every pod by wildcard (`certificates::node_dns_names`).
+/// Not `subPath`: the kubelet updates a Secret volume in place only without it.
+fn tls_volume(cluster: &str, spec: &RaftClusterSpec) -> Option<Volume> {
+    spec.tls.enabled.then(|| Volume {
+        name: TLS_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(crate::certificates::mounted_secret_name(cluster, &spec.tls)),
+            // Readable by the node's group (fsGroup 65532) only.
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// The voters' (`<name>`) or read replicas' (`<name>-read`) StatefulSet.
 /// `default_image`: the node image when `spec.image` is unset (the operator's own).
 pub fn statefulset(rc: &RaftCluster, set: Set, replicas: u32, default_image: &str) -> StatefulSet {
@@ -223,50 +296,19 @@ pub fn statefulset_with_claim_size(
             port("peer", PEER_PORT),
             port("metrics", METRICS_PORT),
         ]),
-        readiness_probe: Some(Probe {
-            grpc: Some(GRPCAction {
-                port: CLIENT_PORT,
-                service: None,
-            }),
-            period_seconds: Some(5),
-            timeout_seconds: Some(2),
-            failure_threshold: Some(3),
-            ..Default::default()
-        }),
-        // `liveness` is SERVING while the node's Raft core runs (a node that is
+        readiness_probe: Some(http_probe(READY_PATH, 5, 2, 3)),
+        // `/livez` answers 200 while the node's Raft core runs (a node that is
         // only behind or without a leader is not restarted; a node whose core
         // stopped on a fatal error exits by itself, this catches a hung one).
-        liveness_probe: Some(Probe {
-            grpc: Some(GRPCAction {
-                port: CLIENT_PORT,
-                service: Some(LIVENESS_SERVICE.into()),
-            }),
-            period_seconds: Some(10),
-            timeout_seconds: Some(3),
-            failure_threshold: Some(6),
-            ..Default::default()
-        }),
+        liveness_probe: Some(http_probe(LIVE_PATH, 10, 3, 6)),
         // The node serves only after recovering its log from disk: liveness is
         // checked once this has passed (up to 10 minutes of recovery).
-        startup_probe: Some(Probe {
-            grpc: Some(GRPCAction {
-                port: CLIENT_PORT,
-                service: Some(LIVENESS_SERVICE.into()),
-            }),
-            period_seconds: Some(5),
-            timeout_seconds: Some(3),
-            failure_threshold: Some(120),
-            ..Default::default()
-        }),
+        startup_probe: Some(http_probe(LIVE_PATH, 5, 3, 120)),
         resources: spec.resources.clone(),
         // A node that exits (e.g. refusing its configuration) leaves its last log lines
         // in `lastState.terminated.message`, which the operator reports in status.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: DATA_VOLUME.into(),
-            mount_path: DATA_DIR.into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(volume_mounts(spec)),
         // The Pod Security "restricted" profile: the node needs no privilege and
         // writes only to its data volume.
         security_context: Some(SecurityContext {
@@ -324,6 +366,7 @@ pub fn statefulset_with_claim_size(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: tls_volume(&cluster, spec).map(|v| vec![v]),
                     affinity,
                     topology_spread_constraints: spread,
                     tolerations: spec.tolerations.clone(),

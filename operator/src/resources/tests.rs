@@ -26,6 +26,25 @@ fn cluster() -> RaftCluster {
 }
 
 #[test]
+fn without_tls_the_pods_mount_no_secret_and_get_no_tls_variables() {
+    let mut rc = cluster();
+    rc.spec.tls.enabled = false;
+    let sts = statefulset(&rc, Set::Voters, 3, DEFAULT_IMAGE);
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    assert!(pod.volumes.is_none());
+    let c = &pod.containers[0];
+    assert!(
+        !c.env
+            .iter()
+            .flatten()
+            .any(|e| e.name.starts_with("RAFT_TLS") || e.name == "RAFT_CLIENT_AUTH")
+    );
+    assert_eq!(c.volume_mounts.as_ref().unwrap().len(), 1);
+    // The probes are the same HTTP ones.
+    assert!(c.readiness_probe.as_ref().unwrap().http_get.is_some());
+}
+
+#[test]
 fn voters_statefulset_is_parallel_on_delete_with_stable_dns_args() {
     let sts = statefulset(&cluster(), Set::Voters, 3, DEFAULT_IMAGE);
     let spec = sts.spec.unwrap();
@@ -49,27 +68,59 @@ fn voters_statefulset_is_parallel_on_delete_with_stable_dns_args() {
     assert!(args.contains("--advertise-peer $(POD_NAME).demo-peer.ns1.svc.cluster.local:7001"));
     assert!(args.contains("--name $(POD_NAME)"));
     assert!(args.contains("--data-dir /var/lib/raftkv"));
-    assert_eq!(
-        c.readiness_probe
+    // Readiness: /readyz (caught up, leader known); liveness and startup:
+    // /livez (the node's Raft core runs); plain HTTP on the metrics port.
+    let http = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        let h = p
             .as_ref()
-            .unwrap()
-            .grpc
-            .as_ref()
-            .unwrap()
-            .port,
-        7000
-    );
-    // Readiness: the default health service (caught up, leader known);
-    // liveness and startup: the node's Raft core runs.
-    let grpc = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-        p.as_ref()
-            .and_then(|p| p.grpc.clone())
-            .expect("a gRPC probe")
+            .and_then(|p| p.http_get.clone())
+            .expect("an HTTP probe");
+        (h.path.unwrap_or_default(), h.port)
     };
-    assert_eq!(grpc(&c.readiness_probe).service, None);
-    assert_eq!(grpc(&c.liveness_probe).service.as_deref(), Some("liveness"));
-    assert_eq!(grpc(&c.liveness_probe).port, 7000);
-    assert_eq!(grpc(&c.startup_probe).service.as_deref(), Some("liveness"));
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    assert_eq!(
+        http(&c.readiness_probe),
+        ("/readyz".into(), IntOrString::Int(9100))
+    );
+    assert_eq!(
+        http(&c.liveness_probe),
+        ("/livez".into(), IntOrString::Int(9100))
+    );
+    assert_eq!(
+        http(&c.startup_probe),
+        ("/livez".into(), IntOrString::Int(9100))
+    );
+    // TLS by default: the node Secret mounted read-only, the node pointed at it.
+    let env: std::collections::BTreeMap<_, _> = c
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect();
+    assert_eq!(env["RAFT_TLS_CERT"], "/etc/raftkv/tls/tls.crt");
+    assert_eq!(env["RAFT_TLS_KEY"], "/etc/raftkv/tls/tls.key");
+    assert_eq!(env["RAFT_TLS_CA"], "/etc/raftkv/tls/ca.crt");
+    assert_eq!(env["RAFT_CLIENT_AUTH"], "required");
+    // raftctl run in the pod (kubectl exec) uses the same files.
+    assert_eq!(env["RAFTCTL_CACERT"], "/etc/raftkv/tls/ca.crt");
+    assert_eq!(env["RAFTCTL_KEY"], "/etc/raftkv/tls/tls.key");
+    let mount = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "tls")
+        .expect("the tls mount");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/etc/raftkv/tls", Some(true))
+    );
+    let vol = &pod.volumes.as_ref().unwrap()[0];
+    assert_eq!(
+        vol.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("demo-tls")
+    );
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert!(
         pod.affinity.unwrap().pod_anti_affinity.is_some(),
@@ -282,6 +333,14 @@ fn every_derived_name_fits_at_the_longest_cluster_name() {
                 .name
                 .unwrap(),
         ));
+        for secret in [
+            crate::certificates::ca_secret_name(name),
+            crate::certificates::node_secret_name(name),
+            crate::certificates::client_secret_name(name),
+            crate::certificates::admin_secret_name(name),
+        ] {
+            out.push(("Secret".into(), secret));
+        }
         out.push((
             "read PDB".into(),
             read_pod_disruption_budget(&rc).metadata.name.unwrap(),

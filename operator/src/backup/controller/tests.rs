@@ -30,6 +30,7 @@ fn context() -> (Arc<BackupContext>, Handle) {
         metrics: Arc::new(Metrics::default()),
         node_addressing: NodeAddressing::PodIp,
         default_node_image: "raftkv/raft-node:test".into(),
+        operator_credentials: Default::default(),
     };
     (Arc::new(BackupContext::new(Arc::new(ctx))), handle)
 }
