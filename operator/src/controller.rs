@@ -134,7 +134,26 @@ async fn reconcile(rc: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<Action> {
     // Certificates first: the pods mount the node Secret, and the operator
     // calls the nodes with its own admin certificate. Renewal runs even while
     // paused: an expiring certificate must not wait for someone to unpause.
-    let certs = crate::certificates::ensure::ensure(&rc, &ctx).await?;
+    let certs = match crate::certificates::ensure::ensure(&rc, &ctx).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Said where people look (kubectl describe), not only in the log: a
+            // cluster whose certificates cannot be made or renewed will stop.
+            if !e.is_not_found() {
+                let ev = planner::PlannedEvent {
+                    reason: e.failure_reason().into(),
+                    action: "IssueCertificates".into(),
+                    note: e.user_message(),
+                    warning: true,
+                    related: None,
+                };
+                if let Err(p) = execute::publish(&rc, &ctx, &ev).await {
+                    tracing::warn!(error = %p, "cannot publish event");
+                }
+            }
+            return Err(e);
+        }
+    };
     if let Some(ev) = &certs.event
         && let Err(e) = execute::publish(&rc, &ctx, ev).await
     {
