@@ -28,4 +28,8 @@ pub struct Context {
     pub default_node_image: String,
     /// The operator's own admin certificates, per cluster, in memory.
     pub operator_credentials: crate::certificates::ensure::OperatorCredentials,
+    /// The namespace the operator runs in (`POD_NAMESPACE`), which each
+    /// cluster's NetworkPolicy lets reach the client port; `None` outside a
+    /// cluster.
+    pub operator_namespace: Option<String>,
 }

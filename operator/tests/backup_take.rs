@@ -168,7 +168,10 @@ async fn a_backup_streams_from_a_real_node_into_a_directory_store() {
     })
     .unwrap();
     let (summary, _) = take(
-        &[Target::plaintext("127.0.0.1:1"), Target::plaintext(addr.clone())],
+        &[
+            Target::plaintext("127.0.0.1:1"),
+            Target::plaintext(addr.clone()),
+        ],
         &opened,
         "second.rkvb",
     )
