@@ -141,7 +141,8 @@ pub async fn start_node_with_options(
         links.clone(),
     )
     .with_tls(tls.as_ref().map(|t| t.client.clone()))
-    .with_faults(config.faults.peer());
+    .with_faults(config.faults.peer())
+    .with_rpc_timeout(config.limits.peer_rpc_timeout);
     let raft = Raft::new(
         id,
         raft_config,

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use parking_lot::Mutex;
 use raftkv_client::channel::ChannelSettings;
 use raftkv_proto::v1::RaftRequest;
 use raftkv_proto::v1::raft_peer_client::RaftPeerClient;
@@ -19,6 +22,7 @@ use crate::observability::faults::PeerFaults;
 use crate::observability::links::{self, TraceLinks};
 use crate::observability::{metrics, propagation, rpc, semconv};
 use crate::peer::envelope;
+use crate::peer::rto::Rto;
 use crate::raft::lease::{Lease, Stamp};
 use crate::storage::IdentityStore;
 use crate::typ::{
@@ -46,6 +50,12 @@ pub struct PeerNetwork {
     /// TLS of this node's own connections (its node certificate); `None`:
     /// plaintext.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The longest any peer RPC may take (`Limits::peer_rpc_timeout`).
+    rpc_timeout: Duration,
+    /// The AppendEntries deadline of each peer (`peer::rto`), shared by every
+    /// connection to it (openraft makes new ones for replication, votes and
+    /// leadership checks).
+    rtos: Arc<Mutex<HashMap<NodeId, Rto>>>,
 }
 
 impl PeerNetwork {
@@ -64,6 +74,34 @@ impl PeerNetwork {
             faults: Arc::new(PeerFaults::default()),
             links,
             tls: None,
+            rpc_timeout: crate::raft::runtime::TIMEOUT_FLOOR,
+            rtos: Arc::default(),
+        }
+    }
+
+    /// The longest a peer RPC may take (no more than the floor openraft's
+    /// own timeouts get: `raft::runtime`).
+    pub fn with_rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_timeout = timeout.min(crate::raft::runtime::TIMEOUT_FLOOR);
+        self
+    }
+
+    /// The deadline of the next AppendEntries to `target`, openraft having
+    /// asked for `asked`.
+    fn append_deadline(&self, target: NodeId, asked: Duration) -> Duration {
+        let rtos = self.rtos.lock();
+        rtos.get(&target)
+            .copied()
+            .unwrap_or_default()
+            .deadline(asked, self.rpc_timeout)
+    }
+
+    fn append_outcome(&self, target: NodeId, latency: Option<Duration>) {
+        let mut rtos = self.rtos.lock();
+        let rto = rtos.entry(target).or_default();
+        match latency {
+            Some(l) => rto.answered(l),
+            None => rto.timed_out(),
         }
     }
 
@@ -167,6 +205,14 @@ impl Method {
         }
     }
 
+    fn rpc_type(self) -> RPCTypes {
+        match self {
+            Method::AppendEntries => RPCTypes::AppendEntries,
+            Method::Vote => RPCTypes::Vote,
+            Method::InstallSnapshot => RPCTypes::InstallSnapshot,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Method::AppendEntries => "AppendEntries",
@@ -206,7 +252,37 @@ impl PeerConnection {
         span
     }
 
+    /// One RPC, given up (as openraft would) after `deadline`: the network,
+    /// not openraft, decides how long each call may take (`raft::runtime`).
     async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        stamp: Stamp,
+        deadline: Duration,
+        span: tracing::Span,
+    ) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let target = self.target;
+        match tokio::time::timeout(deadline, self.send(method, req, stamp, deadline, span)).await {
+            Ok(r) => r,
+            Err(_) => {
+                metrics::node().peer_rpc_error(method.label(), "timeout");
+                Err(RPCError::Timeout(Timeout {
+                    action: method.rpc_type(),
+                    id: self.net.me,
+                    target,
+                    timeout: deadline,
+                }))
+            }
+        }
+    }
+
+    async fn send<Req, Resp, E>(
         &mut self,
         method: Method,
         req: &Req,
@@ -233,20 +309,21 @@ impl PeerConnection {
             .apply(method.rpc_method(), &self.node.peer_addr, &span)
             .await
         {
-            // A lost request: the sender learns nothing until its timeout
-            // (recorded first: openraft may give up on the call before it).
+            // A lost request: the sender learns nothing until its deadline
+            // (`call` ends it then; recorded first for that reason).
             metrics::node().peer_rpc_error(method.label(), "injected_drop");
             rpc::record_code(&span, Code::DeadlineExceeded);
-            tokio::time::sleep(ttl).await;
-            return Err(RPCError::Network(NetworkError::new(&Msg(
-                "request dropped by fault injection".into(),
-            ))));
+            std::future::pending::<()>().await;
         }
         let mut envelope = self.net.envelope(self.target, payload);
         envelope.seq = stamp.seq;
         envelope.confirmed_seq = stamp.confirmed_seq;
         let mut request = tonic::Request::new(envelope);
-        request.set_timeout(ttl);
+        // The server may work on it until the longest deadline any RPC gets:
+        // `call` gives up at this call's own deadline, and tonic would report
+        // its own expiry as a network error, not a timeout (`peer::rto`
+        // backs off on timeouts only).
+        request.set_timeout(ttl.max(self.net.rpc_timeout));
         propagation::inject_span(&span, request.metadata_mut());
         let mut client = client;
         let reply = async {
@@ -309,10 +386,18 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         }
         // Numbered before it leaves: the send time is what an answer proves.
         let term = rpc.vote.leader_id().term;
-        let stamp = self.net.lease.outgoing(self.target, term, Instant::now());
+        let sent = Instant::now();
+        let stamp = self.net.lease.outgoing(self.target, term, sent);
+        let deadline = self.net.append_deadline(self.target, option.hard_ttl());
         let res: Result<AppendEntriesResponse, RpcError> = self
-            .call(Method::AppendEntries, &rpc, stamp, option.hard_ttl(), span)
+            .call(Method::AppendEntries, &rpc, stamp, deadline, span)
             .await;
+        match &res {
+            Ok(_) => self.net.append_outcome(self.target, Some(sent.elapsed())),
+            Err(RPCError::Timeout(_)) => self.net.append_outcome(self.target, None),
+            // Refused or unreachable: says nothing about how long it takes.
+            Err(_) => {}
+        }
         if let Ok(r) = &res
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
@@ -351,13 +436,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             &self.net.links.election_parent(rpc.vote.leader_id().term),
         );
         span.record("raft.term", rpc.vote.leader_id().term);
-        self.call(
-            Method::Vote,
-            &rpc,
-            Stamp::default(),
-            option.hard_ttl(),
-            span,
-        )
-        .await
+        // A voter answers once its vote is fsynced: on a slow disk that is
+        // far beyond openraft's `election_timeout_min`. Waiting longer costs
+        // nothing (the campaign runs on its own schedule, `raft::election`).
+        let deadline = self.net.rpc_timeout.max(option.hard_ttl());
+        self.call(Method::Vote, &rpc, Stamp::default(), deadline, span)
+            .await
     }
 }

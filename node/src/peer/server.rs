@@ -12,7 +12,7 @@ use crate::NodeId;
 use crate::node::Node;
 use crate::observability::{metrics, semconv};
 use crate::peer::envelope;
-use crate::raft::contact::Contact;
+use crate::raft::contact::{Contact, HoldKind};
 use crate::typ::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
@@ -92,6 +92,9 @@ impl RaftPeer for PeerService {
                 raft.entries = rpc.entries.len()
             )
         });
+        // Until answered, the leader waits for this node (its fsync), not
+        // the other way round: the election clock stands still.
+        let hold = self.node.contact().hold(HoldKind::AppendEntries);
         let res = match append {
             Some(s) => {
                 tracing::Instrument::instrument(self.node.raft().append_entries(rpc), s).await
@@ -107,6 +110,9 @@ impl RaftPeer for PeerService {
                     .contact()
                     .confirm(leader, term, req.confirmed_seq, leader_commit);
             }
+            hold.answered(Instant::now());
+        } else {
+            drop(hold);
         }
         reply(envelope::encode(&res)?)
     }
@@ -118,12 +124,16 @@ impl RaftPeer for PeerService {
         let span = tracing::Span::current();
         span.record("raft.node_id", self.node.id());
         span.record("raft.term", rpc.vote.leader_id().term);
+        // Persisting the vote can take a slow disk's fsync: meanwhile this
+        // node neither campaigns nor grants pre-votes to others.
+        let hold = self.node.contact().hold(HoldKind::Vote);
         let res = self.node.raft().vote(rpc).await;
         if let Ok(r) = &res
             && r.vote_granted
         {
             self.node.contact().voted(Instant::now());
         }
+        drop(hold);
         reply(envelope::encode(&res)?)
     }
 

@@ -59,13 +59,13 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
     );
     loop {
         let now = Instant::now();
-        let last_heard = node
-            .contact()
-            .last()
-            .map(|c| c.at)
-            .unwrap_or(started)
-            .max(started);
-        let quiet = now.saturating_duration_since(last_heard);
+        // The election clock (`LeaderContact::quiet_for`): leader contact or a
+        // granted vote restart it, and it stands still while this node's own
+        // disk holds a leader's or a candidate's message.
+        let since_start = now.saturating_duration_since(started);
+        let quiet = node
+            .quiet_for(now)
+            .map_or(since_start, |q| q.min(since_start));
         let wait = if quiet >= timeout {
             Duration::ZERO
         } else {
@@ -116,7 +116,20 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
                 continue;
             }
             tracing::info!(term = m.current_term, "pre-vote won, campaigning");
+            let campaign = Instant::now();
             let _ = node.raft().trigger().elect().await;
+            // openraft sends the vote requests once this node's own vote is
+            // fsynced; the election timeout counts from then, or a slow disk
+            // makes every campaign end before its votes could come back.
+            let persisted =
+                own_vote_persisted(&node, m.current_term, limits.peer_rpc_timeout).await;
+            if let Some(why) = slow_vote_warning(
+                campaign.elapsed(),
+                persisted,
+                Duration::from_millis(limits.election_timeout_ms_min),
+            ) {
+                tracing::warn!(term = m.current_term + 1, "{why}");
+            }
             timeout = random_timeout(
                 limits.election_timeout_ms_min,
                 limits.election_timeout_ms_max,
@@ -134,6 +147,39 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
             }
         }
     }
+}
+
+/// Waits (at most `bound`) until the metrics show a term above `term`: openraft
+/// publishes them after the commands of a round ran, so after the campaign's
+/// own vote was saved. False if that did not happen within `bound`.
+async fn own_vote_persisted(node: &Node, term: u64, bound: Duration) -> bool {
+    let mut rx = node.raft().metrics();
+    let moved = rx.wait_for(|m| m.current_term > term);
+    matches!(tokio::time::timeout(bound, moved).await, Ok(Ok(_)))
+}
+
+/// What this node says when persisting its own vote outlasted the election
+/// timeout (issue 11, hole 7: every voter's answer costs the same fsync, so
+/// elections take that much longer; before the fix they never ended).
+pub fn slow_vote_warning(
+    took: Duration,
+    persisted: bool,
+    election_timeout_min: Duration,
+) -> Option<String> {
+    if persisted && took <= election_timeout_min {
+        return None;
+    }
+    let what = if persisted {
+        format!("took {} ms", took.as_millis())
+    } else {
+        format!("did not finish within {} ms", took.as_millis())
+    };
+    Some(format!(
+        "persisting this node's vote {what}, more than the election timeout min ({} ms): \
+         the disk is slower than the Raft timings, and every voter's answer waits for the \
+         same fsync, so elections take that much longer (storage::slow_disk says more)",
+        election_timeout_min.as_millis()
+    ))
 }
 
 fn random_timeout(min_ms: u64, max_ms: u64) -> Duration {
@@ -193,4 +239,19 @@ async fn pre_vote(node: &Arc<Node>, m: &RaftMetrics) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_vote_is_named_with_the_timing_it_outlasted() {
+        let ms = Duration::from_millis;
+        assert_eq!(slow_vote_warning(ms(3), true, ms(200)), None);
+        let w = slow_vote_warning(ms(420), true, ms(200)).unwrap();
+        assert!(w.contains("took 420 ms") && w.contains("(200 ms)"), "{w}");
+        let w = slow_vote_warning(ms(2000), false, ms(200)).unwrap();
+        assert!(w.contains("did not finish within 2000 ms"), "{w}");
+    }
 }

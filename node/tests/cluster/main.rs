@@ -17,5 +17,6 @@ mod test_preconditions;
 mod test_prevote;
 mod test_quorum_loss;
 mod test_sessions;
+mod test_slow_disk;
 mod test_snapshot;
 mod test_watch;
