@@ -90,18 +90,20 @@ impl PeerNetwork {
     /// asked for `asked`.
     fn append_deadline(&self, target: NodeId, asked: Duration) -> Duration {
         let rtos = self.rtos.lock();
-        rtos.get(&target)
-            .copied()
-            .unwrap_or_default()
-            .deadline(asked, self.rpc_timeout)
+        rtos.get(&target).copied().unwrap_or_default().deadline(
+            asked,
+            self.rpc_timeout,
+            Instant::now(),
+        )
     }
 
-    fn append_outcome(&self, target: NodeId, latency: Option<Duration>) {
+    /// `Ok(latency)`: answered; `Err(deadline)`: no answer within it.
+    fn append_outcome(&self, target: NodeId, outcome: Result<Duration, Duration>) {
         let mut rtos = self.rtos.lock();
         let rto = rtos.entry(target).or_default();
-        match latency {
-            Some(l) => rto.answered(l),
-            None => rto.timed_out(),
+        match outcome {
+            Ok(latency) => rto.answered(latency, Instant::now()),
+            Err(deadline) => rto.timed_out(deadline, Instant::now()),
         }
     }
 
@@ -393,8 +395,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .call(Method::AppendEntries, &rpc, stamp, deadline, span)
             .await;
         match &res {
-            Ok(_) => self.net.append_outcome(self.target, Some(sent.elapsed())),
-            Err(RPCError::Timeout(_)) => self.net.append_outcome(self.target, None),
+            Ok(_) => self.net.append_outcome(self.target, Ok(sent.elapsed())),
+            Err(RPCError::Timeout(_)) => self.net.append_outcome(self.target, Err(deadline)),
             // Refused or unreachable: says nothing about how long it takes.
             Err(_) => {}
         }
@@ -440,7 +442,17 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         // far beyond openraft's `election_timeout_min`. Waiting longer costs
         // nothing (the campaign runs on its own schedule, `raft::election`).
         let deadline = self.net.rpc_timeout.max(option.hard_ttl());
-        self.call(Method::Vote, &rpc, Stamp::default(), deadline, span)
-            .await
+        let sent = Instant::now();
+        let res = self
+            .call(Method::Vote, &rpc, Stamp::default(), deadline, span)
+            .await;
+        // A vote's answer costs the voter an fsync, as an AppendEntries' does:
+        // the best first guess of the deadline a new leader's entries need
+        // (without it, each election on a slow disk began with a series of
+        // timed-out AppendEntries while the deadline grew).
+        if res.is_ok() {
+            self.net.append_outcome(self.target, Ok(sent.elapsed()));
+        }
+        res
     }
 }

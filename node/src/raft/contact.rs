@@ -51,6 +51,9 @@ struct Held {
     count: usize,
     /// When the last one was answered (accepted or granted).
     answered_at: Option<Instant>,
+    /// How long the last one was held: for votes, about one fsync of this
+    /// node's disk, which the election timeout allows for (`raft::election`).
+    last_took: Option<Duration>,
 }
 
 /// Which kind of message a [`Hold`] is for.
@@ -65,6 +68,7 @@ pub enum HoldKind {
 #[must_use]
 pub struct Hold<'a> {
     held: &'a Mutex<Held>,
+    since: Instant,
 }
 
 impl Hold<'_> {
@@ -75,7 +79,9 @@ impl Hold<'_> {
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        self.held.lock().count -= 1;
+        let mut held = self.held.lock();
+        held.count -= 1;
+        held.last_took = Some(self.since.elapsed());
     }
 }
 
@@ -152,7 +158,16 @@ impl LeaderContact {
             HoldKind::Vote => &self.vote_held,
         };
         held.lock().count += 1;
-        Hold { held }
+        Hold {
+            held,
+            since: Instant::now(),
+        }
+    }
+
+    /// How long this node last took to persist a vote (its own campaign's or
+    /// one it granted); zero before any.
+    pub fn vote_time(&self) -> Duration {
+        self.vote_held.lock().last_took.unwrap_or_default()
     }
 
     /// The election clock: time since this node last heard from a leader or
