@@ -405,8 +405,12 @@ mod tests {
         let b = lease.outgoing(3, 3, t0);
         lease.answered(2, 3, a.seq, t0 + ms(300));
         lease.answered(3, 3, b.seq, t0 + ms(900));
-        // With the leader, node 2 is a majority: 300 ms.
-        assert_eq!(lease.quorum_answer_time(3, t0 + ms(900)), ms(300));
+        // With the leader, node 2 is a majority: its 300 ms, faded by the
+        // 600 ms since.
+        assert_eq!(
+            lease.quorum_answer_time(3, t0 + ms(900)),
+            ms(300).mul_f64(0.5f64.powf(0.6 / 5.0))
+        );
         // A quick answer does not hide the slow one at once; it fades with time.
         let c = lease.outgoing(2, 3, t0 + ms(900));
         lease.answered(2, 3, c.seq, t0 + ms(901));
