@@ -149,7 +149,8 @@ pub async fn start_node_with_options(
         links.clone(),
     )
     .with_tls(tls.as_ref().map(|t| t.client.clone()))
-    .with_faults(config.faults.peer());
+    .with_faults(config.faults.peer())
+    .with_rpc_timeout(config.limits.peer_rpc_timeout);
     let raft = Raft::new(
         id,
         raft_config,
@@ -250,14 +251,15 @@ pub async fn start_node_with_options(
         Ok(())
     });
 
-    // A disk slower than the heartbeat silently stops this member from
-    // counting (hole 7 of issue 11): say so in the log, with the fix.
+    // A disk slower than the heartbeat slows every commit and election down,
+    // one slower than half the peer RPC timeout stops them (hole 7 of issue
+    // 11): say so in the log.
     let disk_limits = node.limits().clone();
     let mut disk_stop = shutdown_rx.clone();
     tasks.spawn(async move {
         use crate::storage::slow_disk;
         let heartbeat = std::time::Duration::from_millis(disk_limits.heartbeat_interval_ms);
-        let vote = std::time::Duration::from_millis(disk_limits.election_timeout_ms_min);
+        let rpc_timeout = disk_limits.peer_rpc_timeout;
         let mut before = crate::storage::stats().snapshot();
         loop {
             tokio::select! {
@@ -265,7 +267,7 @@ pub async fn start_node_with_options(
                 _ = disk_stop.wait_for(|s| *s) => return Ok(()),
             }
             let after = crate::storage::stats().snapshot();
-            if let Some(w) = slow_disk::warning(&before, &after, heartbeat, vote) {
+            if let Some(w) = slow_disk::warning(&before, &after, heartbeat, rpc_timeout) {
                 tracing::warn!("{w}");
             }
             before = after;

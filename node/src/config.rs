@@ -141,7 +141,10 @@ pub struct Limits {
     /// by at most this many entries. The node's own guard; the operator waits
     /// for the stricter "in sync" before it asks (`IN_SYNC_LAG_MAX` there).
     pub caught_up_lag_max: u64,
-    /// Timeout of one peer RPC (AppendEntries, Vote, ReadIndex).
+    /// Timeout of one peer RPC (Vote, ReadIndex), and the most an
+    /// AppendEntries may take: its deadline adapts per peer between the
+    /// heartbeat and this (`peer::rto`), so that a slow but working disk or
+    /// link slows the cluster down instead of stopping it (issue 11, hole 7).
     pub peer_rpc_timeout: Duration,
     /// Timeout of a forwarded client request.
     pub forward_timeout: Duration,
@@ -249,6 +252,15 @@ impl Limits {
             return bad(format!(
                 "election timeout max ({} ms) must be above min ({} ms)",
                 self.election_timeout_ms_max, self.election_timeout_ms_min
+            ));
+        }
+        // openraft's own timeouts never cut a peer RPC before this floor
+        // (raft::runtime); the network's deadlines must end first.
+        if self.peer_rpc_timeout > crate::raft::runtime::TIMEOUT_FLOOR {
+            return bad(format!(
+                "the peer RPC timeout ({:?}) must be at most {:?}",
+                self.peer_rpc_timeout,
+                crate::raft::runtime::TIMEOUT_FLOOR
             ));
         }
         if self.snapshot_threshold_entries == 0 || self.batch_entries_max == 0 {

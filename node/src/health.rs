@@ -4,12 +4,11 @@
 //! [`LIVENESS_SERVICE`] is SERVING while the Raft core runs: the liveness probe
 //! (a node that is merely behind or without a leader must not be restarted).
 //!
-//! The same two answers are kept in [`PROBES`] for the plaintext metrics
+//! The same two answers are kept in `observability::probes` for the plaintext metrics
 //! listener's `/readyz` and `/livez`: kubelet's gRPC probes cannot speak TLS,
 //! so with TLS on the pods are probed over HTTP there (docs/security.md).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -17,35 +16,11 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::node::Node;
+use crate::observability::probes::PROBES;
 use crate::typ::RaftMetrics;
 
 /// The health service name of the liveness probe.
 pub const LIVENESS_SERVICE: &str = "liveness";
-
-/// What the health service last said, for the HTTP probes (one node per
-/// process, like the metrics registry).
-pub struct Probes {
-    ready: AtomicBool,
-    alive: AtomicBool,
-}
-
-impl Probes {
-    /// Ready: the default gRPC health service is SERVING.
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-    /// Alive: [`LIVENESS_SERVICE`] is SERVING.
-    pub fn alive(&self) -> bool {
-        self.alive.load(Ordering::Relaxed)
-    }
-}
-
-/// Neither ready nor alive until [`run`] has looked at the node: a process
-/// still recovering its log is not yet live (the startup probe waits for it).
-pub static PROBES: Probes = Probes {
-    ready: AtomicBool::new(false),
-    alive: AtomicBool::new(false),
-};
 
 pub async fn run(
     node: Arc<Node>,
@@ -65,7 +40,7 @@ pub async fn run(
                 ServingStatus::NotServing
             };
             reporter.set_service_status(LIVENESS_SERVICE, status).await;
-            PROBES.alive.store(alive, Ordering::Relaxed);
+            PROBES.set_alive(alive);
             last_alive = Some(alive);
         }
         let healthy = is_healthy(&node, &m);
@@ -77,7 +52,7 @@ pub async fn run(
             };
             reporter.set_service_status("", status).await;
             reporter.set_service_status("raftkv.v1.KV", status).await;
-            PROBES.ready.store(healthy, Ordering::Relaxed);
+            PROBES.set_ready(healthy);
             tracing::info!(healthy, "health changed");
             last = Some(healthy);
         }

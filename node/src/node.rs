@@ -173,12 +173,24 @@ impl Node {
     /// as leader after a restart with nobody answering, fails this; it is
     /// then never reported as leader (issue 17).
     pub fn holds_lease(&self, m: &RaftMetrics) -> bool {
+        let now = Instant::now();
         m.state.is_leader()
             && self
                 .net
                 .lease()
-                .quorum_age(m.current_term, Instant::now())
-                .is_some_and(|age| age <= self.lease_window())
+                .quorum_age(m.current_term, now)
+                .is_some_and(|age| age <= self.check_quorum_window(m.current_term, now))
+    }
+
+    /// How long a leader may go without a quorum's acknowledgement before it
+    /// counts as cut off: an election timeout, plus twice the time a quorum
+    /// recently took to answer (a follower answers after its fsync, and the
+    /// next message goes out only then: on a 300 ms disk a healthy quorum's
+    /// acknowledgements are 300-600 ms apart; issue 11, hole 7). Refusing
+    /// work and reporting the role only; bounded reads use the lease's age
+    /// against their own bound.
+    fn check_quorum_window(&self, term: u64, now: Instant) -> Duration {
+        self.lease_window() + 2 * self.net.lease().quorum_answer_time(term, now)
     }
 
     /// How long this leader has gone unheard by a quorum, when that is more
@@ -191,10 +203,11 @@ impl Node {
         if !m.state.is_leader() {
             return None;
         }
+        let now = Instant::now();
         self.net
             .lease()
-            .quorum_silence(m.current_term, Instant::now())
-            .filter(|silence| *silence > self.lease_window())
+            .quorum_silence(m.current_term, now)
+            .filter(|silence| *silence > self.check_quorum_window(m.current_term, now))
     }
 
     /// The leader this node can vouch for: itself while it holds the lease,

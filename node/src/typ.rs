@@ -41,7 +41,7 @@ openraft::declare_raft_types!(
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = crate::raft::runtime::RaftRuntime,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

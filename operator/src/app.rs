@@ -68,6 +68,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
         node_addressing: config.node_addressing,
         instance: identity.clone(),
         default_node_image: config.default_node_image.clone(),
+        operator_namespace: std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty()),
     };
     let work = async {
         if !config.leader_election {

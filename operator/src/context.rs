@@ -27,5 +27,9 @@ pub struct Context {
     /// raft-node image of RaftClusters without `spec.image`.
     pub default_node_image: String,
     /// The operator's own admin certificates, per cluster, in memory.
-    pub operator_credentials: crate::certificates::ensure::OperatorCredentials,
+    pub operator_credentials: crate::certificates::credentials::OperatorCredentials,
+    /// The namespace the operator runs in (`POD_NAMESPACE`), which each
+    /// cluster's NetworkPolicy lets reach the client port; `None` outside a
+    /// cluster.
+    pub operator_namespace: Option<String>,
 }

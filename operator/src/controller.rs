@@ -33,6 +33,8 @@ pub struct ControllerConfig {
     /// Reporting instance in Events (the pod name in-cluster).
     pub instance: String,
     pub default_node_image: String,
+    /// See `Context::operator_namespace`.
+    pub operator_namespace: Option<String>,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -59,6 +61,7 @@ pub async fn run(client: Client, config: ControllerConfig, metrics: Arc<Metrics>
         node_addressing: config.node_addressing,
         default_node_image: config.default_node_image.clone(),
         operator_credentials: Default::default(),
+        operator_namespace: config.operator_namespace.clone(),
     });
     let ns = &config.namespace;
     let owned = watcher::Config::default().labels(&format!(

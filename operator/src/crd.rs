@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -373,6 +374,25 @@ pub struct RaftClusterSpec {
     #[x_kube(validation = rules::tls_enabled_immutable())]
     #[x_kube(validation = rules::tls_operator_secret_with_secret_name())]
     pub tls: TlsSpec,
+    /// Who may reach the client and metrics ports (the `<name>-peer`
+    /// NetworkPolicy; the peer port is always the cluster's own pods only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+}
+
+/// Sources of the client and metrics ports, as NetworkPolicy peers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Who may connect to the client port. Default: the pods of the cluster's
+    /// namespace. The operator's namespace is always added (it calls every
+    /// member). Example: `[{namespaceSelector: {matchLabels: {team: payments}}}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_from: Option<Vec<NetworkPolicyPeer>>,
+    /// Who may scrape the metrics port. Default: any source. Example:
+    /// `[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_from: Option<Vec<NetworkPolicyPeer>>,
 }
 
 /// TLS of a cluster (docs/security.md, "Kubernetes").

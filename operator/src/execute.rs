@@ -57,7 +57,11 @@ pub async fn apply_owned(rc: &RaftCluster, ctx: &Context, plan: &Plan) -> Result
     .await?;
     apply(&pdb, &resources::read_pod_disruption_budget(rc)).await?;
     let np: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&np, &resources::network_policy(rc)).await?;
+    apply(
+        &np,
+        &resources::network_policy(rc, ctx.operator_namespace.as_deref()),
+    )
+    .await?;
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let (voters_claim, read_claim) = &plan.claim_sizes;
     apply(

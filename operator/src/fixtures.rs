@@ -106,6 +106,7 @@ impl Context {
             node_addressing: NodeAddressing::PodIp,
             default_node_image: DEFAULT_NODE_IMAGE.into(),
             operator_credentials: Default::default(),
+            operator_namespace: None,
         };
         (Arc::new(ctx), ApiServerVerifier(handle))
     }

@@ -36,6 +36,15 @@ e2e_step_2() {
   jq -e --arg rc "$RC" '.spec.ingress | any(.ports[0].port == 7001 and .from[0].podSelector.matchLabels["app.kubernetes.io/instance"] == $rc)' <<<"$np" >/dev/null ||
     fail "NetworkPolicy ${RC}-peer does not limit the peer port to the cluster's pods: $(jq -c .spec <<<"$np")"
   ok "peer port limited to app.kubernetes.io/instance=${RC} (enforced where the network plugin supports NetworkPolicy)"
+  # The client port: this namespace's pods and the operator's namespace (the default of
+  # spec.networkPolicy.clientFrom); the metrics port open.
+  jq -e --arg ns "$OPERATOR_NS" '.spec.ingress | any(.ports == [{"port": 7000, "protocol": "TCP"}]
+      and (.from | length) == 2 and .from[0] == {"podSelector": {}}
+      and .from[1].namespaceSelector.matchLabels["kubernetes.io/metadata.name"] == $ns)' <<<"$np" >/dev/null ||
+    fail "NetworkPolicy ${RC}-peer does not limit the client port to the namespace and the operator's (${OPERATOR_NS}): $(jq -c .spec.ingress <<<"$np")"
+  jq -e '.spec.ingress | any(.ports[0].port == 9100 and .from == null)' <<<"$np" >/dev/null ||
+    fail "the metrics port is not open by default: $(jq -c .spec.ingress <<<"$np")"
+  ok "client port from this namespace and ${OPERATOR_NS} only; metrics from anywhere"
   check "kubectl get raft shows the leader"
   local table
   table=$(k get raft "$RC")

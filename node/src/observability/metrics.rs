@@ -379,7 +379,7 @@ pub async fn serve(
             "/readyz",
             axum::routing::get(|| async {
                 probe_reply(
-                    crate::health::PROBES.ready(),
+                    super::probes::PROBES.ready(),
                     "not ready: not a caught-up member of a cluster with a leader\n",
                 )
             }),
@@ -388,7 +388,7 @@ pub async fn serve(
             "/livez",
             axum::routing::get(|| async {
                 probe_reply(
-                    crate::health::PROBES.alive(),
+                    super::probes::PROBES.alive(),
                     "not live: the Raft core is not running (yet)\n",
                 )
             }),

@@ -18,6 +18,7 @@
 pub mod faults;
 pub mod links;
 pub mod metrics;
+pub mod probes;
 pub mod propagation;
 pub mod rpc;
 pub mod sampler;

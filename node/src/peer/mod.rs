@@ -8,4 +8,5 @@
 
 pub mod envelope;
 pub mod network;
+pub mod rto;
 pub mod server;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use parking_lot::Mutex;
 use raftkv_client::channel::ChannelSettings;
 use raftkv_proto::v1::RaftRequest;
@@ -21,6 +21,7 @@ use crate::observability::faults::PeerFaults;
 use crate::observability::links::{self, TraceLinks};
 use crate::observability::{metrics, propagation, rpc, semconv};
 use crate::peer::envelope;
+use crate::peer::rto::Rto;
 use crate::raft::lease::{Lease, Stamp};
 use crate::storage::IdentityStore;
 use crate::typ::{
@@ -55,6 +56,12 @@ pub struct PeerNetwork {
     /// openraft's replication channels, so a large AppendEntries or snapshot
     /// never queues a ReadIndex behind it.
     side_channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The longest any peer RPC may take (`Limits::peer_rpc_timeout`).
+    rpc_timeout: Duration,
+    /// The AppendEntries deadline of each peer (`peer::rto`), shared by every
+    /// connection to it (openraft makes new ones for replication, votes and
+    /// leadership checks).
+    rtos: Arc<Mutex<HashMap<NodeId, Rto>>>,
 }
 
 /// Distinct peer addresses kept in `side_channels` before it is emptied (a
@@ -78,6 +85,36 @@ impl PeerNetwork {
             links,
             tls: None,
             side_channels: Arc::new(Mutex::new(HashMap::new())),
+            rpc_timeout: crate::raft::runtime::TIMEOUT_FLOOR,
+            rtos: Arc::default(),
+        }
+    }
+
+    /// The longest a peer RPC may take (no more than the floor openraft's
+    /// own timeouts get: `raft::runtime`).
+    pub fn with_rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_timeout = timeout.min(crate::raft::runtime::TIMEOUT_FLOOR);
+        self
+    }
+
+    /// The deadline of the next AppendEntries to `target`, openraft having
+    /// asked for `asked`.
+    fn append_deadline(&self, target: NodeId, asked: Duration) -> Duration {
+        let rtos = self.rtos.lock();
+        rtos.get(&target).copied().unwrap_or_default().deadline(
+            asked,
+            self.rpc_timeout,
+            Instant::now(),
+        )
+    }
+
+    /// `Ok(latency)`: answered; `Err(deadline)`: no answer within it.
+    fn append_outcome(&self, target: NodeId, outcome: Result<Duration, Duration>) {
+        let mut rtos = self.rtos.lock();
+        let rto = rtos.entry(target).or_default();
+        match outcome {
+            Ok(latency) => rto.answered(latency, Instant::now()),
+            Err(deadline) => rto.timed_out(deadline, Instant::now()),
         }
     }
 
@@ -205,6 +242,14 @@ impl Method {
         }
     }
 
+    fn rpc_type(self) -> RPCTypes {
+        match self {
+            Method::AppendEntries => RPCTypes::AppendEntries,
+            Method::Vote => RPCTypes::Vote,
+            Method::InstallSnapshot => RPCTypes::InstallSnapshot,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Method::AppendEntries => "AppendEntries",
@@ -244,7 +289,37 @@ impl PeerConnection {
         span
     }
 
+    /// One RPC, given up (as openraft would) after `deadline`: the network,
+    /// not openraft, decides how long each call may take (`raft::runtime`).
     async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        stamp: Stamp,
+        deadline: Duration,
+        span: tracing::Span,
+    ) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let target = self.target;
+        match tokio::time::timeout(deadline, self.send(method, req, stamp, deadline, span)).await {
+            Ok(r) => r,
+            Err(_) => {
+                metrics::node().peer_rpc_error(method.label(), "timeout");
+                Err(RPCError::Timeout(Timeout {
+                    action: method.rpc_type(),
+                    id: self.net.me,
+                    target,
+                    timeout: deadline,
+                }))
+            }
+        }
+    }
+
+    async fn send<Req, Resp, E>(
         &mut self,
         method: Method,
         req: &Req,
@@ -271,20 +346,21 @@ impl PeerConnection {
             .apply(method.rpc_method(), &self.node.peer_addr, &span)
             .await
         {
-            // A lost request: the sender learns nothing until its timeout
-            // (recorded first: openraft may give up on the call before it).
+            // A lost request: the sender learns nothing until its deadline
+            // (`call` ends it then; recorded first for that reason).
             metrics::node().peer_rpc_error(method.label(), "injected_drop");
             rpc::record_code(&span, Code::DeadlineExceeded);
-            tokio::time::sleep(ttl).await;
-            return Err(RPCError::Network(NetworkError::new(&Msg(
-                "request dropped by fault injection".into(),
-            ))));
+            std::future::pending::<()>().await;
         }
         let mut envelope = self.net.envelope(self.target, payload);
         envelope.seq = stamp.seq;
         envelope.confirmed_seq = stamp.confirmed_seq;
         let mut request = tonic::Request::new(envelope);
-        request.set_timeout(ttl);
+        // The server may work on it until the longest deadline any RPC gets:
+        // `call` gives up at this call's own deadline, and tonic would report
+        // its own expiry as a network error, not a timeout (`peer::rto`
+        // backs off on timeouts only).
+        request.set_timeout(ttl.max(self.net.rpc_timeout));
         propagation::inject_span(&span, request.metadata_mut());
         let mut client = client;
         let reply = async {
@@ -347,10 +423,18 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         }
         // Numbered before it leaves: the send time is what an answer proves.
         let term = rpc.vote.leader_id().term;
-        let stamp = self.net.lease.outgoing(self.target, term, Instant::now());
+        let sent = Instant::now();
+        let stamp = self.net.lease.outgoing(self.target, term, sent);
+        let deadline = self.net.append_deadline(self.target, option.hard_ttl());
         let res: Result<AppendEntriesResponse, RpcError> = self
-            .call(Method::AppendEntries, &rpc, stamp, option.hard_ttl(), span)
+            .call(Method::AppendEntries, &rpc, stamp, deadline, span)
             .await;
+        match &res {
+            Ok(_) => self.net.append_outcome(self.target, Ok(sent.elapsed())),
+            Err(RPCError::Timeout(_)) => self.net.append_outcome(self.target, Err(deadline)),
+            // Refused or unreachable: says nothing about how long it takes.
+            Err(_) => {}
+        }
         if let Ok(r) = &res
             && !matches!(r, AppendEntriesResponse::HigherVote(_))
         {
@@ -389,13 +473,21 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             &self.net.links.election_parent(rpc.vote.leader_id().term),
         );
         span.record("raft.term", rpc.vote.leader_id().term);
-        self.call(
-            Method::Vote,
-            &rpc,
-            Stamp::default(),
-            option.hard_ttl(),
-            span,
-        )
-        .await
+        // A voter answers once its vote is fsynced: on a slow disk that is
+        // far beyond openraft's `election_timeout_min`. Waiting longer costs
+        // nothing (the campaign runs on its own schedule, `raft::election`).
+        let deadline = self.net.rpc_timeout.max(option.hard_ttl());
+        let sent = Instant::now();
+        let res = self
+            .call(Method::Vote, &rpc, Stamp::default(), deadline, span)
+            .await;
+        // A vote's answer costs the voter an fsync, as an AppendEntries' does:
+        // the best first guess of the deadline a new leader's entries need
+        // (without it, each election on a slow disk began with a series of
+        // timed-out AppendEntries while the deadline grew).
+        if res.is_ok() {
+            self.net.append_outcome(self.target, Ok(sent.elapsed()));
+        }
+        res
     }
 }

@@ -12,7 +12,7 @@ use crate::NodeId;
 use crate::node::Node;
 use crate::observability::{metrics, semconv};
 use crate::peer::envelope;
-use crate::raft::contact::Contact;
+use crate::raft::contact::{Contact, HoldKind};
 use crate::typ::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
@@ -43,13 +43,17 @@ impl PeerService {
 impl PeerService {
     /// A valid message from the current leader, dated when it arrived.
     fn contact(&self, at: Instant, leader: NodeId, term: u64, leader_commit: u64) {
-        self.node.contact().record(Contact {
-            at,
-            leader,
-            term,
-            leader_commit,
-        });
+        record_contact(&self.node, at, leader, term, leader_commit);
     }
+}
+
+fn record_contact(node: &Node, at: Instant, leader: NodeId, term: u64, leader_commit: u64) {
+    node.contact().record(Contact {
+        at,
+        leader,
+        term,
+        leader_commit,
+    });
 }
 
 fn reply(payload: Vec<u8>) -> Result<Response<RaftReply>, Status> {
@@ -92,22 +96,36 @@ impl RaftPeer for PeerService {
                 raft.entries = rpc.entries.len()
             )
         });
-        let res = match append {
-            Some(s) => {
-                tracing::Instrument::instrument(self.node.raft().append_entries(rpc), s).await
+        // Until answered, the leader waits for this node (its fsync), not
+        // the other way round: the election clock stands still. The work runs
+        // in a task of its own so that the hold lasts as long as this node's
+        // disk does, even when the leader gives up on the call (its deadline
+        // adapts: `peer::rto`) and tonic drops this handler.
+        let node = self.node.clone();
+        let confirmed_seq = req.confirmed_seq;
+        let work = async move {
+            let hold = node.contact().hold(HoldKind::AppendEntries);
+            let res = match append {
+                Some(s) => {
+                    tracing::Instrument::instrument(node.raft().append_entries(rpc), s).await
+                }
+                None => node.raft().append_entries(rpc).await,
+            };
+            if let Ok(r) = &res
+                && !matches!(r, AppendEntriesResponse::HigherVote(_))
+            {
+                record_contact(&node, arrived, leader, term, leader_commit);
+                if confirmed_seq != 0 {
+                    node.contact()
+                        .confirm(leader, term, confirmed_seq, leader_commit);
+                }
+                hold.answered(Instant::now());
             }
-            None => self.node.raft().append_entries(rpc).await,
+            res
         };
-        if let Ok(r) = &res
-            && !matches!(r, AppendEntriesResponse::HigherVote(_))
-        {
-            self.contact(arrived, leader, term, leader_commit);
-            if req.confirmed_seq != 0 {
-                self.node
-                    .contact()
-                    .confirm(leader, term, req.confirmed_seq, leader_commit);
-            }
-        }
+        let res = tokio::spawn(tracing::Instrument::in_current_span(work))
+            .await
+            .map_err(|e| Status::internal(format!("append task: {e}")))?;
         reply(envelope::encode(&res)?)
     }
 
@@ -118,12 +136,23 @@ impl RaftPeer for PeerService {
         let span = tracing::Span::current();
         span.record("raft.node_id", self.node.id());
         span.record("raft.term", rpc.vote.leader_id().term);
-        let res = self.node.raft().vote(rpc).await;
-        if let Ok(r) = &res
-            && r.vote_granted
-        {
-            self.node.contact().voted(Instant::now());
-        }
+        // Persisting the vote can take a slow disk's fsync: meanwhile this
+        // node neither campaigns nor grants pre-votes to others (in a task of
+        // its own, like an AppendEntries, so a caller giving up ends nothing).
+        let node = self.node.clone();
+        let work = async move {
+            let _hold = node.contact().hold(HoldKind::Vote);
+            let res = node.raft().vote(rpc).await;
+            if let Ok(r) = &res
+                && r.vote_granted
+            {
+                node.contact().voted(Instant::now());
+            }
+            res
+        };
+        let res = tokio::spawn(tracing::Instrument::in_current_span(work))
+            .await
+            .map_err(|e| Status::internal(format!("vote task: {e}")))?;
         reply(envelope::encode(&res)?)
     }
 

@@ -33,6 +33,66 @@ pub struct LeaderContact {
     arrivals: Mutex<Arrivals>,
     /// The latest contact the leader's quorum confirmed.
     confirmed: Mutex<Option<Contact>>,
+    /// A leader's AppendEntries this node is handling (issue 11, hole 7).
+    leader_held: Mutex<Held>,
+    /// A candidate's vote request this node is handling.
+    vote_held: Mutex<Held>,
+}
+
+/// Messages this node holds while its own disk makes their sender wait:
+/// a follower answers an AppendEntries once the entries are fsynced and a
+/// vote once the vote is. The sender is alive and waiting for *us*; the time
+/// it waits is not its silence. Without this, a follower whose fsyncs take
+/// 300 ms saw its leader's messages 300+ ms apart (openraft sends the next
+/// one to a member only after its answer) and campaigned against a healthy
+/// leader; a voter persisting a candidate's vote granted pre-votes to others.
+#[derive(Debug, Default)]
+struct Held {
+    count: usize,
+    /// When the last one was answered (accepted or granted).
+    answered_at: Option<Instant>,
+    /// How long the last one was held: for votes, about one fsync of this
+    /// node's disk, which the election timeout allows for (`raft::election`).
+    last_took: Option<Duration>,
+}
+
+/// Which kind of message a [`Hold`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldKind {
+    AppendEntries,
+    Vote,
+}
+
+/// Held until answered: [`Hold::answered`] when it was accepted (its sender
+/// was heard then), dropped otherwise.
+#[must_use]
+pub struct Hold<'a> {
+    held: &'a Mutex<Held>,
+    since: Instant,
+}
+
+impl Hold<'_> {
+    pub fn answered(self, at: Instant) {
+        self.held.lock().answered_at = Some(at);
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut held = self.held.lock();
+        held.count -= 1;
+        held.last_took = Some(self.since.elapsed());
+    }
+}
+
+/// Time since `t`, or zero while a message of that kind is held.
+fn silence(now: Instant, held: &Held, heard: Option<Instant>) -> Option<Duration> {
+    if held.count > 0 {
+        return Some(Duration::ZERO);
+    }
+    heard
+        .max(held.answered_at)
+        .map(|t| now.saturating_duration_since(t))
 }
 
 impl LeaderContact {
@@ -91,19 +151,46 @@ impl LeaderContact {
         *self.voted_at.lock()
     }
 
-    /// Time since this node last heard from a leader or granted a vote.
+    /// Holds a message of `kind` until it is answered (see [`Held`]).
+    pub fn hold(&self, kind: HoldKind) -> Hold<'_> {
+        let held = match kind {
+            HoldKind::AppendEntries => &self.leader_held,
+            HoldKind::Vote => &self.vote_held,
+        };
+        held.lock().count += 1;
+        Hold {
+            held,
+            since: Instant::now(),
+        }
+    }
+
+    /// How long this node last took to persist a vote (its own campaign's or
+    /// one it granted); zero before any.
+    pub fn vote_time(&self) -> Duration {
+        self.vote_held.lock().last_took.unwrap_or_default()
+    }
+
+    /// The election clock: time since this node last heard from a leader or
+    /// granted a vote, not counting the time its own disk held a leader's
+    /// or a candidate's message (zero while it does).
     pub fn quiet_for(&self, now: Instant) -> Option<Duration> {
-        let heard = self.last().map(|c| c.at);
         let voted = *self.voted_at.lock();
-        heard.max(voted).map(|t| now.saturating_duration_since(t))
+        let leader = self.age(now);
+        let vote = silence(now, &self.vote_held.lock(), voted);
+        match (leader, vote) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn last(&self) -> Option<Contact> {
         *self.last.lock()
     }
 
+    /// Time since this node last heard from a leader, not counting the time
+    /// its own disk held the leader's message (zero while it does).
     pub fn age(&self, now: Instant) -> Option<Duration> {
-        self.last().map(|c| now.saturating_duration_since(c.at))
+        silence(now, &self.leader_held.lock(), self.last().map(|c| c.at))
     }
 }
 
@@ -131,6 +218,35 @@ mod tests {
         let last = lc.last().unwrap();
         assert_eq!(last.leader_commit, 10);
         assert_eq!(last.at, t0 + Duration::from_millis(1));
+    }
+
+    /// Issue 11, hole 7: a follower whose disk holds the leader's message
+    /// for 300 ms does not count that time as the leader's silence, nor
+    /// does a voter persisting a candidate's vote.
+    #[test]
+    fn time_spent_holding_a_leaders_or_candidates_message_is_not_silence() {
+        let lc = LeaderContact::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(lc.quiet_for(t0), None);
+        lc.record(contact(t0, 1));
+        let hold = lc.hold(HoldKind::AppendEntries);
+        // The entries' fsync takes 300 ms: no silence meanwhile.
+        assert_eq!(lc.age(t0 + ms(300)), Some(Duration::ZERO));
+        assert_eq!(lc.quiet_for(t0 + ms(300)), Some(Duration::ZERO));
+        hold.answered(t0 + ms(300));
+        // The clock restarts at the answer, not at the message's arrival.
+        assert_eq!(lc.age(t0 + ms(310)), Some(ms(10)));
+        assert_eq!(lc.quiet_for(t0 + ms(310)), Some(ms(10)));
+        // A message not accepted (dropped unanswered) stamps nothing.
+        drop(lc.hold(HoldKind::AppendEntries));
+        assert_eq!(lc.age(t0 + ms(500)), Some(ms(200)));
+        // A vote being persisted: quiet for the election, not leader contact.
+        let vote = lc.hold(HoldKind::Vote);
+        assert_eq!(lc.quiet_for(t0 + ms(900)), Some(Duration::ZERO));
+        assert_eq!(lc.age(t0 + ms(900)), Some(ms(600)));
+        drop(vote);
+        assert_eq!(lc.quiet_for(t0 + ms(900)), Some(ms(600)));
     }
 
     #[test]

@@ -74,6 +74,17 @@ struct Member {
     acked_sent: Option<Instant>,
     /// The member's accepting answers: (seq, received at), oldest first.
     answers: VecDeque<(u64, Instant)>,
+    /// Its slowest recent answer (send to answer) and when it came.
+    slowest: Option<(Duration, Instant)>,
+}
+
+/// How fast the memory of a slow answer fades: halved every this long.
+const SLOW_HALF_LIFE: Duration = Duration::from_secs(5);
+
+fn faded(slowest: Option<(Duration, Instant)>, now: Instant) -> Option<Duration> {
+    let (took, at) = slowest?;
+    let halvings = now.saturating_duration_since(at).as_secs_f64() / SLOW_HALF_LIFE.as_secs_f64();
+    Some(took.mul_f64(0.5f64.powf(halvings)))
 }
 
 impl Lease {
@@ -129,8 +140,41 @@ impl Lease {
             if sent_seq == seq {
                 m.acked_sent = m.acked_sent.max(Some(sent_at));
                 push_bounded(&mut m.answers, (seq, now));
+                let took = now.saturating_duration_since(sent_at);
+                if faded(m.slowest, now).is_none_or(|p| took >= p) {
+                    m.slowest = Some((took, now));
+                }
             }
         }
+    }
+
+    /// How long a quorum of voters recently took to answer (this node counts
+    /// as answering at once): the smallest `L` such that the voters whose
+    /// slowest recent answer is within `L` form a joint majority. Zero when
+    /// no quorum answered yet. A follower answers once its fsync is done, so
+    /// on a slow disk even a healthy quorum's acknowledgements are that much
+    /// apart; check-quorum allows for it (issue 11, hole 7).
+    pub fn quorum_answer_time(&self, term: u64, now: Instant) -> Duration {
+        let s = self.state.lock();
+        if s.term != term {
+            return Duration::ZERO;
+        }
+        const NEVER: u64 = 0;
+        let k = quorum::committed_index(&s.configs, |id| {
+            if id == self.me {
+                return u64::MAX;
+            }
+            match s.members.get(&id).map(|m| faded(m.slowest, now)) {
+                Some(Some(took)) => u64::MAX - (took.as_nanos().min(u64::MAX as u128 - 1) as u64),
+                // Answered, but too long ago to remember how slowly: quick.
+                Some(None) if s.members[&id].acked_sent.is_some() => u64::MAX - 1,
+                _ => NEVER,
+            }
+        });
+        if k == NEVER {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(u64::MAX - k)
     }
 
     /// When `target` last accepted a message of this leader at `term`.
@@ -349,6 +393,37 @@ mod tests {
         assert_eq!(lease.quorum_age(3, t0 + ms(3005)), Some(ms(3000)));
         // Another term knows nothing.
         assert_eq!(lease.quorum_age(4, t0 + ms(70)), None);
+    }
+
+    #[test]
+    fn the_quorum_answer_time_is_what_the_fastest_majority_needs() {
+        let lease = serving_lease(&[1, 2, 3]);
+        let t0 = Instant::now();
+        assert_eq!(lease.quorum_answer_time(3, t0), Duration::ZERO);
+        // Node 2 answers in 300 ms (a slow disk), node 3 in 900 ms.
+        let a = lease.outgoing(2, 3, t0);
+        let b = lease.outgoing(3, 3, t0);
+        lease.answered(2, 3, a.seq, t0 + ms(300));
+        lease.answered(3, 3, b.seq, t0 + ms(900));
+        // With the leader, node 2 is a majority: its 300 ms, faded by the
+        // 600 ms since.
+        assert_eq!(
+            lease.quorum_answer_time(3, t0 + ms(900)),
+            ms(300).mul_f64(0.5f64.powf(0.6 / 5.0))
+        );
+        // A quick answer does not hide the slow one at once; it fades with time.
+        let c = lease.outgoing(2, 3, t0 + ms(900));
+        lease.answered(2, 3, c.seq, t0 + ms(901));
+        assert_eq!(
+            lease.quorum_answer_time(3, t0 + ms(901)),
+            ms(300).mul_f64(0.5f64.powf(0.601 / 5.0))
+        );
+        assert!(lease.quorum_answer_time(3, t0 + ms(60_000)) < ms(2));
+        assert_eq!(
+            lease.quorum_answer_time(4, t0),
+            Duration::ZERO,
+            "another term"
+        );
     }
 
     #[test]

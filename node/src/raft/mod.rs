@@ -15,4 +15,5 @@ pub mod lease;
 pub mod prevote;
 pub mod quorum;
 pub mod read_index;
+pub mod runtime;
 pub mod transfer;

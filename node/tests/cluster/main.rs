@@ -19,5 +19,6 @@ mod test_prevote;
 mod test_quorum_loss;
 mod test_restore;
 mod test_sessions;
+mod test_slow_disk;
 mod test_snapshot;
 mod test_watch;

@@ -1,7 +1,6 @@
 //! Keeps a cluster's certificate Secrets current (see the module above) and
 //! gives the reconcile the TLS configuration the operator calls the nodes with.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -9,9 +8,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use parking_lot::Mutex;
 use raftkv_certs::{CA_VALIDITY, Ca, ClusterRef, Validity};
-use raftkv_client::tls::Credentials;
 
 use super::*;
 use crate::context::Context;
@@ -23,54 +20,6 @@ use crate::{Error, Result};
 /// Field manager of `status.certificates`: the reconcile's own status apply
 /// (manager [`FIELD_MANAGER`]) leaves the field out and so never removes it.
 pub const STATUS_FIELD_MANAGER: &str = "raft-operator-certificates";
-
-/// The operator's in-memory admin credentials, per cluster.
-#[derive(Default)]
-pub struct OperatorCredentials {
-    by_cluster: Mutex<HashMap<String, Cached>>,
-}
-
-struct Cached {
-    /// The CA and client certificate (PEM) they were built from.
-    source: String,
-    /// When to issue a new one (in-memory certificates are renewed too).
-    renew_at: SystemTime,
-    config: Arc<rustls::ClientConfig>,
-}
-
-impl OperatorCredentials {
-    /// The client configuration for `key`, rebuilt when `source` changed or
-    /// its certificate is due; `make` returns the PEM (CA, cert, key) and when
-    /// to renew it.
-    fn get_or_make(
-        &self,
-        key: &str,
-        source: &str,
-        now: SystemTime,
-        make: impl FnOnce() -> Result<(String, String, String, SystemTime)>,
-    ) -> Result<Arc<rustls::ClientConfig>> {
-        let mut map = self.by_cluster.lock();
-        if let Some(c) = map.get(key)
-            && c.source == source
-            && now < c.renew_at
-        {
-            return Ok(c.config.clone());
-        }
-        let (ca, cert, keypem, renew_at) = make()?;
-        let config = Credentials::from_pem(&ca, Some((&cert, &keypem)))
-            .and_then(|c| c.client_config())
-            .map_err(|e| Error::Certificates(format!("the operator's client certificate: {e}")))?;
-        map.insert(
-            key.to_string(),
-            Cached {
-                source: source.to_string(),
-                renew_at,
-                config: config.clone(),
-            },
-        );
-        Ok(config)
-    }
-}
 
 /// What [`ensure`] did.
 pub struct Ensured {

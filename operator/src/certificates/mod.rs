@@ -16,6 +16,7 @@
 //! `operatorSecretName`, the operator's admin certificate) and the operator
 //! makes none of them.
 
+pub mod credentials;
 pub mod ensure;
 
 use std::collections::BTreeMap;

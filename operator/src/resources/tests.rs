@@ -541,7 +541,7 @@ fn node_pods_meet_the_restricted_pod_security_profile() {
 
 #[test]
 fn only_the_clusters_own_pods_reach_the_peer_port() {
-    let np = network_policy(&cluster());
+    let np = network_policy(&cluster(), Some("raftkv-system"));
     assert_eq!(np.metadata.name.as_deref(), Some("demo-peer"));
     let spec = np.spec.unwrap();
     let members = spec.pod_selector.unwrap().match_labels.unwrap();
@@ -569,10 +569,104 @@ fn only_the_clusters_own_pods_reach_the_peer_port() {
         Some(&members)
     );
     assert!(from[0].namespace_selector.is_none(), "same namespace only");
-    // Clients and metrics from anywhere.
-    assert!(
-        rules
-            .iter()
-            .any(|r| r.from.is_none() && port_of(r).contains(&CLIENT_PORT))
+    // Metrics from anywhere by default.
+    let metrics: Vec<_> = rules
+        .iter()
+        .filter(|r| port_of(r).contains(&METRICS_PORT))
+        .collect();
+    assert_eq!(metrics.len(), 1);
+    assert!(metrics[0].from.is_none(), "{metrics:?}");
+}
+
+/// The client port's sources: one rule naming exactly that port.
+fn client_rule(
+    np: &k8s_openapi::api::networking::v1::NetworkPolicy,
+) -> k8s_openapi::api::networking::v1::NetworkPolicyIngressRule {
+    let rules = np.spec.clone().unwrap().ingress.unwrap();
+    let client: Vec<_> = rules
+        .into_iter()
+        .filter(|r| {
+            r.ports.iter().flatten().any(|p| {
+                p.port
+                    == Some(
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(CLIENT_PORT),
+                    )
+            })
+        })
+        .collect();
+    assert_eq!(client.len(), 1, "{client:?}");
+    assert_eq!(
+        client[0].ports.as_ref().unwrap().len(),
+        1,
+        "the client port alone"
     );
+    client[0].clone()
+}
+
+fn names_namespace(p: &k8s_openapi::api::networking::v1::NetworkPolicyPeer, ns: &str) -> bool {
+    p.pod_selector.is_none()
+        && p.namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .and_then(|l| l.get("kubernetes.io/metadata.name"))
+            .is_some_and(|n| n == ns)
+}
+
+#[test]
+fn the_client_port_takes_the_clusters_namespace_and_the_operators_by_default() {
+    let from = client_rule(&network_policy(&cluster(), Some("raftkv-system")))
+        .from
+        .expect("restricted");
+    assert_eq!(from.len(), 2, "{from:?}");
+    // Every pod of the policy's own namespace: an empty pod selector, no namespace selector.
+    assert_eq!(from[0].pod_selector, Some(Default::default()));
+    assert!(from[0].namespace_selector.is_none());
+    assert!(names_namespace(&from[1], "raftkv-system"), "{from:?}");
+    // An operator outside the cluster cannot be named: the port stays open.
+    assert!(
+        client_rule(&network_policy(&cluster(), None))
+            .from
+            .is_none()
+    );
+}
+
+#[test]
+fn client_from_and_metrics_from_replace_the_defaults_and_keep_the_operator() {
+    use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let team = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some([("team".to_string(), "payments".to_string())].into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut rc = cluster();
+    rc.spec.network_policy = Some(crate::crd::NetworkPolicySpec {
+        client_from: Some(vec![team.clone()]),
+        metrics_from: Some(vec![team.clone()]),
+    });
+    let np = network_policy(&rc, Some("raftkv-system"));
+    let from = client_rule(&np).from.expect("restricted");
+    assert_eq!(from[0], team);
+    assert!(names_namespace(&from[1], "raftkv-system"));
+    assert_eq!(from.len(), 2);
+    let metrics = np
+        .spec
+        .unwrap()
+        .ingress
+        .unwrap()
+        .into_iter()
+        .find(|r| {
+            r.ports.iter().flatten().any(|p| {
+                p.port
+                    == Some(
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(
+                            METRICS_PORT,
+                        ),
+                    )
+            })
+        })
+        .unwrap();
+    assert_eq!(metrics.from, Some(vec![team]));
 }

@@ -31,6 +31,7 @@ fn context() -> (Arc<BackupContext>, Handle) {
         node_addressing: NodeAddressing::PodIp,
         default_node_image: "raftkv/raft-node:test".into(),
         operator_credentials: Default::default(),
+        operator_namespace: None,
     };
     (Arc::new(BackupContext::new(Arc::new(ctx))), handle)
 }
