@@ -103,7 +103,14 @@ pub fn plan(rc: &RaftCluster, backups: &[RaftClusterBackup], now: Timestamp) -> 
             return out;
         }
     };
-    out.create = schedule::due(&sched, now, since, &records);
+    // A cluster without a leader (still bootstrapping, or without a quorum)
+    // cannot serve a backup: its due slot waits until a leader reports, and is
+    // taken then if still the latest (a backup created now would only fail).
+    let has_leader = rc
+        .status
+        .as_ref()
+        .is_some_and(|s| s.leader.is_some() && s.cluster_id.is_some());
+    out.create = schedule::due(&sched, now, since, &records).filter(|_| has_leader);
     out.prune = schedule::prune(&records, spec.keep());
     out.next = sched.next_after(now);
     out.status.next_scheduled_time = out.next.map(|t| t.to_string());
@@ -363,6 +370,7 @@ mod tests {
             "metadata": {"name": "demo", "namespace": "ns", "uid": "u1",
                          "creationTimestamp": "2026-12-07T09:00:00Z"},
             "spec": {"replicas": 3},
+            "status": {"leader": "demo-0", "clusterId": "c-1"},
         }))
         .unwrap();
         rc.spec.backup = schedule.map(|s| BackupSpec {
@@ -447,6 +455,28 @@ mod tests {
         );
         assert_eq!(p.interval, Some(SignedDuration::from_hours(1)));
         assert_eq!(p.stale.as_ref().map(|s| (s.0, s.1)), Some((false, "Fresh")));
+
+        // Without a leader (bootstrapping, or no quorum) the due slot waits:
+        // a backup created now would fail at once.
+        let mut leaderless = rc.clone();
+        leaderless.status.as_mut().unwrap().leader = None;
+        let p = plan(
+            &leaderless,
+            &backups,
+            "2026-12-07T13:00:30Z".parse().unwrap(),
+        );
+        assert_eq!(p.create, None);
+        let mut new_cluster = rc.clone();
+        new_cluster.status = None;
+        assert_eq!(
+            plan(
+                &new_cluster,
+                &backups,
+                "2026-12-07T13:00:30Z".parse().unwrap()
+            )
+            .create,
+            None
+        );
 
         // Two hours and a bit later, nothing new succeeded: stale.
         let p = plan(&rc, &backups, "2026-12-07T14:00:04Z".parse().unwrap());
